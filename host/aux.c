@@ -1,0 +1,219 @@
+/*
+** aux.c: helpers the host's modules share: result conventions, Ctrl-C, deferred library
+** initialisation and durable file replacement.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <git2.h>
+
+#include "relua.h"
+
+/* ---------------------------------------------------------------- results */
+
+const char *relua_errno_name(int err) {
+  switch (err) {
+    case ENOENT: return "ENOENT";
+    case EACCES: return "EACCES";
+    case EPERM: return "EPERM";
+    case EEXIST: return "EEXIST";
+    case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
+    case ENOTEMPTY: return "ENOTEMPTY";
+    case ENOSPC: return "ENOSPC";
+    case EROFS: return "EROFS";
+    case EINVAL: return "EINVAL";
+    case EBUSY: return "EBUSY";
+    case EAGAIN: return "EAGAIN";
+    case EINTR: return "EINTR";
+    case EMFILE: return "EMFILE";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case ELOOP: return "ELOOP";
+    case EXDEV: return "EXDEV";
+    case EPIPE: return "EPIPE";
+    case ECHILD: return "ECHILD";
+    case ESRCH: return "ESRCH";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    default: return "EIO";
+  }
+}
+
+int relua_fail(lua_State *L, const char *code, const char *fmt, ...) {
+  va_list ap;
+  lua_pushnil(L);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_pushstring(L, code);
+  return 3;
+}
+
+int relua_oserror(lua_State *L, const char *what, const char *path) {
+  int err = errno;
+  lua_pushnil(L);
+  if (path)
+    lua_pushfstring(L, "%s: %s: %s", what, path, strerror(err));
+  else
+    lua_pushfstring(L, "%s: %s", what, strerror(err));
+  lua_pushstring(L, relua_errno_name(err));
+  return 3;
+}
+
+/* ---------------------------------------------------------------- Ctrl-C */
+
+/* Signal state is process-wide by nature: a handler cannot reach a lua_State otherwise. */
+static lua_State *sig_state = NULL;
+static volatile sig_atomic_t sig_flag = 0;
+static struct sigaction sig_old;
+static int sig_installed = 0;
+
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  relua_raise_interrupt(L);
+}
+
+static void on_sigint(int sig) {
+  (void)sig;
+  sig_flag = 1;
+  if (sig_state != NULL)
+    lua_sethook(sig_state, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static void arm(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sa.sa_flags = SA_RESETHAND;  /* a second Ctrl-C while C code is stuck kills the process */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, sig_installed ? NULL : &sig_old);
+  sig_installed = 1;
+}
+
+void relua_sigint_install(lua_State *L) {
+  sig_state = L;
+  sig_flag = 0;
+  arm();
+}
+
+void relua_sigint_restore(void) {
+  if (sig_installed) {
+    sigaction(SIGINT, &sig_old, NULL);
+    sig_installed = 0;
+  }
+  sig_state = NULL;
+}
+
+int relua_interrupted(void) {
+  return sig_flag != 0;
+}
+
+int relua_raise_interrupt(lua_State *L) {
+  sig_flag = 0;
+  if (sig_installed) arm();
+  return relua_raise(L, 130, "interrupted", "interrupted");
+}
+
+/* ---------------------------------------------------------------- libraries */
+
+static int curl_ready = 0, git_ready = 0;
+
+void relua_need_curl(void) {
+  if (!curl_ready) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    curl_ready = 1;
+  }
+}
+
+void relua_need_git(void) {
+  if (!git_ready) {
+    git_libgit2_init();
+    git_ready = 1;
+  }
+}
+
+void relua_global_shutdown(void) {
+  if (git_ready) git_libgit2_shutdown();
+  if (curl_ready) curl_global_cleanup();
+  git_ready = curl_ready = 0;
+}
+
+/* ---------------------------------------------------------------- files */
+
+int relua_fsync_dir(const char *path) {
+  size_t n = strlen(path);
+  char *copy = malloc(n + 1);
+  int fd, rc, err;
+  if (copy == NULL) return -1;
+  memcpy(copy, path, n + 1);
+  fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  err = errno;
+  free(copy);
+  if (fd < 0) { errno = err; return -1; }
+  rc = fsync(fd);
+  err = errno;
+  close(fd);
+  errno = err;
+  return rc;
+}
+
+static int write_all(int fd, const char *data, size_t len) {
+  while (len > 0) {
+    ssize_t w = write(fd, data, len);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    data += w;
+    len -= (size_t)w;
+  }
+  return 0;
+}
+
+int relua_write_atomic(const char *path, const char *data, size_t len, int mode) {
+  size_t n = strlen(path);
+  char *tmp = malloc(n + sizeof ".relua-tmp.XXXXXX");
+  struct stat st;
+  int fd, err;
+  if (tmp == NULL) return -1;
+  memcpy(tmp, path, n);
+  memcpy(tmp + n, ".relua-tmp.XXXXXX", sizeof ".relua-tmp.XXXXXX");
+  if (mode < 0) {  /* keep the mode of the file it replaces, else 0666 less the umask */
+    if (stat(path, &st) == 0) mode = (int)(st.st_mode & 07777);
+    else {
+      mode_t mask = umask(0);
+      umask(mask);
+      mode = (int)(0666 & ~mask);
+    }
+  }
+  fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0) goto fail_nofd;
+  if (fchmod(fd, (mode_t)mode) != 0) goto fail;
+  if (write_all(fd, data, len) != 0) goto fail;
+  if (fsync(fd) != 0) goto fail;
+  if (close(fd) != 0) { fd = -1; goto fail; }
+  fd = -1;
+  if (rename(tmp, path) != 0) goto fail;
+  free(tmp);
+  return relua_fsync_dir(path);
+fail:
+  err = errno;
+  if (fd >= 0) close(fd);
+  unlink(tmp);
+  errno = err;
+fail_nofd:
+  err = errno;
+  free(tmp);
+  errno = err;
+  return -1;
+}

@@ -1,0 +1,356 @@
+/*
+** main.c: the relua entry point. Shaped after lua.c: a Lua state, the host modules in
+** package.preload, the embedded lib/ behind a searcher, the interpreter's options, and
+** everything run under lua_pcall with a message handler. Policy (subcommands, recipes,
+** the REPL) is Lua in lib/relua/.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lualib.h"
+#include "relua.h"
+
+/* The host's C modules, found by tools/modules.sh. */
+#define RELUA_MODULE(n) int luaopen_relua_##n(lua_State *L);
+#include "modules.h"
+#undef RELUA_MODULE
+
+/* lua-cjson, linked in from Debian's liblua5.4-cjson. */
+int luaopen_cjson(lua_State *L);
+int luaopen_cjson_safe(lua_State *L);
+
+static const luaL_Reg host_modules[] = {
+#define RELUA_MODULE(n) {#n, luaopen_relua_##n},
+#include "modules.h"
+#undef RELUA_MODULE
+  {NULL, NULL}
+};
+
+#define EXIT_USAGE 2
+
+static const char *progname = "relua";
+
+static const char usage_text[] =
+  "usage: relua [options] [script [args]]\n"
+  "       relua RECIPE TICKET [--from=PHASE] [--dry-run]\n"
+  "       relua COMMAND [args]      (relua help lists the commands)\n"
+  "options:\n"
+  "  -e chunk       run the string 'chunk'\n"
+  "  -l mod         require library 'mod' into global 'mod'\n"
+  "  -i             enter the REPL after running 'script'\n"
+  "  -v, --version  show version information\n"
+  "  -h, --help     show this help\n"
+  "  --             stop handling options\n"
+  "  -              run stdin and stop handling options\n"
+  "with no script: the REPL on a terminal, else the script read from stdin\n";
+
+/* ---------------------------------------------------------------- warnings */
+
+/* Lua 5.4 warnings (an error in __gc among them) are shown, never dropped. */
+typedef struct Warn {
+  int on;      /* "@on" / "@off" */
+  int cont;    /* in the middle of a multi-part message */
+  int fatal;   /* RELUA_WARNINGS_FATAL: any warning makes the exit status 1 */
+  int count;
+} Warn;
+
+static void warnf(void *ud, const char *msg, int tocont) {
+  Warn *w = (Warn *)ud;
+  if (!w->cont && *msg == '@') {  /* control message */
+    if (strcmp(msg, "@on") == 0) w->on = 1;
+    else if (strcmp(msg, "@off") == 0) w->on = 0;
+    return;
+  }
+  if (!w->on && !w->fatal) return;
+  if (!w->cont) {
+    fputs("relua: warning: ", stderr);
+    w->count++;
+  }
+  fputs(msg, stderr);
+  w->cont = tocont;
+  if (!tocont) fputc('\n', stderr);
+  fflush(stderr);
+}
+
+/* ---------------------------------------------------------------- errors */
+
+/* A structured error is kept as it is; anything else becomes a message with a traceback. */
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (lua_istable(L, 1)) {
+    lua_getfield(L, 1, "message");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      if (getenv("RELUA_TRACE") != NULL) {  /* for developers: where was it raised? */
+        luaL_traceback(L, L, NULL, 1);
+        lua_setfield(L, 1, "traceback");
+      }
+      lua_settop(L, 1);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Prints the error on top of the stack and returns the exit status it calls for. */
+static int report(lua_State *L) {
+  int code = 1;
+  if (lua_istable(L, -1)) {
+    int t = lua_gettop(L);
+    lua_getfield(L, t, "exit");
+    if (lua_isinteger(L, -1)) code = (int)lua_tointeger(L, -1);
+    lua_getfield(L, t, "message");
+    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+    lua_getfield(L, t, "hint");
+    if (lua_type(L, -1) == LUA_TSTRING) fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    lua_getfield(L, t, "traceback");
+    if (lua_type(L, -1) == LUA_TSTRING) fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    lua_settop(L, t - 1);
+  } else {
+    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  fflush(stderr);
+  return code;
+}
+
+/* Calls the function below its narg arguments; 0 or an exit status (error printed). */
+static int docall(lua_State *L, int narg, int nres) {
+  int base = lua_gettop(L) - narg;
+  int status;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  status = lua_pcall(L, narg, nres, base);
+  lua_remove(L, base);
+  return status == LUA_OK ? 0 : report(L);
+}
+
+/* ---------------------------------------------------------------- loading */
+
+/* package.searchers entry: the Lua library carried inside the binary. */
+static int embedded_searcher(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  const relua_Embedded *e;
+  for (e = relua_embedded; e->name != NULL; e++) {
+    if (strcmp(e->name, name) == 0) {
+      const char *chunk = lua_pushfstring(L, "@%s", e->path);
+      if (luaL_loadbuffer(L, e->source, e->len, chunk) != LUA_OK)
+        return lua_error(L);
+      lua_pushstring(L, e->path);  /* second argument to the loader */
+      return 2;
+    }
+  }
+  lua_pushfstring(L, "no embedded module '%s'", name);
+  return 1;
+}
+
+static void open_loaders(lua_State *L) {
+  const luaL_Reg *m;
+  const char *dev = getenv("RELUA_LIB");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);  /* [preload] */
+  for (m = host_modules; m->name != NULL; m++) {
+    luaL_Buffer b;
+    const char *p;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "relua.");
+    for (p = m->name; *p; p++) luaL_addchar(&b, *p == '_' ? '.' : *p);
+    luaL_pushresult(&b);                   /* [preload, name] */
+    lua_pushcfunction(L, m->func);
+    lua_settable(L, -3);
+  }
+  lua_pushcfunction(L, luaopen_cjson);
+  lua_setfield(L, -2, "cjson");
+  lua_pushcfunction(L, luaopen_cjson_safe);
+  lua_setfield(L, -2, "cjson.safe");
+  lua_pop(L, 1);
+
+  lua_getglobal(L, "package");             /* [package] */
+  if (dev != NULL && *dev != '\0') {
+    /* Development: load lib/ from the source tree instead of the binary. */
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dev, dev, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 1);
+  } else {
+    lua_getfield(L, -1, "searchers");      /* [package, searchers] */
+    lua_Integer i, n = luaL_len(L, -1);
+    for (i = n; i >= 2; i--) {             /* make room at 2, right after preload */
+      lua_rawgeti(L, -1, i);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushcfunction(L, embedded_searcher);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* ---------------------------------------------------------------- options */
+
+typedef struct Options {
+  int script;    /* index of the script in argv, 0 when none */
+  int interactive, version, help, has_e, stdin_script;
+} Options;
+
+/* Returns 0, or the index of the offending argument (negative for a missing value). */
+static int collect(int argc, char **argv, Options *o) {
+  int i;
+  memset(o, 0, sizeof *o);
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-') { o->script = i; return 0; }
+    if (strcmp(a, "-") == 0) { o->script = i; o->stdin_script = 1; return 0; }
+    if (strcmp(a, "--") == 0) {
+      if (i + 1 < argc) o->script = i + 1;
+      return 0;
+    }
+    if (strcmp(a, "-i") == 0) o->interactive = 1;
+    else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) o->version = 1;
+    else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) o->help = 1;
+    else if (strncmp(a, "-e", 2) == 0 || strncmp(a, "-l", 2) == 0) {
+      if (a[2] == '\0') {
+        if (++i >= argc || argv[i][0] == '-') return -(i < argc ? i : i - 1);
+      }
+      if (a[1] == 'e') o->has_e = 1;
+    } else
+      return i;
+  }
+  return 0;
+}
+
+/* arg table as in lua.c: arg[0] the script, negative indices the interpreter's own. */
+static void create_arg(lua_State *L, char **argv, int argc, int script) {
+  int i, narg = argc - (script + 1);
+  lua_createtable(L, narg, script + 1);
+  for (i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+static int run_options(lua_State *L, int argc, char **argv) {
+  int i;
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i], *v;
+    int status = 0;
+    if (a[0] != '-' || strcmp(a, "-") == 0 || strcmp(a, "--") == 0) break;
+    if (a[1] != 'e' && a[1] != 'l') continue;
+    v = a[2] != '\0' ? a + 2 : argv[++i];
+    if (a[1] == 'e') {
+      if (luaL_loadbuffer(L, v, strlen(v), "=(command line)") != LUA_OK) {
+        status = report(L);
+      } else
+        status = docall(L, 0, 0);
+    } else {
+      lua_getglobal(L, "require");
+      lua_pushstring(L, v);
+      status = docall(L, 1, 1);
+      if (status == 0) lua_setglobal(L, v);
+    }
+    if (status != 0) return status;
+  }
+  return 0;
+}
+
+/* Calls require(mod)[fn](args...) where args are argv[first..argc-1]; an exit status. */
+static int call_lib(lua_State *L, const char *mod, const char *fn,
+                    char **argv, int first, int argc) {
+  int i, status;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, mod);
+  status = docall(L, 1, 1);
+  if (status != 0) return status;
+  lua_getfield(L, -1, fn);                  /* [mod, fn] */
+  lua_remove(L, -2);
+  for (i = first; i < argc; i++) lua_pushstring(L, argv[i]);
+  status = docall(L, argc - first, 1);
+  if (status != 0) return status;
+  /* A library entry point may return an exit status. */
+  status = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+  lua_pop(L, 1);
+  return status;
+}
+
+static int pmain(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = (char **)lua_touserdata(L, 2);
+  Options o;
+  int bad, status = 0;
+
+  luaL_checkversion(L);
+  luaL_openlibs(L);
+  open_loaders(L);
+  relua_sigint_install(L);
+
+  bad = collect(argc, argv, &o);
+  if (bad != 0) {
+    if (bad < 0) fprintf(stderr, "%s: '%s' needs an argument\n", progname, argv[-bad]);
+    else fprintf(stderr, "%s: unrecognized option '%s'\n", progname, argv[bad]);
+    fputs(usage_text, stderr);
+    lua_pushinteger(L, EXIT_USAGE);
+    return 1;
+  }
+  if (o.help) {
+    fputs(usage_text, stdout);
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  create_arg(L, argv, argc, o.script ? o.script : 0);
+  if (o.version) status = call_lib(L, "relua.cli", "main", (char *[]){"version"}, 0, 1);
+  if (status == 0) status = run_options(L, argc, argv);
+  if (status == 0 && o.script) {
+    if (o.stdin_script) {
+      /* relua - args: the script comes from stdin */
+      status = call_lib(L, "relua.cli", "script", argv, o.script, argc);
+    } else
+      status = call_lib(L, "relua.cli", "main", argv, o.script, argc);
+  }
+  if (status == 0) {
+    if (o.interactive)
+      status = call_lib(L, "relua.cli", "repl", argv, 0, 0);
+    else if (!o.script && !o.has_e && !o.version) {
+      if (isatty(STDIN_FILENO))
+        status = call_lib(L, "relua.cli", "repl", argv, 0, 0);
+      else {
+        char *dash[] = {"-"};
+        status = call_lib(L, "relua.cli", "script", dash, 0, 1);
+      }
+    }
+  }
+  lua_pushinteger(L, status);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  Warn w = {1, 0, 0, 0};
+  int status;
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    fprintf(stderr, "%s: cannot create state: not enough memory\n", progname);
+    return EXIT_FAILURE;
+  }
+  w.fatal = getenv("RELUA_WARNINGS_FATAL") != NULL;
+  lua_setwarnf(L, warnf, &w);
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+    status = EXIT_FAILURE;
+  } else
+    status = (int)lua_tointeger(L, -1);
+  lua_close(L);  /* runs the __gc of what is left; their warnings still count */
+  relua_sigint_restore();
+  relua_global_shutdown();
+  if (status == 0 && w.fatal && w.count > 0) status = EXIT_FAILURE;
+  return status;
+}

@@ -1,0 +1,72 @@
+/*
+** relua.h: what the host's C files share.
+** Each host module lives in its own file and exports one luaopen_relua_<name>; the build
+** registers it in package.preload as "relua.<name>" with '_' read as '.', so
+** luaopen_relua_core_fs is require "relua.core.fs". Everything else in a module is static.
+*/
+#ifndef RELUA_H
+#define RELUA_H
+
+#include <stddef.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#ifndef RELUA_VERSION
+#define RELUA_VERSION "0.0.0"
+#endif
+
+/* The Lua library carried inside the binary (generated from lib/ by tools/embed.lua). */
+typedef struct relua_Embedded {
+  const char *name;    /* module name: "relua.cli" */
+  const char *path;    /* source path: "lib/relua/cli.lua" */
+  const char *source;
+  size_t len;
+} relua_Embedded;
+extern const relua_Embedded relua_embedded[];
+
+/* Metatable of relua's structured errors: {message=, code=, hint=, exit=}. */
+#define RELUA_ERROR_MT "relua.Error"
+
+/*
+** Failures of the world: push nil, message, code and return 3 (luaL_fileresult's shape).
+** relua_oserror formats "what: path: strerror(errno)" and uses the errno name as the code.
+*/
+int relua_fail(lua_State *L, const char *code, const char *fmt, ...);
+int relua_oserror(lua_State *L, const char *what, const char *path);
+const char *relua_errno_name(int err);
+
+/* Raise a structured error (a table with metatable relua.Error). Never returns. */
+int relua_raise(lua_State *L, int exitcode, const char *code, const char *fmt, ...);
+
+/*
+** Ctrl-C. The SIGINT handler sets a flag and a hook; a running Lua function stops at its
+** next instruction with a structured error {code="interrupted", exit=130}. C code that
+** blocks (waitpid, poll, curl, libgit2) polls relua_interrupted() and, after freeing what
+** it holds, calls relua_raise_interrupt.
+*/
+void relua_sigint_install(lua_State *L);
+void relua_sigint_restore(void);
+int relua_interrupted(void);
+int relua_raise_interrupt(lua_State *L);
+
+/* Libraries whose global init is deferred to the first require of their module. */
+void relua_need_curl(void);
+void relua_need_git(void);
+void relua_global_shutdown(void);
+
+/*
+** Files. relua_write_atomic replaces path durably: a temp file in the same folder, write,
+** fsync, rename, fsync of the folder. On failure it returns -1 with errno set, and the old
+** file is untouched. relua_fsync_dir fsyncs the folder that holds path.
+*/
+int relua_write_atomic(const char *path, const char *data, size_t len, int mode);
+int relua_fsync_dir(const char *path);
+
+/*
+** JSON: encode the value at idx with sorted keys, integers kept as integers; pushes the
+** string. Raises (luaL_error) on values JSON cannot hold. pretty: 2-space indentation.
+*/
+void relua_json_encode(lua_State *L, int idx, int pretty);
+
+#endif

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole suite: the C tests, the specs run by ./relua, and the specs again with the
+# binary built under AddressSanitizer + UndefinedBehaviorSanitizer (leaks fail).
+# Ends with one line "N passed, N failed"; exits non-zero when anything failed.
+set -u
+cd "$(dirname "$0")/.."
+passed=0
+failed=0
+counts=$(mktemp)
+trap 'rm -f "$counts"' EXIT
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export RELUA_WARNINGS_FATAL=1
+
+echo "== C tests"
+for t in build/ctest/*; do
+  [ -x "$t" ] || continue
+  out=$("$t" 2>&1); rc=$?
+  printf '%s\n' "$out"
+  p=$(printf '%s\n' "$out" | sed -n 's/^C: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' | tail -n1)
+  f=$(printf '%s\n' "$out" | sed -n 's/^C: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' | tail -n1)
+  if [ -z "$p" ]; then p=0; f=1; echo "$t: no result line (rc=$rc)"; fi
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "$t: exit status $rc"; fi
+  passed=$((passed + p)); failed=$((failed + f))
+done
+
+run_specs() {  # label binary [busted args]
+  local label=$1 bin=$2
+  shift 2
+  echo "== specs ($label)"
+  rm -f "$counts"
+  RELUA_BIN=$bin RELUA_TEST_COUNTS=$counts "$bin" tests/run.lua "$@"
+  local rc=$?
+  if [ -s "$counts" ]; then
+    read -r p f e _ < "$counts"
+    passed=$((passed + p)); failed=$((failed + f + e))
+    if [ "$rc" -ne 0 ] && [ $((f + e)) -eq 0 ]; then
+      echo "specs ($label): the runner exited $rc"; failed=$((failed + 1))
+    fi
+  else
+    echo "specs ($label): the runner ended without counts (rc=$rc)"
+    failed=$((failed + 1))
+  fi
+}
+
+run_specs relua ./relua
+# Resident-memory measurements mean nothing under ASan's allocator: those run above only.
+run_specs asan build/asan/relua --exclude-tags=rss
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
