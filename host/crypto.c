@@ -1,0 +1,176 @@
+/*
+** crypto.c: digests and base64 (relua.core.crypto), all through OpenSSL's libcrypto.
+** File digests stream in 64 KiB reads, so a file of any size costs constant memory.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "relua.h"
+
+#define CTX_MT "relua.crypto.Context"
+#define CHUNK 65536
+
+static const EVP_MD *pick(lua_State *L, int idx) {
+  static const char *const names[] = {"sha256", "sha512", "sha1", "md5", NULL};
+  switch (luaL_checkoption(L, idx, NULL, names)) {
+    case 0: return EVP_sha256();
+    case 1: return EVP_sha512();
+    case 2: return EVP_sha1();
+    default: return EVP_md5();
+  }
+}
+
+/* Pushes the digest in the format at idx: "hex" (default), "base64" or "raw". */
+static void push_formatted(lua_State *L, const unsigned char *md, unsigned int n, int idx) {
+  static const char *const formats[] = {"hex", "base64", "raw", NULL};
+  int f = luaL_checkoption(L, idx, "hex", formats);
+  if (f == 2) lua_pushlstring(L, (const char *)md, n);
+  else if (f == 0) {
+    static const char digits[] = "0123456789abcdef";
+    char hex[2 * EVP_MAX_MD_SIZE];
+    unsigned int i;
+    for (i = 0; i < n; i++) {
+      hex[2 * i] = digits[md[i] >> 4];
+      hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    lua_pushlstring(L, hex, 2 * n);
+  } else {
+    unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+    int len = EVP_EncodeBlock(b64, md, (int)n);
+    lua_pushlstring(L, (const char *)b64, (size_t)len);
+  }
+}
+
+/* The digest context and the file live in a userdata, so a raise cannot leak them. */
+typedef struct Ctx {
+  EVP_MD_CTX *md;
+  int fd;
+} Ctx;
+
+static void ctx_release(Ctx *c) {
+  if (c->md != NULL) EVP_MD_CTX_free(c->md);
+  if (c->fd >= 0) close(c->fd);
+  c->md = NULL;
+  c->fd = -1;
+}
+
+static int ctx_gc(lua_State *L) {
+  ctx_release((Ctx *)luaL_checkudata(L, 1, CTX_MT));
+  return 0;
+}
+
+static Ctx *new_ctx(lua_State *L) {
+  Ctx *c = (Ctx *)lua_newuserdatauv(L, sizeof(Ctx), 0);
+  c->md = NULL;
+  c->fd = -1;
+  luaL_setmetatable(L, CTX_MT);
+  return c;
+}
+
+/* digest_file(path, algo [, format]) -> string | nil, msg, code */
+static int c_digest_file(lua_State *L) {
+  static const char *const formats[] = {"hex", "base64", "raw", NULL};
+  const char *path = luaL_checkstring(L, 1);
+  const EVP_MD *type = pick(L, 2);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  char buf[CHUNK];
+  int ok;
+  Ctx *c;
+  luaL_checkoption(L, 3, "hex", formats);
+  lua_settop(L, 3);
+  c = new_ctx(L);                                  /* [path, algo, format, c] */
+  c->fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (c->fd < 0) return relua_oserror(L, "fs.digest", path);
+  c->md = EVP_MD_CTX_new();
+  ok = c->md != NULL && EVP_DigestInit_ex(c->md, type, NULL) == 1;
+  while (ok) {
+    ssize_t r = read(c->fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int err = errno;
+      ctx_release(c);
+      errno = err;
+      return relua_oserror(L, "fs.digest", path);
+    }
+    if (r == 0) break;
+    ok = EVP_DigestUpdate(c->md, buf, (size_t)r) == 1;
+  }
+  ok = ok && EVP_DigestFinal_ex(c->md, md, &n) == 1;
+  ctx_release(c);
+  if (!ok) return relua_fail(L, "EIO", "fs.digest: %s: libcrypto failed", path);
+  push_formatted(L, md, n, 3);
+  return 1;
+}
+
+/* hash(data, algo [, format]) -> string */
+static int c_hash(lua_State *L) {
+  size_t len;
+  const char *data = luaL_checklstring(L, 1, &len);
+  const EVP_MD *type = pick(L, 2);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_Digest(data, len, md, &n, type, NULL) != 1)
+    return luaL_error(L, "fs.hash: libcrypto failed");
+  push_formatted(L, md, n, 3);
+  return 1;
+}
+
+/* base64(data) -> string */
+static int c_base64(lua_State *L) {
+  size_t len;
+  const char *data = luaL_checklstring(L, 1, &len);
+  luaL_Buffer b;
+  size_t out = 4 * ((len + 2) / 3);
+  char *p;
+  int n;
+  luaL_argcheck(L, len <= 0x5ffffffc, 1, "too long for base64 in one piece");
+  p = luaL_buffinitsize(L, &b, out + 1);
+  n = EVP_EncodeBlock((unsigned char *)p, (const unsigned char *)data, (int)len);
+  luaL_pushresultsize(&b, (size_t)n);
+  return 1;
+}
+
+/* unbase64(text) -> string | nil, msg. text: padded, length a multiple of 4, no spaces
+   (the Lua layer strips whitespace and adds missing padding). */
+static int c_unbase64(lua_State *L) {
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  luaL_Buffer b;
+  char *p;
+  int n, pad = 0;
+  if (len % 4 != 0) return relua_fail(L, "EINVAL", "fs.unbase64: not base64 (length %d)", (int)len);
+  luaL_argcheck(L, len <= 0x7ffffff0, 1, "too long for base64 in one piece");
+  if (len > 0 && text[len - 1] == '=') pad++;
+  if (len > 1 && text[len - 2] == '=') pad++;
+  p = luaL_buffinitsize(L, &b, len / 4 * 3 + 1);
+  n = len == 0 ? 0 : EVP_DecodeBlock((unsigned char *)p, (const unsigned char *)text, (int)len);
+  if (n < 0) {
+    luaL_pushresultsize(&b, 0);
+    return relua_fail(L, "EINVAL", "fs.unbase64: not base64");
+  }
+  luaL_pushresultsize(&b, (size_t)(n - pad));
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+  {"digest_file", c_digest_file},
+  {"hash", c_hash},
+  {"base64", c_base64},
+  {"unbase64", c_unbase64},
+  {NULL, NULL}
+};
+
+int luaopen_relua_core_crypto(lua_State *L) {
+  if (luaL_newmetatable(L, CTX_MT)) {
+    lua_pushcfunction(L, ctx_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  return 1;
+}
