@@ -71,8 +71,18 @@ test: deps
 check: test
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all build/bench/spawn_baseline build/bench/linked_floor
 	@./relua bench/run.lua
+
+# Baselines of bench/host_bench.lua: posix_spawn+waitpid in C, and the same program linked
+# against exactly the shared libraries relua needs (the start-up floor of dynamic linking).
+build/bench/spawn_baseline: bench/spawn_baseline.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $<
+build/bench/linked_floor: bench/spawn_baseline.c relua
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $< -Wl,--no-as-needed \
+	  $$(readelf -d relua | sed -n 's/.*Shared library: \[\(.*\)\]/-l:\1/p')
 
 demo: deps
 	@$(MAKE) --no-print-directory all

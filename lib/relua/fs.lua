@@ -348,6 +348,18 @@ end
 
 -- ------------------------------------------------------------------ digests
 
+local ALGOS = { sha256 = true, sha512 = true, sha1 = true, md5 = true }
+local FORMATS = { hex = true, base64 = true, raw = true }
+
+local function check_digest(fname, algo, format)
+  if not ALGOS[algo] then
+    error(string.format("%s: unknown algorithm '%s' (sha256, sha512, sha1, md5)", fname, tostring(algo)), 3)
+  end
+  if format ~= nil and not FORMATS[format] then
+    error(string.format("%s: unknown format '%s' (hex, base64, raw)", fname, tostring(format)), 3)
+  end
+end
+
 --- The digest of a file, streamed (constant memory for any size).
 ---@param path string
 ---@param algo "sha256"|"sha512"|"sha1"|"md5"
@@ -357,6 +369,7 @@ end
 ---@return string? code
 function M.digest(path, algo, format)
   need("fs.digest", 1, path, "string")
+  check_digest("fs.digest", algo, format)
   return crypto.digest_file(path, algo, format)
 end
 
@@ -367,6 +380,7 @@ end
 ---@return string
 function M.hash(data, algo, format)
   need("fs.hash", 1, data, "string")
+  check_digest("fs.hash", algo, format)
   return crypto.hash(data, algo, format)
 end
 
