@@ -575,7 +575,13 @@ local function execute(jobs, concurrency, show_progress)
     if verdict.final then
       local res = verdict.final
       if res.n == nil then  -- a response
-        if job.part then
+        if job.part and not res.ok then
+          -- an error page never lands at the output path: it becomes the body
+          local f = io.open(job.part, "rb")
+          res.body = f and f:read(64 * 1024) or ""
+          if f then f:close() end
+          os.remove(job.part)
+        elseif job.part then
           local ok, err = os.rename(job.part, job.output)
           if not ok then
             os.remove(job.part)

@@ -79,13 +79,24 @@ function Server:stop()
   end
 end
 
---- The plain origin: {url=, port=, stop=, stats=, reset=}.
-function M.httpd()
+--- The plain origin: {url=, port=, stop=}. With opts.tls, it speaks HTTPS with a fresh
+--- self-signed certificate for 127.0.0.1, whose PEM path is server.cert.
+function M.httpd(opts)
   local dir = tmpdir()
-  local handle, port = spawn("httpd.py", {}, dir)
-  local s = setmetatable({ handle = handle, port = port, dir = dir,
-    url = "http://127.0.0.1:" .. port }, Server)
-  return s
+  local args, scheme, cert = {}, "http", nil
+  if opts and opts.tls then
+    cert = dir .. "/cert.pem"
+    local key = dir .. "/key.pem"
+    local rc = os.execute("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1" ..
+      " -addext subjectAltName=IP:127.0.0.1 -keyout " .. quote(key) .. " -out " .. quote(cert) ..
+      " >/dev/null 2>&1")
+    assert(rc, "openssl could not make a test certificate")
+    args = { "--cert", cert, "--key", key }
+    scheme = "https"
+  end
+  local handle, port = spawn("httpd.py", args, dir)
+  return setmetatable({ handle = handle, port = port, dir = dir, cert = cert,
+    url = scheme .. "://127.0.0.1:" .. port }, Server)
 end
 
 --- The fault proxy in front of target (a server from M.httpd()).

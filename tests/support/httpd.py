@@ -2,12 +2,14 @@
 """A plain HTTP origin for relua's specs (127.0.0.1, a free port, HTTP/1.0: one request per
 connection). Started by tests/support/http_servers.lua.
 
-usage: httpd.py --port-file FILE [--parent PID] [--max-seconds N]
+usage: httpd.py --port-file FILE [--parent PID] [--max-seconds N] [--cert PEM --key PEM]
+With --cert and --key it speaks HTTPS.
 
 Endpoints (any method unless said):
   /echo                 JSON: method, path, query, headers (lower-cased), body_size,
                         body_sha256, body (latin-1, when at most 64 KiB)
-  /bytes/N              N bytes ("0123456789abcdef" repeated), with Content-Length
+  /bytes/N[?chunk_delay=S]    N bytes ("0123456789abcdef" repeated), with Content-Length,
+                        waiting S seconds after each 64 KiB
   /status/N[?retry_after=S]   status N, body "status N"
   /slow?seconds=S       waits S seconds, then 200 "slow"
   /redirect/N           302 to /redirect/N-1; /redirect/0 goes to /echo
@@ -184,11 +186,15 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(n))
             self.end_headers()
+            delay = float(q.get("chunk_delay", "0"))
             if self.command != "HEAD":
                 while n > 0:
                     chunk = PATTERN[: min(n, len(PATTERN))]
                     self.wfile.write(chunk)
                     n -= len(chunk)
+                    if delay:
+                        self.wfile.flush()
+                        time.sleep(delay)
         elif path.startswith("/status/"):
             self.read_body()
             code = int(path[len("/status/"):])
@@ -291,8 +297,15 @@ def main():
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--parent", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=900)
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
     a = ap.parse_args()
     srv = Server(("127.0.0.1", 0), Handler)
+    if a.cert:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.cert, a.key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     port = srv.server_address[1]
     tmp = a.port_file + ".tmp"
     with open(tmp, "w") as f:
