@@ -258,7 +258,13 @@ def main():
     ap.add_argument("--control", required=True)
     ap.add_argument("--parent", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=900)
+    ap.add_argument("--log", help="send stdout and stderr to this file")
     a = ap.parse_args()
+    if a.log:
+        fd = os.open(a.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     host, _, port = a.target.rpartition(":")
     TARGET = (host or "127.0.0.1", int(port))
     CONTROL["dir"] = a.control

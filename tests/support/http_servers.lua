@@ -2,6 +2,8 @@
 -- (faultproxy.py), each on 127.0.0.1 on a free port, bounded in time (they exit on their own
 -- after --max-seconds or when this process dies) and stopped by :stop().
 local json = require "relua.json"
+local fs = require "relua.fs"
+local proc = require "relua.proc"
 
 local M = {}
 
@@ -19,49 +21,21 @@ local function slurp(path)
   return s
 end
 
-local function mypid()
-  local s = slurp("/proc/self/stat")
-  return tonumber(s:match("^(%d+)"))
-end
-
-local function tmpdir()
-  local p = assert(io.popen("mktemp -d /tmp/relua-http.XXXXXX")):read("l")
-  return p
-end
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- Starts a Python helper in the background; returns its handle once the port file appears.
+-- Starts a Python helper; returns its handle once it has written its port file.
 local function spawn(script, args, dir)
   local portfile = dir .. "/port"
-  local argv = { "python3", here .. script, "--port-file", portfile, "--parent", tostring(mypid()),
-    "--max-seconds", "900" }
+  local argv = { "python3", here .. script, "--port-file", portfile, "--parent", tostring(proc.pid()),
+    "--max-seconds", "900", "--log", dir .. "/log" }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local ok, proc = pcall(require, "relua.proc")
-  local handle
-  if ok then
-    handle = assert(proc.spawn(argv, { capture = false }))
-  else
-    local parts = {}
-    for _, a in ipairs(argv) do parts[#parts + 1] = quote(a) end
-    local cmd = table.concat(parts, " ") .. " >/dev/null 2>" .. quote(dir .. "/stderr") ..
-      " & echo $! > " .. quote(dir .. "/pid")
-    os.execute(cmd)
-    local pid = tonumber(slurp(dir .. "/pid"))
-    handle = {
-      kill = function() os.execute("kill " .. pid .. " 2>/dev/null") end,
-      close = function() os.execute("kill -9 " .. pid .. " 2>/dev/null") end,
-    }
-  end
+  local handle = assert(proc.spawn(argv, { capture = false }))
   for _ = 1, 200 do
     local p = slurp(portfile)
     if p and p:match("^%d+\n$") then return handle, tonumber(p) end
+    if not handle:running() then break end
     sleep(0.05)
   end
   handle:close()
-  error("test server " .. script .. " did not start: " .. (slurp(dir .. "/stderr") or ""))
+  error("test server " .. script .. " did not start: " .. (slurp(dir .. "/log") or ""))
 end
 
 local Server = {}
@@ -70,11 +44,12 @@ Server.__index = Server
 function Server:stop()
   if self.handle then
     self.handle:kill()
+    self.handle:wait(5)
     self.handle:close()
     self.handle = nil
   end
   if self.dir then
-    os.execute("rm -rf " .. quote(self.dir))
+    fs.remove(self.dir, { recursive = true })
     self.dir = nil
   end
 end
@@ -82,15 +57,15 @@ end
 --- The plain origin: {url=, port=, stop=}. With opts.tls, it speaks HTTPS with a fresh
 --- self-signed certificate for 127.0.0.1, whose PEM path is server.cert.
 function M.httpd(opts)
-  local dir = tmpdir()
+  local dir = assert(fs.tmpdir("relua-http"))
   local args, scheme, cert = {}, "http", nil
   if opts and opts.tls then
     cert = dir .. "/cert.pem"
     local key = dir .. "/key.pem"
-    local rc = os.execute("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1" ..
-      " -addext subjectAltName=IP:127.0.0.1 -keyout " .. quote(key) .. " -out " .. quote(cert) ..
-      " >/dev/null 2>&1")
-    assert(rc, "openssl could not make a test certificate")
+    local r = assert(proc.run({ "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+      "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+      "-keyout", key, "-out", cert }, { timeout = 30 }))
+    assert(r.code == 0, "openssl could not make a test certificate: " .. r.stderr)
     args = { "--cert", cert, "--key", key }
     scheme = "https"
   end
@@ -101,7 +76,7 @@ end
 
 --- The fault proxy in front of target (a server from M.httpd()).
 function M.faultproxy(target)
-  local dir = tmpdir()
+  local dir = assert(fs.tmpdir("relua-http"))
   local control = dir .. "/control"
   local handle, port = spawn("faultproxy.py",
     { "--target", "127.0.0.1:" .. target.port, "--control", control }, dir)

@@ -297,9 +297,15 @@ def main():
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--parent", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=900)
+    ap.add_argument("--log", help="send stdout and stderr to this file")
     ap.add_argument("--cert")
     ap.add_argument("--key")
     a = ap.parse_args()
+    if a.log:
+        fd = os.open(a.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     srv = Server(("127.0.0.1", 0), Handler)
     if a.cert:
         import ssl
