@@ -140,27 +140,42 @@ static int fs_mkdir(lua_State *L) {
   return 1;
 }
 
+/* The DIR of fs.list sits in a userdata box, so a memory error while listing cannot leak it. */
+static int dir_gc(lua_State *L) {
+  DIR **box = (DIR **)lua_touserdata(L, 1);
+  if (*box != NULL) closedir(*box);
+  *box = NULL;
+  return 0;
+}
+
 /* fs.list(dir) -> array of names (unsorted, no . and ..) | nil, msg, code */
 static int fs_list(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  DIR *d;
+  DIR **box;
   struct dirent *e;
   lua_Integer n = 0;
   int err;
-  lua_newtable(L);  /* before opendir: an allocation error cannot leak the DIR */
-  d = opendir(path);
-  if (d == NULL) return relua_oserror(L, "fs.list", path);
+  lua_settop(L, 1);
+  box = (DIR **)lua_newuserdatauv(L, sizeof(DIR *), 0);  /* [path, box] */
+  *box = NULL;
+  lua_newtable(L);
+  lua_pushcfunction(L, dir_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, 2);
+  lua_newtable(L);                                         /* [path, box, names] */
+  *box = opendir(path);
+  if (*box == NULL) return relua_oserror(L, "fs.list", path);
   for (;;) {
     errno = 0;
-    e = readdir(d);
+    e = readdir(*box);
     if (e == NULL) break;
     if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    if (!lua_checkstack(L, 2)) break;
-    lua_pushstring(L, e->d_name);  /* may raise on OOM: acceptable loss of one DIR */
-    lua_rawseti(L, -2, ++n);
+    lua_pushstring(L, e->d_name);
+    lua_rawseti(L, 3, ++n);
   }
   err = errno;
-  closedir(d);
+  closedir(*box);
+  *box = NULL;
   if (err != 0) {
     errno = err;
     return relua_oserror(L, "fs.list", path);

@@ -45,6 +45,7 @@ typedef struct Proc {
   size_t in_off;       /* bytes of the stdin string (uservalue 1) already written */
   int tee_fd;
   int echo, capture, timed_out, truncated;
+  int own_group;       /* the child leads its own process group (not with stdin=true) */
   size_t max_output;
   double started, ended;
   double timeout;      /* default for wait(), < 0 none */
@@ -138,15 +139,22 @@ static void wait_exit(Proc *p, double secs) {
   }
 }
 
+/* Signals the child's group (or the child alone when it shares ours). */
+static int signal_child(Proc *p, int sig) {
+  if (p->own_group) return kill(-p->pid, sig);
+  if (p->reaped) { errno = ESRCH; return -1; }  /* its pid may be someone else's now */
+  return kill(p->pid, sig);
+}
+
 /* Ends the whole group: TERM, `grace` seconds for the leader, then KILL; reaps the leader. */
 static void kill_group(Proc *p, double grace) {
   if (p->pid <= 0) return;
   if (!p->reaped && grace > 0) {
-    kill(-p->pid, SIGTERM);
-    kill(-p->pid, SIGCONT);
+    signal_child(p, SIGTERM);
+    signal_child(p, SIGCONT);
     wait_exit(p, grace);
   }
-  kill(-p->pid, SIGKILL);  /* the rest of the group, even after the leader is gone */
+  signal_child(p, SIGKILL);  /* the rest of the group, even after the leader is gone */
   reap(p, 0);
 }
 
@@ -355,9 +363,12 @@ static int proc_spawn(lua_State *L) {
   sigaddset(&defaults, SIGCHLD);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
+  /* Its own group, so that a timeout reaches all it started; but a child that reads our
+     terminal must stay in the foreground group or the terminal stops it (SIGTTIN). */
+  p->own_group = stdin_mode != 2;
   posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                  POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr, (p->own_group ? POSIX_SPAWN_SETPGROUP : 0) |
+                                  POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   if (p->echo) {
     fflush(stdout);
     fflush(stderr);
@@ -521,6 +532,11 @@ static int proc_wait(lua_State *L) {
          data comes, stop after DRAIN_IDLE ms of silence. */
       if (idle_since < 0) idle_since = now();
       ms = DRAIN_IDLE - (int)((now() - idle_since) * 1000);
+      if (deadline >= 0 && now() >= deadline) {  /* a grandchild that outlived the timeout */
+        p->timed_out = 1;
+        signal_child(p, SIGKILL);
+        ms = 0;
+      }
       if (ms <= 0) {
         close_fd(&p->out.fd);
         close_fd(&p->err.fd);
@@ -587,7 +603,7 @@ static int proc_kill(lua_State *L) {
     sig = signals[i].sig;
   }
   if (p->reaped) return relua_fail(L, "ESRCH", "%s: process %d has already exited", p->what, (int)p->pid);
-  if (kill(-p->pid, sig) != 0) return relua_oserror(L, p->what, "kill");
+  if (signal_child(p, sig) != 0) return relua_oserror(L, p->what, "kill");
   lua_pushboolean(L, 1);
   return 1;
 }
