@@ -45,7 +45,8 @@ typedef struct Proc {
   size_t in_off;       /* bytes of the stdin string (uservalue 1) already written */
   int tee_fd;
   int echo, capture, timed_out, truncated;
-  int own_group;       /* the child leads its own process group (not with stdin=true) */
+  int own_group;
+  int tee_errno;       /* the first failed write to the tee file (disk full...) */       /* the child leads its own process group (not with stdin=true) */
   size_t max_output;
   double started, ended;
   double timeout;      /* default for wait(), < 0 none */
@@ -90,7 +91,8 @@ static ssize_t safe_write(int fd, const void *data, size_t len) {
   return w;
 }
 
-static void write_all(int fd, const char *data, size_t len) {
+/* 0, or an errno. A tee or echo that fails must not fail the child: the caller notes it. */
+static int write_all(int fd, const char *data, size_t len) {
   while (len > 0) {
     ssize_t w = safe_write(fd, data, len);
     if (w <= 0) {
@@ -99,11 +101,12 @@ static void write_all(int fd, const char *data, size_t len) {
         poll(&p, 1, 100);
         continue;
       }
-      return;  /* a tee or echo that fails must not fail the child */
+      return w < 0 ? errno : EIO;
     }
     data += w;
     len -= (size_t)w;
   }
+  return 0;
 }
 
 static int reap(Proc *p, int flags) {
@@ -380,6 +383,10 @@ static int proc_spawn(lua_State *L) {
   for (i = 0; i < 3; i++) close_fd(&p->child_fd[i]);
   if (rc != 0) {
     p->pid = 0;
+    close_fd(&p->out.fd);
+    close_fd(&p->err.fd);
+    close_fd(&p->in_fd);
+    close_fd(&p->tee_fd);
     if (rc == ENOENT) return relua_fail(L, "ENOENT", "%s: not found: %s", what, argv[0]);
     errno = rc;
     return relua_oserror(L, lua_pushfstring(L, "%s: cannot run", what), prog);
@@ -396,8 +403,11 @@ static int proc_spawn(lua_State *L) {
 /* ---------------------------------------------------------------- wait */
 
 static void take(Proc *p, Stream *s, int to_fd, const char *data, size_t n) {
-  if (p->tee_fd >= 0) write_all(p->tee_fd, data, n);
-  if (p->echo) write_all(to_fd, data, n);
+  if (p->tee_fd >= 0) {
+    int e = write_all(p->tee_fd, data, n);
+    if (e != 0 && p->tee_errno == 0) p->tee_errno = e;
+  }
+  if (p->echo) (void)write_all(to_fd, data, n);
   if (p->capture) {
     size_t keep = n;
     if (s->len + keep > p->max_output) {
@@ -482,6 +492,10 @@ static void push_result(lua_State *L, Proc *p) {
   lua_setfield(L, -2, "truncated");
   lua_pushinteger(L, p->pid);
   lua_setfield(L, -2, "pid");
+  if (p->tee_errno != 0) {
+    lua_pushfstring(L, "%s: tee: %s", p->what, strerror(p->tee_errno));
+    lua_setfield(L, -2, "tee_error");
+  }
 }
 
 

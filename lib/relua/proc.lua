@@ -18,6 +18,7 @@ local M = {}
 ---@field timed_out boolean  the timeout fired and the group was killed
 ---@field truncated boolean  output beyond max_output was dropped (still teed/echoed)
 ---@field pid integer
+---@field tee_error string?  writing the tee file failed (the child ran on)
 
 ---@class relua.proc.Options
 ---@field cwd string?                 folder the child starts in
