@@ -35,6 +35,35 @@ command("repl", "open the interactive prompt", function()
   return M.repl()
 end)
 
+-- The release engine (lib/relua/release.lua).
+command("run", "run a release: relua run RECIPE TICKET [--from=PHASE] [--dry-run]", function(...)
+  return require("relua.release").run_command(...)
+end)
+
+command("status", "where a ticket's release stands: relua status TICKET [--json]", function(...)
+  return require("relua.release").status_command(...)
+end)
+
+command("log", "a ticket's audit log: relua log TICKET", function(...)
+  return require("relua.release").log_command(...)
+end)
+
+command("list", "every ticket in the ledger and its status", function(...)
+  return require("relua.release").list_command(...)
+end)
+
+command("revert", "undo a ticket's phases in reverse order: relua revert TICKET", function(...)
+  return require("relua.release").revert_command(...)
+end)
+
+-- A table that looks like a recipe: has phases, or is a list of phase-like tables (a
+-- recipe that forgot `phases =`, which the engine then reports).
+local function recipe_like(t)
+  if type(t) ~= "table" then return false end
+  if t.phases ~= nil then return true end
+  return type(t[1]) == "table" and (t[1].run ~= nil or t[1].name ~= nil)
+end
+
 --- Runs a Lua file with arguments. A file that returns a recipe runs as a release.
 ---@param path string?  nil reads the script from stdin
 ---@return integer exit status
@@ -52,7 +81,7 @@ function M.run_file(path, ...)
     errors.raise("syntax", err, { exit = 1 })
   end
   local result = chunk(...)
-  if type(result) == "table" and result.phases ~= nil then
+  if recipe_like(result) then
     return require("relua.release").main(result, path, ...)
   end
   return 0

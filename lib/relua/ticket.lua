@@ -1,0 +1,157 @@
+--- relua.ticket: a ticket's ledger as tables, for `relua status/log/list` and the REPL.
+-- `require("relua.ticket").load("1234")` reads RELEASES/1234.json (the state) and
+-- RELEASES/1234.log (the audit log) without taking the ticket's lock and without writing.
+local core = require "relua.core.ledger"
+local fs = require "relua.fs"
+
+local M = {}
+
+--- The folder that holds the ledgers: $RELUA_HOME/releases, else ./.relua/releases.
+---@param home string?  overrides $RELUA_HOME
+---@return string
+function M.dir(home)
+  home = home or os.getenv("RELUA_HOME")
+  if home and home ~= "" then return (home:gsub("/+$", "")) .. "/releases" end
+  return ".relua/releases"
+end
+
+--- True when s is a valid ticket: 1-64 characters of A-Z a-z 0-9 . _ - (not "." or "..").
+---@param s any
+---@return boolean
+M.valid = core.valid_ticket
+
+local function unquote(s)
+  return (s:gsub("\\(x%x%x)", function(h) return string.char(tonumber(h:sub(2), 16)) end)
+    :gsub("\\(.)", { n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\" }))
+end
+
+--- Parses one audit-log line into {time=, ticket=, phase=, event=, rc=, msg=, ...}.
+---@param line string
+---@return table
+function M.parse_line(line)
+  local ev = { time = line:match("^(%S+)") }
+  local pos = #ev.time + 1
+  while pos <= #line do
+    local k, s = line:match("^%s+([%w_%-%.]+)=()", pos)
+    if not k then break end
+    local v, e
+    if line:sub(s, s) == '"' then
+      local i = s + 1
+      while i <= #line do
+        local c = line:sub(i, i)
+        if c == "\\" then i = i + 2
+        elseif c == '"' then break
+        else i = i + 1 end
+      end
+      v, e = unquote(line:sub(s + 1, i - 1)), i + 1
+    else
+      local raw
+      raw, e = line:match("^(%S*)()", s)
+      v = raw
+    end
+    ev[k] = (k == "rc" and math.tointeger(tonumber(v))) or v
+    pos = e
+  end
+  return ev
+end
+
+--- Where a ticket stands, from its state: {status=, phase=, rc=, msg=, from=}.
+--- status is "done", "failed", "interrupted" (a phase was running when the run died),
+--- "running" (holder given), "reverted", "pending" or "partly done". `from` is the phase a
+--- resume starts at (nil when all is done).
+---@param state table
+---@param holder table?  the lock's holder when a run is in progress
+---@return table
+function M.summary(state, holder)
+  local s = { status = "done" }
+  local all_done, any_done, any_reverted = true, false, false
+  for _, p in ipairs(state.phases) do
+    if p.status ~= "done" then
+      all_done = false
+      if not s.from then s.from = p.name end
+    else
+      any_done = true
+    end
+    if p.status == "reverted" then any_reverted = true end
+    if (p.status == "failed" or p.status == "running") and not s.phase then
+      s.phase, s.rc, s.msg = p.name, p.rc, p.msg
+      s.status = p.status == "failed" and "failed" or "interrupted"
+    end
+  end
+  if holder then s.status = "running"
+  elseif all_done then s.status = "done"
+  elseif s.phase then -- failed / interrupted, as set
+  elseif any_reverted then s.status = "reverted"
+  elseif any_done then s.status = "partly done"
+  else s.status = "pending" end
+  return s
+end
+
+--- Loads a ticket: {id=, state=, log=array of events, paths=, holder=, summary=}.
+--- Fails with code "EINVAL" (bad ticket), "ENOENT" (no such ticket) or "corrupt".
+---@param id string
+---@param opts {home:string?}?
+---@return table|nil ticket
+---@return string? message
+---@return string? code
+function M.load(id, opts)
+  opts = opts or {}
+  if not core.valid_ticket(id) then
+    return nil, string.format("invalid ticket %q: use 1-64 characters of A-Z a-z 0-9 . _ -", tostring(id)), "EINVAL"
+  end
+  local dir = M.dir(opts.home)
+  local paths = {
+    dir = dir, state = dir .. "/" .. id .. ".json", log = dir .. "/" .. id .. ".log",
+    lock = dir .. "/" .. id .. ".lock", out = dir .. "/" .. id,
+  }
+  local state, err, code = core.read(paths.state, id)
+  if not state then
+    if code == "ENOENT" then
+      return nil, string.format("no release recorded for ticket %s (looked for %s)", id, paths.state), "ENOENT"
+    end
+    return nil, err, code
+  end
+  local events = {}
+  local f = io.open(paths.log, "r")
+  if f then
+    for line in f:lines() do
+      if line ~= "" then events[#events + 1] = M.parse_line(line) end
+    end
+    f:close()
+  end
+  local holder = core.holder(dir, id)
+  return {
+    id = id, state = state, log = events, paths = paths, holder = holder,
+    summary = M.summary(state, holder),
+  }
+end
+
+--- Every ticket in the ledger folder, sorted: {ticket=, status=, updated=, phase=, rc=,
+--- error=} (error set for a state file that cannot be read).
+---@param opts {home:string?}?
+---@return table[]
+function M.list(opts)
+  opts = opts or {}
+  local dir = M.dir(opts.home)
+  local names = {}
+  for _, name in ipairs(fs.list(dir) or {}) do
+    local id = name:match("^(.+)%.json$")
+    if id and core.valid_ticket(id) then names[#names + 1] = id end
+  end
+  table.sort(names)
+  local out = {}
+  for _, id in ipairs(names) do
+    local t, err = M.load(id, opts)
+    if t then
+      out[#out + 1] = {
+        ticket = id, status = t.summary.status, updated = t.state.updated,
+        phase = t.summary.phase, rc = t.summary.rc, recipe = t.state.recipe.path,
+      }
+    else
+      out[#out + 1] = { ticket = id, status = "unreadable", error = err }
+    end
+  end
+  return out
+end
+
+return M
