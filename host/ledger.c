@@ -479,19 +479,21 @@ static void set_and_save(lua_State *L, int self, int tidx, const char *key, int 
   lua_pop(L, 1);
 }
 
-/* lg:set(key, value): state.state[key] = value, durable before it returns; logged. */
+/* lg:set(key, value [, phase]): state.state[key] = value, durable before it returns;
+   logged (the key, not the value: values may be secrets). */
 static int lg_set(lua_State *L) {
-  const char *key;
+  const char *key, *phase;
   check_ledger(L, 1);
   key = luaL_checkstring(L, 2);
   luaL_checkany(L, 3);
-  lua_settop(L, 3);
-  state_sub(L, 1, "state");                   /* [lg, key, value, values] */
-  set_and_save(L, 1, 4, key, 3);
+  phase = luaL_optstring(L, 4, NULL);
+  lua_settop(L, 4);
+  state_sub(L, 1, "state");                   /* [lg, key, value, phase, values] */
+  set_and_save(L, 1, 5, key, 3);
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, 2);
   lua_setfield(L, -2, "key");
-  log_event(L, 1, NULL, "state", -1);
+  log_event(L, 1, phase, "state", -1);
   return 0;
 }
 

@@ -44,8 +44,8 @@ end
 ---@return string[]
 function M.failure_hints(ctx)
   local lines = {
-    string.format("release failed in phase %s (rc=%d). Resume: %s. Roll back: %s.",
-      ctx.phase, ctx.rc, ctx.resume, ctx.revert),
+    string.format("release %s in phase %s (rc=%d). Resume: %s. Roll back: %s.",
+      ctx.rc == 130 and "interrupted" or "failed", ctx.phase, ctx.rc, ctx.resume, ctx.revert),
   }
   for _, fn in ipairs(M.hints) do
     local ok, more = pcall(fn, ctx)
@@ -177,7 +177,7 @@ local function store_for(lg, state, dry, say)
   if not dry then
     return {
       get = function(k) return lg:get(k) end,
-      set = function(k, v) lg:set(k, v) end,
+      set = function(k, v, phase) lg:set(k, v, phase) end,
       values = function() return (lg:state() or {}).state or {} end,
       step = function(k) return lg:step(k) end,
       record = function(k, phase, v) lg:record_step(k, phase, v) end,
@@ -195,7 +195,7 @@ local function store_for(lg, state, dry, say)
     end,
     set = function(k, v)
       json.encode(v) -- the same refusal as a real run
-      say(string.format("[dry-run] would set state %s = %s", k, json.encode(v)))
+      say(string.format("  [dry-run] would set state %s = %s", k, json.encode(v)))
       overlay[k] = v
       deleted[k] = v == nil or nil
     end,
@@ -224,7 +224,7 @@ local function new_context(opts)
     __index = function(_, k) return store.get(k) end,
     __newindex = function(_, k, v)
       if type(k) ~= "string" then error("r.state keys are strings (got a " .. type(k) .. ")", 2) end
-      store.set(k, v)
+      store.set(k, v, r.phase)
     end,
     __pairs = function()
       local vals = store.values()
@@ -277,7 +277,7 @@ function R:step(key, fn)
     return rec.result
   end
   if self.dry_run then
-    self._say(string.format("[dry-run] would run step %s", key))
+    self._say(string.format("  [dry-run] would run step %s", key))
     return nil
   end
   self._say(string.format("  step %s: running", key))
@@ -301,7 +301,7 @@ end
 local function run_process(self, argv, shown_cmd, opts)
   opts = opts or {}
   if self.dry_run then
-    self._say("[dry-run] would run: " .. shown_cmd)
+    self._say("  [dry-run] would run: " .. shown_cmd)
     return { code = 0, stdout = "", stderr = "", dry_run = true }
   end
   local proc = require "relua.proc"
@@ -859,13 +859,15 @@ function M.status_command(...)
     add("  the recipe file is gone")
   end
   add("phases:")
+  local width = 0
+  for _, p in ipairs(st.phases) do width = math.max(width, #p.name) end
   for _, p in ipairs(st.phases) do
     local extra = ""
     if p.status == "failed" then extra = string.format("  rc=%s  %s", tostring(p.rc), one_line(p.msg))
     elseif p.status == "done" then extra = "  " .. tostring(p.finished or "")
     elseif p.status == "reverted" then extra = "  " .. tostring(p.reverted or "") end
     if p.revert_rc then extra = extra .. string.format("  (revert failed rc=%d: %s)", p.revert_rc, one_line(p.revert_msg)) end
-    add("  %-9s %s%s", p.status, p.name, extra)
+    add("  %-9s %-" .. width .. "s%s", p.status, p.name, extra)
   end
   local keys = {}
   for k in pairs(st.state or {}) do keys[#keys + 1] = k end
