@@ -46,7 +46,16 @@ end
 function Sandbox:relua(args, env)
   local e = { RELUA_HOME = false, RELUA_TEST_CRASH_AT = false }
   for k, v in pairs(env or {}) do e[k] = v end
-  return h.relua(args, { cwd = self.dir, env = e })
+  local bin = h.bin:sub(1, 1) == "/" and h.bin or h.root .. "/" .. h.bin
+  local parts = { h.quote(bin) }
+  for _, a in ipairs(args) do parts[#parts + 1] = h.quote(a) end
+  -- "; exit $?" keeps the shell's own "Killed" notice in the captured stderr
+  return h.sh(table.concat(parts, " ") .. "; exit $?", { cwd = self.dir, env = e })
+end
+
+--- The relua binary under test, as an absolute path.
+function M.bin()
+  return h.bin:sub(1, 1) == "/" and h.bin or h.root .. "/" .. h.bin
 end
 
 function Sandbox:path(name) return self.dir .. "/" .. name end
