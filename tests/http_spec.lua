@@ -251,6 +251,21 @@ describe("relua.http", function()
       assert.are.equal(origin.url .. "/echo", resp.url)
     end)
 
+    it("does not send credentials to another host", function()
+      local other = "http://localhost:" .. origin.port .. "/echo"
+      local resp = assert(http.get(origin.url .. "/redirect-to?url=" .. http.urlencode(other),
+        { bearer = "redirect-token-1234" }))
+      assert.are.equal(200, resp.status)
+      assert.are.equal(other, resp.url)
+      assert.is_nil(json.decode(resp.body).headers.authorization)
+      resp = assert(http.get(origin.url .. "/redirect-to?url=" .. http.urlencode(other),
+        { auth = { user = "u", password = "redirect-pw-1234" } }))
+      assert.is_nil(json.decode(resp.body).headers.authorization)
+      -- the same host keeps them
+      resp = assert(http.get(origin.url .. "/redirect/0", { bearer = "redirect-token-1234" }))
+      assert.are.equal("Bearer redirect-token-1234", json.decode(resp.body).headers.authorization)
+    end)
+
     it("stops at max_redirects and can leave redirects alone", function()
       local resp, err, code = http.get(origin.url .. "/redirect/5", { max_redirects = 2 })
       assert.is_nil(resp)
@@ -435,6 +450,21 @@ describe("relua.http", function()
       assert.are.equal(3, stats.max_concurrent)
     end)
 
+    it("retries each request by its own policy", function()
+      proxy:fault { fault = "status", status = 503, count = 2 }
+      local results = http.all({
+        { url = proxy.url .. "/echo?n=1", retry = QUICK, fresh = true },
+        { url = proxy.url .. "/echo?n=2", retry = QUICK, fresh = true },
+        { method = "POST", url = proxy.url .. "/echo?n=3", body = "x", retry = QUICK, fresh = true },
+      }, { concurrency = 1 })
+      assert.are.equal(200, results[1].response.status)
+      assert.are.equal(2, results[1].response.attempts)
+      assert.are.equal(200, results[2].response.status)
+      assert.are.equal(2, results[2].response.attempts)
+      assert.are.equal(200, results[3].response.status)
+      assert.are.equal(1, results[3].response.attempts)
+    end)
+
     it("raises on a bad request before sending anything", function()
       assert.has_error(function() http.all({ { url = origin.url }, { ulr = "x" } }) end,
         "http.all: request 2: unknown option 'ulr'")
@@ -478,11 +508,14 @@ describe("relua.http", function()
       local r = run({})
       assert.are.equal(0, r.code, r.stderr)
       assert.are.equal("done", r.stdout)
-      assert.matches("^http: GET http://127%.0%.0%.1:%d+/bytes/2097152: 2%.0 MiB received in [%d.]+ s %([%d.]+ [KM]?i?B/s%)\n$", r.stderr)
+      assert.matches("^info: http: GET http://127%.0%.0%.1:%d+/bytes/2097152: 2%.0 MiB received in [%d.]+ s %([%d.]+ [KM]?i?B/s%)\n$", r.stderr)
     end)
 
-    it("is silent with RELUA_PROGRESS=0", function()
+    it("is silent with RELUA_PROGRESS=0 or RELUA_LOG_LEVEL=warn", function()
       local r = run({ RELUA_PROGRESS = "0" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("", r.stderr)
+      r = run({ RELUA_LOG_LEVEL = "warn" })
       assert.are.equal(0, r.code, r.stderr)
       assert.are.equal("", r.stderr)
     end)

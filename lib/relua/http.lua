@@ -5,6 +5,7 @@
 local core = require "relua.core.http"
 local version = require "relua.version"
 local json = require "relua.json"
+local log = require "relua.log"
 
 local M = {}
 
@@ -520,7 +521,7 @@ function Progress:finished(job, r)
   if not self:wants(job, n, 0) then return end
   self:clear()
   local secs = math.max(r.time or 0, 1e-3)
-  io.stderr:write(string.format("%s%s %s in %.1f s (%s/s)\n", job.prefix, human(n),
+  log.info(string.format("%s%s %s in %.1f s (%s/s)", job.prefix, human(n),
     sent and "sent" or "received", secs, human(n / secs)))
   io.stderr:flush()
 end
