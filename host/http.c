@@ -40,7 +40,7 @@ typedef struct Transfer {
   size_t hlen, hcap;
   curl_off_t max_size;          /* 0: no cap */
   curl_off_t received;
-  int too_large, interrupted, out_errno, done, to_file;
+  int too_large, interrupted, out_errno, in_errno, done, to_file;
   CURLcode code;
   char errbuf[CURL_ERROR_SIZE];
 } Transfer;
@@ -115,7 +115,10 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
 static size_t on_read(char *dst, size_t size, size_t nmemb, void *ud) {
   Transfer *t = (Transfer *)ud;
   size_t n = fread(dst, 1, size * nmemb, t->in);
-  if (n == 0 && ferror(t->in)) return CURL_READFUNC_ABORT;
+  if (n == 0 && ferror(t->in)) {
+    t->in_errno = errno ? errno : EIO;
+    return CURL_READFUNC_ABORT;
+  }
   return n;
 }
 
@@ -488,6 +491,10 @@ static int transfer_result(lua_State *L) {
   if (t->out_errno != 0) {
     lua_pushstring(L, strerror(t->out_errno));
     lua_setfield(L, -2, "output_error");
+  }
+  if (t->in_errno != 0) {
+    lua_pushstring(L, strerror(t->in_errno));
+    lua_setfield(L, -2, "input_error");
   }
   lua_pushnumber(L, (lua_Number)total / 1e6);
   lua_setfield(L, -2, "time");

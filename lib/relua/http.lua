@@ -413,6 +413,9 @@ local function judge(job, r)
     elseif r.output_error then
       code = "file"
       msg = string.format("cannot write output %s: %s", job.part, r.output_error)
+    elseif r.input_error then
+      code = "file"
+      msg = string.format("cannot read body_file %s: %s", job.spec.body_file, r.input_error)
     elseif r.curl == 18 then
       msg = "truncated body: " .. text
     elseif r.curl == 7 and r.os_errno == ECONNREFUSED then
