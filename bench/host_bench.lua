@@ -50,9 +50,11 @@ local t_relua, t_lua = median(ours), median(theirs)
 local ratio = report("start-up", "relua -e ''", t_relua, "lua5.4 -e ''", t_lua, 1.5)
 if #floor > 0 and ratio > 1.5 then
   local t_floor = median(floor)
+  local own = t_relua - t_floor
   print(string.format("  why: an empty C program linked against relua's %d shared libraries (libcurl, libgit2,"
-      .. " libarchive and theirs) takes %.3f ms to start; relua's own start-up on top of that is %.3f ms",
-    select(2, assert(proc.run { "ldd", FLOOR }).stdout:gsub("=>", "")), t_floor * 1000, (t_relua - t_floor) * 1000))
+      .. " libarchive and theirs) takes %.3f ms to start; relua's own start-up on top of that is %s",
+    select(2, assert(proc.run { "ldd", FLOOR }).stdout:gsub("=>", "")), t_floor * 1000,
+    own < 0.0003 and string.format("within the noise (%.3f ms)", own * 1000) or string.format("%.3f ms", own * 1000)))
 end
 
 -- 2. spawn: proc.run{"/bin/true"} against posix_spawn + waitpid

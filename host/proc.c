@@ -179,6 +179,11 @@ static int proc_close(lua_State *L) {
   close_fd(&p->in_fd);
   close_fd(&p->tee_fd);
   close_fd(&p->pidfd);
+  if (p->pid >= 0 && lua_getfield(L, LUA_REGISTRYINDEX, PROC_MT ".live") == LUA_TTABLE) {
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    lua_rawset(L, -3);  /* no longer running */
+  }
   p->pid = -1;  /* closed */
   return 0;
 }
@@ -397,6 +402,11 @@ static int proc_spawn(lua_State *L) {
   if (p->err.fd >= 0) fcntl(p->err.fd, F_SETFL, O_NONBLOCK);
   if (p->in_fd >= 0) fcntl(p->in_fd, F_SETFL, O_NONBLOCK);
   lua_pop(L, 1);                                   /* [.., p] */
+  lua_getfield(L, LUA_REGISTRYINDEX, PROC_MT ".live");  /* weak keys: the running handles */
+  lua_pushvalue(L, -2);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   return 1;
 }
 
@@ -453,10 +463,11 @@ static size_t drain(Proc *p, Stream *s, int to_fd) {
   }
 }
 
-static void feed(lua_State *L, Proc *p) {
+/* Writes more of the stdin string (uservalue 1 of the handle at stack index idx). */
+static void feed(lua_State *L, Proc *p, int idx) {
   size_t len;
   const char *data;
-  lua_getiuservalue(L, 1, 1);
+  lua_getiuservalue(L, idx, 1);
   data = lua_tolstring(L, -1, &len);
   lua_pop(L, 1);  /* the uservalue keeps it alive */
   if (data == NULL || p->in_off >= len) {
@@ -499,9 +510,61 @@ static void push_result(lua_State *L, Proc *p) {
 }
 
 
+/* What a poll slot stands for. */
+typedef struct Slot {
+  Proc *p;
+  int what;   /* 0 stdout, 1 stderr, 2 stdin, 3 exit (pidfd) */
+  int other;  /* 0: the waited handle; i > 0: others[i] */
+} Slot;
+
+static nfds_t add_slot(struct pollfd *fds, Slot *slots, nfds_t n, Proc *p, int what, int other) {
+  static const short events[] = {POLLIN, POLLIN, POLLOUT, POLLIN};
+  fds[n].fd = what == 0 ? p->out.fd : what == 1 ? p->err.fd : what == 2 ? p->in_fd : p->pidfd;
+  fds[n].events = events[what];
+  fds[n].revents = 0;
+  slots[n].p = p;
+  slots[n].what = what;
+  slots[n].other = other;
+  return n + 1;
+}
+
+/*
+** Pushes an array of the other live handles that still have pipes open, so that waiting on
+** one child keeps the others' output flowing (parallel builds do not stall on a full pipe).
+** Returns how many; their Proc pointers go to *out (a scratch userdata, also pushed).
+*/
+static int gather_others(lua_State *L, Proc *self, Proc ***out) {
+  int n = 0, i, live;
+  Proc **arr;
+  lua_newtable(L);                                   /* [.., others] */
+  lua_getfield(L, LUA_REGISTRYINDEX, PROC_MT ".live");  /* [.., others, live] */
+  live = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, live) != 0) {                   /* [.., others, live, key, true] */
+    Proc *o;
+    lua_pop(L, 1);
+    o = (Proc *)luaL_testudata(L, -1, PROC_MT);
+    if (o != NULL && o != self && o->pid > 0 &&
+        (o->out.fd >= 0 || o->err.fd >= 0 || o->in_fd >= 0)) {
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, live - 1, ++n);
+    }
+  }
+  lua_pop(L, 1);                                     /* [.., others] */
+  arr = (Proc **)lua_newuserdatauv(L, sizeof(Proc *) * (size_t)(n + 1), 0);  /* [.., others, arr] */
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -2, i);
+    arr[i] = (Proc *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+  }
+  *out = arr;
+  return n;
+}
+
 /*
 ** handle:wait([timeout]) -> result. Feeds stdin, reads both streams, and returns when the
 ** child has exited and its pipes are done. On timeout the group gets TERM then KILL.
+** Meanwhile the pipes of the other running handles are read too (into their own buffers).
 ** Ctrl-C: the group is killed and reaped, then the "interrupted" error is raised.
 */
 static int proc_wait(lua_State *L) {
@@ -509,18 +572,24 @@ static int proc_wait(lua_State *L) {
   double timeout = luaL_optnumber(L, 2, p->timeout), deadline = timeout >= 0 ? now() + timeout : -1;
   double idle_since = -1;
   sigset_t block, old, waitmask;
+  Proc **others;
+  struct pollfd *fds;
+  Slot *slots;
+  int nothers, others_idx;
   lua_settop(L, 2);
   if (p->pid == 0) return luaL_error(L, "%s: nothing was started", p->what);
+  nothers = gather_others(L, p, &others);            /* [h, timeout, others, arr] */
+  others_idx = 3;
+  fds = (struct pollfd *)lua_newuserdatauv(L, sizeof(struct pollfd) * (size_t)(4 + 3 * nothers), 0);
+  slots = (Slot *)lua_newuserdatauv(L, sizeof(Slot) * (size_t)(4 + 3 * nothers), 0);
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
   sigprocmask(SIG_BLOCK, &block, &old);  /* SIGINT only arrives inside ppoll: no race */
   waitmask = old;
   sigdelset(&waitmask, SIGINT);
   for (;;) {
-    struct pollfd fds[4];
-    nfds_t n = 0;
-    int ms = -1, r;
-    Stream *map[4] = {NULL, NULL, NULL, NULL};
+    nfds_t n = 0, i;
+    int ms = -1, r, k;
     if (relua_interrupted()) {
       kill_group(p, 0.5);
       close_fd(&p->out.fd);
@@ -536,11 +605,17 @@ static int proc_wait(lua_State *L) {
       kill_group(p, KILL_GRACE);
       continue;
     }
-    if (p->out.fd >= 0) { fds[n].fd = p->out.fd; fds[n].events = POLLIN; map[n++] = &p->out; }
-    if (p->err.fd >= 0) { fds[n].fd = p->err.fd; fds[n].events = POLLIN; map[n++] = &p->err; }
-    if (p->in_fd >= 0 && !p->reaped) { fds[n].fd = p->in_fd; fds[n].events = POLLOUT; n++; }
+    if (p->out.fd >= 0) n = add_slot(fds, slots, n, p, 0, 0);
+    if (p->err.fd >= 0) n = add_slot(fds, slots, n, p, 1, 0);
+    if (p->in_fd >= 0 && !p->reaped) n = add_slot(fds, slots, n, p, 2, 0);
     else close_fd(&p->in_fd);
-    if (!p->reaped && p->pidfd >= 0) { fds[n].fd = p->pidfd; fds[n].events = POLLIN; n++; }
+    if (!p->reaped && p->pidfd >= 0) n = add_slot(fds, slots, n, p, 3, 0);
+    for (k = 1; k <= nothers; k++) {
+      Proc *o = others[k];
+      if (o->out.fd >= 0) n = add_slot(fds, slots, n, o, 0, k);
+      if (o->err.fd >= 0) n = add_slot(fds, slots, n, o, 1, k);
+      if (o->in_fd >= 0) n = add_slot(fds, slots, n, o, 2, k);
+    }
     if (p->reaped) {
       /* Done: what is still open belongs to a grandchild that outlives it. Read while
          data comes, stop after DRAIN_IDLE ms of silence. */
@@ -573,13 +648,20 @@ static int proc_wait(lua_State *L) {
       r = ppoll(fds, n, tp, &waitmask);
     }
     if (r < 0) continue;  /* EINTR: the loop looks at the Ctrl-C flag first */
-    {
-      nfds_t i;
-      for (i = 0; i < n; i++) {
-        if (fds[i].revents == 0) continue;
-        if (map[i] != NULL) {
-          if (drain(p, map[i], map[i] == &p->out ? 1 : 2) > 0) idle_since = -1;
-        } else if (fds[i].fd == p->in_fd) feed(L, p);
+    for (i = 0; i < n; i++) {
+      Slot *sl = &slots[i];
+      if (fds[i].revents == 0) continue;
+      if (sl->what == 0 || sl->what == 1) {
+        Stream *st = sl->what == 0 ? &sl->p->out : &sl->p->err;
+        if (st->fd != fds[i].fd) continue;  /* closed meanwhile */
+        if (drain(sl->p, st, sl->what == 0 ? 1 : 2) > 0 && sl->other == 0) idle_since = -1;
+      } else if (sl->what == 2 && sl->p->in_fd == fds[i].fd) {
+        if (sl->other == 0) feed(L, p, 1);
+        else {
+          lua_rawgeti(L, others_idx, sl->other);
+          feed(L, sl->p, lua_gettop(L));
+          lua_pop(L, 1);
+        }
       }
     }
   }
@@ -700,6 +782,13 @@ int luaopen_relua_core_proc(lua_State *L) {
     luaL_setfuncs(L, metamethods, 0);
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  if (luaL_getsubtable(L, LUA_REGISTRYINDEX, PROC_MT ".live") == 0) {
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
   }
   lua_pop(L, 1);
   luaL_newlib(L, funcs);

@@ -121,8 +121,8 @@ end
 --- result (the timeout of opts applies when none is given); handle:kill([sig]) signals the
 --- whole group (default "TERM"); handle:close() (also <close> and garbage collection)
 --- kills and reaps a child still running.
---- Output is read while you wait: a child that writes more than a pipe holds (64 KiB)
---- pauses until its handle is waited on.
+--- Output is read while relua waits on any handle (the others' pipes move too), so
+--- parallel children do not stall on a full pipe while you wait on one of them.
 ---@param argv string[]
 ---@param opts relua.proc.Options?
 ---@return relua.proc.Process|nil handle
