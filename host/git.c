@@ -101,7 +101,7 @@ static double now(void) {
 /* ---------------------------------------------------------------- holding */
 
 enum { H_OBJ = 1, H_REF, H_WALK, H_DIFF, H_INDEX, H_STATUS, H_REMOTE, H_REFLOG,
-       H_REFITER, H_BRANCHITER, H_SIG, H_STRARRAY, H_TREE, H_MEM };
+       H_REFITER, H_BRANCHITER, H_ODB, H_SIG, H_STRARRAY, H_TREE, H_MEM };
 
 #define HOLD_SLOTS 12
 
@@ -124,6 +124,7 @@ static void free_one(Hold *h, int kind, void *p) {
     case H_REFLOG: git_reflog_free(p); break;
     case H_REFITER: git_reference_iterator_free(p); break;
     case H_BRANCHITER: git_branch_iterator_free(p); break;
+    case H_ODB: git_odb_free(p); break;
     case H_SIG: git_signature_free(p); break;
     case H_STRARRAY: git_strarray_dispose(&h->sa); break;
     case H_MEM: free(p); break;
@@ -1210,6 +1211,99 @@ static int repo_branch_delete(lua_State *L) {
   return 1;
 }
 
+/* The commit a tag reference leads to; 0, or -1 when it does not lead to a commit. */
+static int tag_commit(git_reference *ref, git_odb *odb, git_oid *out, int *annotated) {
+  const git_oid *id = git_reference_target(ref), *peel = git_reference_target_peel(ref);
+  size_t len;
+  git_object_t type = GIT_OBJECT_INVALID;
+  *annotated = 0;
+  if (id == NULL) return -1;
+  if (peel != NULL) {  /* packed-refs knows: an annotated tag */
+    *annotated = 1;
+    git_oid_cpy(out, peel);
+    return 0;
+  }
+  if (git_odb_read_header(&len, &type, odb, id) < 0) {
+    git_error_clear();
+    return -1;
+  }
+  if (type == GIT_OBJECT_COMMIT) {
+    git_oid_cpy(out, id);
+    return 0;
+  }
+  if (type == GIT_OBJECT_TAG) {
+    git_object *obj = NULL;
+    *annotated = 1;
+    if (git_reference_peel(&obj, ref, GIT_OBJECT_COMMIT) < 0) {
+      git_error_clear();
+      return -1;
+    }
+    git_oid_cpy(out, git_object_id(obj));
+    git_object_free(obj);
+    return 0;
+  }
+  return -1;
+}
+
+/*
+** repo:tag_commits([glob]) -> {[commit id] = name | {names...}}, count
+** The commits that tags matching glob point at: what the latest-tag search looks for.
+*/
+static int repo_tag_commits(lua_State *L) {
+  Repo *r = check_repo(L, 1);
+  const char *glob = luaL_optstring(L, 2, "*");
+  Hold *h = hold_new(L);
+  git_reference_iterator *it = NULL;
+  git_reference *ref = NULL;
+  git_odb *odb = NULL;
+  lua_Integer count = 0;
+  int err;
+  lua_pushfstring(L, "refs/tags/%s", glob);  /* [.., hold, pattern] */
+  if ((err = git_reference_iterator_glob_new(&it, r->repo, lua_tostring(L, -1))) < 0)
+    return hgfail(L, h, err, "git.tag_commits: %s", repo_where(r));
+  hold(h, H_REFITER, it);
+  if ((err = git_repository_odb(&odb, r->repo)) < 0) return hgfail(L, h, err, "git.tag_commits");
+  hold(h, H_ODB, odb);
+  lua_newtable(L);  /* [.., hold, pattern, map] */
+  while ((err = git_reference_next(&ref, it)) == 0) {
+    git_oid oid;
+    int annotated;
+    hold(h, H_REF, ref);
+    if (tag_commit(ref, odb, &oid, &annotated) == 0) {
+      char hex[GIT_OID_HEXSZ + 1];
+      git_oid_tostr(hex, sizeof hex, &oid);
+      lua_pushlstring(L, hex, GIT_OID_HEXSZ);                /* [.., map, id] */
+      lua_pushvalue(L, -1);
+      switch (lua_rawget(L, -3)) {                           /* [.., map, id, old] */
+        case LUA_TNIL:
+          lua_pop(L, 1);
+          lua_pushstring(L, git_reference_name(ref) + 10);
+          lua_rawset(L, -3);
+          break;
+        case LUA_TSTRING:  /* a second tag on this commit: a list */
+          lua_createtable(L, 2, 0);
+          lua_insert(L, -2);
+          lua_rawseti(L, -2, 1);
+          lua_pushstring(L, git_reference_name(ref) + 10);
+          lua_rawseti(L, -2, 2);
+          lua_rawset(L, -3);
+          break;
+        default:
+          lua_pushstring(L, git_reference_name(ref) + 10);
+          lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+          lua_pop(L, 2);
+          break;
+      }
+      count++;
+    }
+    hold_drop(h);
+  }
+  if (err != GIT_ITEROVER) return hgfail(L, h, err, "git.tag_commits: %s", repo_where(r));
+  hold_free(h);
+  lua_pushinteger(L, count);
+  return 2;
+}
+
 /*
 ** repo:tags([glob]) -> {{name=, ref=, id=, commit=, annotated=}} (unsorted)
 ** glob is matched against the name after refs/tags/ (wildmatch: * also crosses '/').
@@ -1228,9 +1322,12 @@ static int repo_tags(lua_State *L) {
     return hgfail(L, h, err, "git.tags: %s", repo_where(r));
   hold(h, H_REFITER, it);
   if ((err = git_repository_odb(&odb, r->repo)) < 0) return hgfail(L, h, err, "git.tags");
+  hold(h, H_ODB, odb);
   lua_newtable(L);  /* [.., hold, pattern, list] */
   while ((err = git_reference_next(&ref, it)) == 0) {
-    const git_oid *id, *peel;
+    const git_oid *id;
+    git_oid commit;
+    int annotated;
     hold(h, H_REF, ref);
     id = git_reference_target(ref);
     if (id != NULL) {
@@ -1241,30 +1338,16 @@ static int repo_tags(lua_State *L) {
       lua_setfield(L, -2, "ref");
       push_oid(L, id);
       lua_setfield(L, -2, "id");
-      peel = git_reference_target_peel(ref);
-      if (peel != NULL) {  /* packed-refs knows: an annotated tag */
-        push_oid(L, peel);
+      if (tag_commit(ref, odb, &commit, &annotated) == 0) {
+        push_oid(L, &commit);
         lua_setfield(L, -2, "commit");
-        lua_pushboolean(L, 1);
-      } else {
-        size_t len;
-        git_object_t type = GIT_OBJECT_INVALID;
-        if (git_odb_read_header(&len, &type, odb, id) < 0) git_error_clear();
-        if (type == GIT_OBJECT_TAG) set_peeled(L, ref);
-        else if (type == GIT_OBJECT_COMMIT) {
-          lua_pushvalue(L, -1);
-          lua_getfield(L, -1, "id");
-          lua_setfield(L, -3, "commit");
-          lua_pop(L, 1);
-        }
-        lua_pushboolean(L, type == GIT_OBJECT_TAG);
       }
+      lua_pushboolean(L, annotated);
       lua_setfield(L, -2, "annotated");
       lua_rawseti(L, -2, ++n);
     }
     hold_drop(h);
   }
-  git_odb_free(odb);
   if (err != GIT_ITEROVER) return hgfail(L, h, err, "git.tags: %s", repo_where(r));
   hold_free(h);
   return 1;
@@ -1629,21 +1712,21 @@ static int cb_credentials(git_credential **out, const char *url, const char *use
     const char *user = user_from_url != NULL ? user_from_url : "git";
     if (++n->ssh_calls > 1)
       return net_stop(n, "EAUTH", GIT_EAUTH,
-                      "authentication failed for %s: the SSH agent offered no key the server "
-                      "accepts for user '%s' (ssh-add the key; is SSH_AUTH_SOCK set?)", url, user);
+                      "authentication failed: the SSH agent offered no key that %s accepts for "
+                      "user '%s' (ssh-add the key; is SSH_AUTH_SOCK set?)", url, user);
     return git_credential_ssh_key_from_agent(out, user);
   }
   if (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) {
     const char *user = n->username != NULL ? n->username : user_from_url;
     if (n->password == NULL)
-      return net_stop(n, "EAUTH", GIT_EAUTH, "authentication required by %s: %s", url,
-                      n->source != NULL ? n->source : "no credentials were given");
+      return net_stop(n, "EAUTH", GIT_EAUTH, "authentication required: %s%s",
+                      n->source != NULL ? n->source : "no credentials were given", "");
     if (++n->cred_calls > n->max_attempts) {
       char tries[32];
       snprintf(tries, sizeof tries, "%d", n->max_attempts);
       snprintf(n->stop, sizeof n->stop,
-               "authentication failed for %s after %s attempts: the server refused the "
-               "credentials from %s", url, tries, n->source != NULL ? n->source : "the options");
+               "authentication failed after %s attempts: the server refused the "
+               "credentials from %s", tries, n->source != NULL ? n->source : "the options");
       n->stop_code = "EAUTH";
       git_error_set_str(GIT_ERROR_CALLBACK, n->stop);
       return GIT_EAUTH;
@@ -1652,8 +1735,8 @@ static int cb_credentials(git_credential **out, const char *url, const char *use
   }
   if (allowed & GIT_CREDENTIAL_USERNAME)
     return git_credential_username_new(out, user_from_url != NULL ? user_from_url : "git");
-  return net_stop(n, "EAUTH", GIT_EAUTH, "authentication required by %s: %s", url,
-                  "no supported credential type");
+  return net_stop(n, "EAUTH", GIT_EAUTH, "authentication required for %s: %s", url,
+                  "relua offers a user/password (HTTPS) or the SSH agent (SSH) only");
 }
 
 static int check_interrupt(Net *n) {
@@ -2167,6 +2250,7 @@ static const luaL_Reg methods[] = {
   {"branch_create", repo_branch_create},
   {"branch_delete", repo_branch_delete},
   {"tags", repo_tags},
+  {"tag_commits", repo_tag_commits},
   {"tag_create", repo_tag_create},
   {"tag_delete", repo_tag_delete},
   {"reflog", repo_reflog},
