@@ -818,6 +818,7 @@ static int repo_changed_paths(lua_State *L) {
 /* A signature from a {name=, email=} table at idx, else the repository's configured one. */
 static int get_sig(lua_State *L, Repo *r, Hold *h, int idx, git_signature **out) {
   int err;
+  idx = lua_absindex(L, idx);
   if (lua_istable(L, idx)) {
     const char *name, *email;
     lua_getfield(L, idx, "name");

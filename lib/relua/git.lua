@@ -559,6 +559,9 @@ end
 function R:tag(name, rev, opts)
   if type(name) ~= "string" then argerror("git.tag", 1, "string", name) end
   opts = check_opts("git.tag", opts, { message = "string", tagger = "table", force = "boolean" })
+  if not core.is_valid_ref("refs/tags/" .. name) then
+    return nil, string.format("git.tag: invalid tag name '%s'", name), "EINVALIDSPEC"
+  end
   rev = rev or "HEAD"
   local want, err, code = C.rev_parse(self, rev)
   if not want then return nil, string.format("git.tag %s: %s", name, err), code end
