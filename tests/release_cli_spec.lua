@@ -116,7 +116,7 @@ describe("relua RECIPE TICKET", function()
     assert.matches("nothing to do", r.stdout)
     assert.are.equal("migrate\nticket\nverify\n", s:read("ran.txt"))
     local lines = s:log_lines("1234")
-    assert.matches("event=nothing%-to%-do$", lines[#lines])
+    assert.matches(" event=nothing%-to%-do recipe=release%.lua sha256=%x+$", lines[#lines])
   end)
 
   it("--from=PHASE re-runs that phase and the rest, and needs every earlier phase done", function()

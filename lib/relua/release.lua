@@ -411,7 +411,8 @@ local function fresh_state(ticket, recipe, path, hash)
 end
 
 -- Brings a recorded state in line with the recipe: phases in the recipe's order, keeping
--- the status of those with the same name. Returns the names of phases that disappeared.
+-- the status of those with the same name. Returns the names of phases that disappeared,
+-- and whether anything changed.
 local function sync_phases(state, recipe)
   local by_name, gone = {}, {}
   for _, p in ipairs(state.phases) do by_name[p.name] = p end
@@ -422,10 +423,14 @@ local function sync_phases(state, recipe)
   end
   for name in pairs(by_name) do gone[#gone + 1] = name end
   table.sort(gone)
+  local reshaped = #gone > 0 or #phases ~= #state.phases
+  for i, p in ipairs(phases) do
+    if state.phases[i] ~= p then reshaped = true end
+  end
   state.phases = phases
   state.state = state.state or {}
   state.steps = state.steps or {}
-  return gone
+  return gone, reshaped
 end
 
 local function status_of(state, name)
@@ -583,9 +588,10 @@ function M.execute(o)
     lg:save(state)
     lg:log("run", fields)
   else
-    local gone = sync_phases(state, recipe)
-    start_index(recipe, state, o.from)
-    lg:log("run", fields)
+    local gone, reshaped = sync_phases(state, recipe)
+    local changed = reshaped or state.recipe.sha256 ~= hash or state.recipe.path ~= abs
+      or state.recipe.name ~= recipe.name
+    if start_index(recipe, state, o.from) then lg:log("run", fields) end
     if state.recipe.sha256 ~= hash then
       lg:log("recipe-changed", { old = state.recipe.sha256, new = hash, recipe = shown(abs) })
       say(string.format("note: the recipe changed since the last run of ticket %s (sha256 %s -> %s); the change is logged",
@@ -597,12 +603,12 @@ function M.execute(o)
       lg:log("phases-removed", { phases = table.concat(gone, ",") })
     end
     state.recipe.path, state.recipe.sha256, state.recipe.name = abs, hash, recipe.name
-    lg:save(state)
+    if changed then lg:save(state) end
   end
 
   local start = start_index(recipe, state, o.from)
   if not start then
-    lg:log("nothing-to-do")
+    lg:log("nothing-to-do", fields)
     say(string.format("nothing to do: all %d phases of ticket %s are done", #recipe.phases, o.ticket))
     lg:close()
     return 0
