@@ -17,8 +17,9 @@
 **    failure.
 **
 ** Test-only fault injection: RELUA_TEST_CRASH_AT=<point>[:<n>] makes the process SIGKILL
-** itself the n-th time (default 1st) it reaches <point> (see crash_points below). It
-** exists so that the suite can prove that a kill -9 at that moment loses nothing.
+** itself the n-th time (default 1st) it reaches <point>; <point>:<n>:INT sends SIGINT
+** instead. It exists so that the suite can prove that a kill -9 (or a Ctrl-C) at that
+** moment loses nothing. Never set it in real use.
 */
 #include <dirent.h>
 #include <errno.h>
@@ -46,6 +47,7 @@
 typedef struct Ledger {
   int lockfd, logfd;
   int crash_hits;     /* times the RELUA_TEST_CRASH_AT point was reached */
+  int interrupted;    /* a Ctrl-C arrived while recording: raise it once recorded */
 } Ledger;
 
 /* ---------------------------------------------------------------- helpers */
@@ -214,32 +216,59 @@ static int lg_close(lua_State *L) {
 
 /*
 ** Test-only. The points (see doc/recipes.md): phase-start, phase-end, phase-done,
-** phase-failed, state-write (dies with the temp file half written), state-saved (after
+** phase-failed, state-encode (a save begins), state-write (dies with the temp file half
+** written), state-saved (after
 ** the rename, before the log line), log-event (before a log line), step-before-record,
 ** step-after-record, and any name the Lua layer passes to lg:crash (step-run, ...).
 */
-/* 1 when this hit of point is the one RELUA_TEST_CRASH_AT asks to die at. */
+/*
+** The signal to raise when this hit of point is the one RELUA_TEST_CRASH_AT names, else 0.
+** "POINT[:N]" means SIGKILL at the N-th hit; "POINT:N:INT" means SIGINT (a Ctrl-C at that
+** moment, which the process survives).
+*/
 static int crash_due(Ledger *lg, const char *point) {
   const char *spec = getenv("RELUA_TEST_CRASH_AT");
   size_t n;
   long want = 1;
   const char *colon;
+  char *end;
   if (spec == NULL || *spec == '\0') return 0;
   colon = strchr(spec, ':');
   n = colon ? (size_t)(colon - spec) : strlen(spec);
   if (strlen(point) != n || strncmp(spec, point, n) != 0) return 0;
-  if (colon) want = strtol(colon + 1, NULL, 10);
-  return ++lg->crash_hits == want;
-}
-
-static void die_now(void) {
-  fflush(stdout);
-  fflush(stderr);
-  kill(getpid(), SIGKILL);
+  if (colon) want = strtol(colon + 1, &end, 10);
+  if (++lg->crash_hits != want) return 0;
+  return colon && strcmp(end, ":INT") == 0 ? SIGINT : SIGKILL;
 }
 
 static void crash_point(Ledger *lg, const char *point) {
-  if (crash_due(lg, point)) die_now();
+  int sig = crash_due(lg, point);
+  if (sig == 0) return;
+  fflush(stdout);
+  fflush(stderr);
+  kill(getpid(), sig);
+}
+
+/*
+** Ctrl-C arriving while the ledger records something: the host's SIGINT hook fires at the
+** next Lua call, which may be the encoder's. The record is completed first; the interrupt
+** is raised once it is durable and logged (lg->interrupted).
+*/
+static void raise_deferred(lua_State *L, Ledger *lg) {
+  if (lg->interrupted) {
+    lg->interrupted = 0;
+    relua_raise_interrupt(L);
+  }
+}
+
+static int is_interrupt(lua_State *L, int idx) {
+  int yes = 0;
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "code");
+    yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "interrupted") == 0;
+    lua_pop(L, 1);
+  }
+  return yes;
 }
 
 static int lg_crash(lua_State *L) {
@@ -387,12 +416,24 @@ static int try_save(lua_State *L, int self) {
   const char *data;
   size_t len;
   int top = lua_gettop(L);
-  lua_pushcfunction(L, encode_pretty);
+  int status, sig = crash_due(lg, "state-encode");
+  if (sig != 0) kill(getpid(), sig);
   if (lua_getiuservalue(L, self, UV_STATE) != LUA_TTABLE)
     luaL_error(L, "ledger: no state to save (call lg:save(t) first)");
   push_now(L);
   lua_setfield(L, -2, "updated");
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {                  /* [err] */
+  lua_pop(L, 1);
+  lua_pushcfunction(L, encode_pretty);
+  lua_getiuservalue(L, self, UV_STATE);
+  status = lua_pcall(L, 1, 1, 0);
+  if (status != LUA_OK && is_interrupt(L, -1)) {
+    lg->interrupted = 1;                                   /* the hook is spent: again */
+    lua_pop(L, 1);
+    lua_pushcfunction(L, encode_pretty);
+    lua_getiuservalue(L, self, UV_STATE);
+    status = lua_pcall(L, 1, 1, 0);
+  }
+  if (status != LUA_OK) {                                  /* [err] */
     lua_insert(L, top + 1);
     lua_settop(L, top + 1);
     return -1;
@@ -400,7 +441,7 @@ static int try_save(lua_State *L, int self) {
   lua_pushliteral(L, "\n");
   lua_concat(L, 2);
   data = lua_tolstring(L, -1, &len);
-  if (crash_due(lg, "state-write")) {  /* test-only: die with the temp file half written */
+  if (crash_due(lg, "state-write") != 0) {  /* test-only: die, the temp file half written */
     int fd;
     lua_pushfstring(L, "%s.relua-tmp.crash", path);
     fd = open(lua_tostring(L, -1), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -408,7 +449,9 @@ static int try_save(lua_State *L, int self) {
       if (write_all(fd, data, len / 2) != 0) { /* dying anyway */ }
       close(fd);
     }
-    die_now();
+    fflush(stdout);
+    fflush(stderr);
+    kill(getpid(), SIGKILL);
   }
   if (relua_write_atomic(path, data, len, 0644) != 0) {
     int err = errno;
@@ -434,6 +477,7 @@ static int lg_save(lua_State *L) {
     lua_setiuservalue(L, 1, UV_STATE);
   }
   save(L, 1);
+  raise_deferred(L, (Ledger *)lua_touserdata(L, 1));
   return 0;
 }
 
@@ -494,6 +538,7 @@ static int lg_set(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_setfield(L, -2, "key");
   log_event(L, 1, phase, "state", -1);
+  raise_deferred(L, (Ledger *)lua_touserdata(L, 1));
   return 0;
 }
 
@@ -537,6 +582,7 @@ static int lg_record_step(lua_State *L) {
   lua_setfield(L, -2, "status");
   log_event(L, 1, phase, "step", -1);
   crash_point(lg, "step-after-record");
+  raise_deferred(L, lg);
   return 0;
 }
 
@@ -556,6 +602,10 @@ static int run_msgh(lua_State *L) {
   luaL_traceback(L, L, NULL, 1);
   lua_setfield(L, 2, "traceback");
   return 1;
+}
+
+static int raise_interrupt_fn(lua_State *L) {
+  return relua_raise_interrupt(L);
 }
 
 /* Pushes the entry of phases[] named name (state.phases), or raises. */
@@ -612,6 +662,16 @@ static int lg_run(lua_State *L) {
     lua_getfield(L, item, "name");
     name = lua_tostring(L, -1);
     luaL_argcheck(L, name != NULL, 2, "plan item without a name");
+    if (lg->interrupted) {  /* Ctrl-C while the previous phase was being recorded */
+      lg->interrupted = 0;
+      log_event(L, 1, name, "interrupted", 0);
+      lua_pushboolean(L, 0);
+      lua_pushstring(L, name);
+      lua_pushinteger(L, 130);
+      lua_pushliteral(L, "interrupted before the phase started");
+      lua_pushnil(L);
+      return 5;
+    }
     push_phase(L, 1, name);                                /* [..., name, entry] */
     entry = lua_gettop(L);
     lua_getfield(L, item, "skip");
@@ -647,6 +707,11 @@ static int lg_run(lua_State *L) {
     crash_point(lg, "phase-start");
     /* call */
     t0 = monotonic();
+    if (lg->interrupted) {  /* Ctrl-C while the start was recorded: fail it as interrupted */
+      lg->interrupted = 0;
+      lua_pop(L, 1);
+      lua_pushcfunction(L, raise_interrupt_fn);
+    }
     lua_pushcfunction(L, run_msgh);
     lua_insert(L, -2);                                     /* [..., msgh, fn] */
     lua_pushvalue(L, 3);
@@ -876,6 +941,7 @@ static int l_open(lua_State *L) {
   lg = (Ledger *)lua_newuserdatauv(L, sizeof(Ledger), 2);  /* box first: [lg] */
   lg->lockfd = lg->logfd = -1;
   lg->crash_hits = 0;
+  lg->interrupted = 0;
   luaL_setmetatable(L, LEDGER_MT);
   lua_createtable(L, 0, 6);                                /* [lg, info] */
   lua_pushvalue(L, 1); lua_setfield(L, -2, "dir");

@@ -156,3 +156,59 @@ return { phases = {
     kill_during_process("0.2")
   end)
 end)
+
+describe("Ctrl-C while the ledger records", function()
+  after_each(S.cleanup)
+
+  -- Saves of a 2-phase, 1-step recipe: 1 the new state, 2 p1 running, 3 p1-s1 recorded,
+  -- 4 r.state.P1, 5 p1 done, 6 p2 running, ...
+  local function interrupt_at(n)
+    local s = S.sandbox()
+    s:write("release.lua", S.recipe_source(2, 1))
+    local r = s:relua({ "release.lua", "T" }, { RELUA_TEST_CRASH_AT = "state-encode:" .. n .. ":INT" })
+    assert.are.equal(130, r.code, r.stderr)
+    check_ledger(s)
+    return s, r
+  end
+
+  local function finishes(s)
+    local r = s:relua({ "release.lua", "T" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.same({ p1 = "done", p2 = "done" }, s:statuses("T"))
+    assert.same({ ["p1-s1"] = 1, ["p2-s1"] = 1 }, s:counts())
+  end
+
+  it("as a phase is marked running: the phase fails rc=130 without running", function()
+    local s, r = interrupt_at(2)
+    assert.matches("release interrupted in phase p1 %(rc=130%)", r.stderr)
+    assert.same({ p1 = "failed", p2 = "pending" }, s:statuses("T"))
+    assert.same({}, s:counts())
+    finishes(s)
+  end)
+
+  it("as a step's result is recorded: the result is kept, the phase fails rc=130", function()
+    local s = interrupt_at(3)
+    assert.are.equal("failed", s:statuses("T").p1)
+    assert.are.equal(130, s:state("T").phases[1].rc)
+    assert.truthy(s:state("T").steps["p1-s1"])
+    assert.matches("phase=p1 event=step key=p1%-s1 status=done", s:read(".relua/releases/T.log"))
+    finishes(s)
+  end)
+
+  it("as a state value is written: the value is kept, the phase fails rc=130", function()
+    local s = interrupt_at(4)
+    assert.are.equal("v1", s:state("T").state.P1)
+    assert.are.equal("failed", s:statuses("T").p1)
+    finishes(s)
+  end)
+
+  it("as a phase is recorded done: it stays done and the next phase does not start", function()
+    local s, r = interrupt_at(5)
+    assert.same({ p1 = "done", p2 = "pending" }, s:statuses("T"))
+    assert.matches("release interrupted in phase p2 %(rc=130%)%. Resume: relua release%.lua T %-%-from=p2", r.stderr)
+    local lines = s:log_lines("T")
+    assert.matches("phase=p1 event=done", lines[#lines - 1])
+    assert.matches("phase=p2 event=interrupted$", lines[#lines])
+    finishes(s)
+  end)
+end)
