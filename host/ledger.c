@@ -217,9 +217,9 @@ static int lg_close(lua_State *L) {
 /*
 ** Test-only. The points (see doc/recipes.md): phase-start, phase-end, phase-done,
 ** phase-failed, state-encode (a save begins), state-write (dies with the temp file half
-** written), state-saved (after
-** the rename, before the log line), log-event (before a log line), step-before-record,
-** step-after-record, and any name the Lua layer passes to lg:crash (step-run, ...).
+** written), state-saved (after the rename, before the log line), log-event (before a log
+** line), step-before-record, step-after-record, and any name the Lua layer passes to
+** lg:crash (step-run).
 */
 /*
 ** The signal to raise when this hit of point is the one RELUA_TEST_CRASH_AT names, else 0.

@@ -316,6 +316,7 @@ local function run_process(self, argv, shown_cmd, opts)
     if opts.check == false then return nil, err, code end
     errors.raise("command-failed", string.format("%s: %s", shown_cmd, err), { rc = rc, exit = 1 })
   end
+  if res.tee_error then self._say("  warning: the phase's output file: " .. res.tee_error) end
   local rc = res.code
   if rc == nil then rc = 128 + (res.signal or 0) end
   if res.timed_out then rc = 124 end
@@ -664,6 +665,7 @@ end
 ---@param path string
 ---@return integer
 function M.main(recipe, path, ...)
+  if path == nil then usage("a recipe must be a file", RUN_USAGE) end
   M.validate(recipe, path)
   local o = parse_args({ ... }, { from = "value", ["dry-run"] = "flag" })
   if #o.positional == 0 then usage("no ticket given", RUN_USAGE) end
