@@ -360,6 +360,9 @@ static int proc_spawn(lua_State *L) {
     posix_spawn_file_actions_adddup2(&fa, p->child_fd[2], 2);
   }
   if (cwd != NULL) posix_spawn_file_actions_addchdir_np(&fa, cwd);
+  /* Only 0, 1 and 2 pass on: also none of the files Lua's io library opened (those are
+     not close-on-exec) nor what relua itself inherited (as Python's close_fds, Go's exec). */
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   posix_spawnattr_init(&attr);
   sigemptyset(&none);
   sigemptyset(&defaults);

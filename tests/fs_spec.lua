@@ -325,6 +325,29 @@ describe("relua.fs", function()
     end)
   end)
 
+  it("leaks no descriptors, on success or failure", function()
+    local function count()
+      collectgarbage() collectgarbage()
+      return #assert(fs.list("/proc/self/fd"))
+    end
+    h.spit(d .. "/src", "data")
+    local before = count()
+    for _ = 1, 20 do
+      fs.read(d .. "/src") fs.read(d .. "/none") fs.read(d)
+      fs.write(d .. "/w", "x") fs.write(d .. "/none/w", "x")
+      fs.append(d .. "/a", "x", { sync = true }) fs.append(d .. "/none/a", "x")
+      fs.copy(d .. "/src", d .. "/dst") fs.copy(d .. "/none", d .. "/dst") fs.copy(d .. "/src", d .. "/none/dst")
+      fs.list(d) fs.list(d .. "/none")
+      fs.digest(d .. "/src", "sha256") fs.digest(d .. "/none", "md5")
+      local l = assert(fs.lock(d .. "/l"))
+      fs.lock(d .. "/l") fs.lock(d .. "/l", { wait = 0.01 }) fs.lock(d .. "/none/l")
+      l:close()
+      fs.lock(d .. "/l2")  -- dropped without close: garbage collection releases it
+    end
+    assert.are.equal(before, count())
+    assert.are.same({ "a", "dst", "l", "l2", "src", "w" }, fs.list(d))
+  end)
+
   describe("lock", function()
     it("is exclusive, records its holder, and releases on close", function()
       local path = d .. "/ticket.lock"

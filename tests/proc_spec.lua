@@ -389,6 +389,39 @@ describe("relua.proc", function()
     end)
   end)
 
+  describe("descriptors", function()
+    it("leaks none, on success or failure", function()
+      local function count()
+        collectgarbage() collectgarbage()
+        return #assert(fs.list("/proc/self/fd"))
+      end
+      local d = h.tmpdir()
+      local before = count()
+      for _ = 1, 8 do
+        proc.run { "relua-no-such-program" }
+        proc.run({ "true" }, { cwd = d .. "/missing" })
+        proc.run({ "true" }, { tee = d .. "/missing/log" })
+        proc.run({ "sh", "-c", "echo x; echo y >&2" }, { tee = d .. "/log", stdin = "in" })
+        proc.run({ "sleep", "5" }, { timeout = 0.01 })
+        local p = assert(proc.spawn({ "cat" }, { stdin = "abc" }))
+        p:close()
+        p = assert(proc.spawn { "true" })
+        p = nil
+      end
+      assert.are.equal(before, count())
+    end)
+
+    it("gives the child only stdin, stdout and stderr", function()
+      local other = assert(proc.spawn({ "sleep", "5" }, { stdin = "x" }))  -- holds three pipes
+      local lock = assert(fs.lock(h.tmpdir() .. "/l"))
+      local f = assert(io.open(h.tmpdir() .. "/io-file", "w"))        -- not close-on-exec
+      local p = assert(proc.spawn({ "sleep", "5" }, { tee = h.tmpdir() .. "/log" }))
+      local got = assert(fs.list("/proc/" .. p:pid() .. "/fd"))
+      p:close() other:close() lock:close() f:close()
+      assert.are.same({ "0", "1", "2" }, got)
+    end)
+  end)
+
   describe("clock and pid", function()
     it("gives monotonic seconds and our pid", function()
       local a = proc.clock()
