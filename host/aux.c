@@ -2,6 +2,7 @@
 ** aux.c: helpers the host's modules share: result conventions, Ctrl-C, deferred library
 ** initialisation and durable file replacement.
 */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -14,7 +15,6 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <git2.h>
 
 #include "relua.h"
 
@@ -126,25 +126,36 @@ int relua_raise_interrupt(lua_State *L) {
 
 /* ---------------------------------------------------------------- libraries */
 
+/*
+** The host binary links neither libcurl nor libgit2: their modules are lazy (host/main.c)
+** and bring the libraries in on first require, with RTLD_GLOBAL. The process-wide init
+** and shutdown are therefore found by name. Library lifetime is process state by nature.
+*/
 static int curl_ready = 0, git_ready = 0;
+static void (*curl_cleanup)(void) = NULL;
+static int (*git_shutdown)(void) = NULL;
 
 void relua_need_curl(void) {
-  if (!curl_ready) {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    curl_ready = 1;
-  }
+  CURLcode (*init)(long);
+  if (curl_ready) return;
+  *(void **)(&init) = dlsym(RTLD_DEFAULT, "curl_global_init");
+  *(void **)(&curl_cleanup) = dlsym(RTLD_DEFAULT, "curl_global_cleanup");
+  if (init != NULL) init(CURL_GLOBAL_DEFAULT);
+  curl_ready = 1;
 }
 
 void relua_need_git(void) {
-  if (!git_ready) {
-    git_libgit2_init();
-    git_ready = 1;
-  }
+  int (*init)(void);
+  if (git_ready) return;
+  *(void **)(&init) = dlsym(RTLD_DEFAULT, "git_libgit2_init");
+  *(void **)(&git_shutdown) = dlsym(RTLD_DEFAULT, "git_libgit2_shutdown");
+  if (init != NULL) init();
+  git_ready = 1;
 }
 
 void relua_global_shutdown(void) {
-  if (git_ready) git_libgit2_shutdown();
-  if (curl_ready) curl_global_cleanup();
+  if (git_ready && git_shutdown != NULL) git_shutdown();
+  if (curl_ready && curl_cleanup != NULL) curl_cleanup();
   git_ready = curl_ready = 0;
 }
 

@@ -4,17 +4,27 @@
 ** everything run under lua_pcall with a message handler. Policy (subcommands, recipes,
 ** the REPL) is Lua in lib/relua/.
 */
+#include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "lualib.h"
 #include "relua.h"
 
 /* The host's C modules, found by tools/modules.sh. */
-#define RELUA_MODULE(n) int luaopen_relua_##n(lua_State *L);
-#include "modules.h"
+#ifndef RELUA_MODULES_H
+#define RELUA_MODULES_H "modules.h"
+#endif
+#ifndef RELUA_LAZY_H
+#define RELUA_LAZY_H "lazy.h"
+#endif
+
+#define RELUA_MODULE(n, stem) int luaopen_relua_##n(lua_State *L);
+#include RELUA_MODULES_H
 #undef RELUA_MODULE
 
 /* lua-cjson, linked in from Debian's liblua5.4-cjson. */
@@ -22,10 +32,32 @@ int luaopen_cjson(lua_State *L);
 int luaopen_cjson_safe(lua_State *L);
 
 static const luaL_Reg host_modules[] = {
-#define RELUA_MODULE(n) {#n, luaopen_relua_##n},
-#include "modules.h"
+#define RELUA_MODULE(n, stem) {#n, luaopen_relua_##n},
+#include RELUA_MODULES_H
 #undef RELUA_MODULE
   {NULL, NULL}
+};
+
+/*
+** Lazy modules (see the Makefile): shared objects carried inside the binary, loaded on
+** the first require of their module, so start-up does not load libcurl or libgit2.
+*/
+typedef struct Lazy {
+  const char *name;     /* "core_http": the module relua.core.http */
+  const char *stem;     /* "http" */
+  const unsigned char *start, *end;
+} Lazy;
+
+#define RELUA_LAZY(n, stem) extern const unsigned char relua_lazy_##stem##_start[], \
+                                                       relua_lazy_##stem##_end[];
+#include RELUA_LAZY_H
+#undef RELUA_LAZY
+
+static const Lazy lazy_modules[] = {
+#define RELUA_LAZY(n, stem) {#n, #stem, relua_lazy_##stem##_start, relua_lazy_##stem##_end},
+#include RELUA_LAZY_H
+#undef RELUA_LAZY
+  {NULL, NULL, NULL, NULL}
 };
 
 #define EXIT_USAGE 2
@@ -152,18 +184,77 @@ static int embedded_searcher(lua_State *L) {
   return 1;
 }
 
+/* Pushes "relua." .. name with '_' read as '.': core_fs -> relua.core.fs */
+static void push_module_name(lua_State *L, const char *name) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "relua.");
+  for (; *name; name++) luaL_addchar(&b, *name == '_' ? '.' : *name);
+  luaL_pushresult(&b);
+}
+
+/*
+** Loads a lazy module's shared object from the bytes carried in the binary: a memfd holds
+** them while dlopen reads it. The handle is kept in the registry, so a module required
+** again (busted clears package.loaded between spec files) reuses the loaded object. It is
+** never closed: userdata of the module may outlive a reload of package.loaded.
+*/
+static int lazy_loader(lua_State *L) {
+  const Lazy *m = (const Lazy *)lua_touserdata(L, lua_upvalueindex(1));
+  char path[64], symbol[96];
+  lua_CFunction open;
+  void *h;
+  lua_pushfstring(L, "relua.lazy.%s", m->stem);
+  if (lua_rawget(L, LUA_REGISTRYINDEX) == LUA_TLIGHTUSERDATA)
+    h = lua_touserdata(L, -1);
+  else {
+    const unsigned char *p = m->start;
+    int fd = memfd_create(m->stem, MFD_CLOEXEC);
+    if (fd < 0)
+      return luaL_error(L, "cannot load module 'relua.%s': memfd_create: %s", m->stem,
+                        strerror(errno));
+    while (p < m->end) {
+      ssize_t w = write(fd, p, (size_t)(m->end - p));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        int err = errno;
+        close(fd);
+        return luaL_error(L, "cannot load module 'relua.%s': %s", m->stem, strerror(err));
+      }
+      p += w;
+    }
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    /* RTLD_GLOBAL: the library's symbols are visible to the host (relua_need_curl). */
+    h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+    close(fd);
+    if (h == NULL)
+      return luaL_error(L, "cannot load module 'relua.%s': %s", m->stem, dlerror());
+    lua_pushfstring(L, "relua.lazy.%s", m->stem);
+    lua_pushlightuserdata(L, h);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  lua_pop(L, 1);
+  snprintf(symbol, sizeof symbol, "luaopen_relua_%s", m->name);
+  *(void **)(&open) = dlsym(h, symbol);  /* the POSIX way to take a function pointer */
+  if (open == NULL)
+    return luaL_error(L, "cannot load module 'relua.%s': no %s", m->stem, symbol);
+  return open(L);
+}
+
 static void open_loaders(lua_State *L) {
   const luaL_Reg *m;
+  const Lazy *z;
   const char *dev = getenv("RELUA_LIB");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);  /* [preload] */
   for (m = host_modules; m->name != NULL; m++) {
-    luaL_Buffer b;
-    const char *p;
-    luaL_buffinit(L, &b);
-    luaL_addstring(&b, "relua.");
-    for (p = m->name; *p; p++) luaL_addchar(&b, *p == '_' ? '.' : *p);
-    luaL_pushresult(&b);                   /* [preload, name] */
+    push_module_name(L, m->name);          /* [preload, name] */
     lua_pushcfunction(L, m->func);
+    lua_settable(L, -3);
+  }
+  for (z = lazy_modules; z->name != NULL; z++) {
+    push_module_name(L, z->name);          /* [preload, name] */
+    lua_pushlightuserdata(L, (void *)z);
+    lua_pushcclosure(L, lazy_loader, 1);
     lua_settable(L, -3);
   }
   lua_pushcfunction(L, luaopen_cjson);

@@ -28,7 +28,7 @@ describe("relua command line", function()
   it("prints its version and the libraries'", function()
     local r = h.relua({ "--version" })
     assert.are.equal(0, r.code)
-    assert.matches("^relua %d+%.%d+%.%d+ %(Lua 5%.4%.%d+, libgit2 %d+%.%d+%.%d+, libcurl %d+%.%d+%.%d+%)\n$", r.stdout)
+    assert.matches("^relua %d+%.%d+%.%d+ %(Lua 5%.4%.%d+, libgit2 [%d.?]+, libcurl %d+%.%d+%.%d+%)\n$", r.stdout)
     assert.are.equal(r.stdout, h.relua({ "-v" }).stdout)
   end)
 
@@ -96,6 +96,29 @@ describe("relua command line", function()
     assert.are.equal("from the tree\n", r.stdout)
     r = h.relua({ "-e", 'print(require("relua.version").describe())' })
     assert.matches("^relua %d", r.stdout)
+  end)
+
+  it("loads libcurl only when relua.http is first required", function()
+    local probe = [[
+      local function loaded()
+        for line in io.lines("/proc/self/maps") do
+          if line:find("libcurl", 1, true) then return "yes" end
+        end
+        return "no"
+      end
+      io.write(loaded(), " ")
+      local http = require "relua.http"
+      io.write(loaded(), " ", type(http.request), " ")
+      package.loaded["relua.http"], package.loaded["relua.core.http"] = nil, nil
+      io.write(type(require("relua.http").request))
+    ]]
+    local r = h.relua({ "-e", probe })
+    assert.are.equal(0, r.code, r.stderr)
+    if h.bin:find("asan") then
+      assert.are.equal("yes yes function function", r.stdout)  -- the ASan build links it directly
+    else
+      assert.are.equal("no yes function function", r.stdout)
+    end
   end)
 
   it("lists its commands", function()
