@@ -33,7 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #include "relua.h"
 
@@ -1033,38 +1032,6 @@ static int l_valid_ticket(lua_State *L) {
   return 1;
 }
 
-/* ledger.sha256(path) -> hex | nil, message, code */
-static int l_sha256(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  unsigned char md[EVP_MAX_MD_SIZE], buf[65536];
-  unsigned int mdlen = 0, i;
-  char hex[2 * EVP_MAX_MD_SIZE + 1];
-  EVP_MD_CTX *ctx;
-  ssize_t r;
-  int fd = open(path, O_RDONLY | O_CLOEXEC), ok = 1;
-  if (fd < 0) return relua_oserror(L, "cannot read", path);
-  ctx = EVP_MD_CTX_new();
-  if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) ok = 0;
-  while (ok && (r = read(fd, buf, sizeof buf)) != 0) {
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      EVP_MD_CTX_free(ctx);
-      close(fd);
-      errno = err;
-      return relua_oserror(L, "cannot read", path);
-    }
-    if (EVP_DigestUpdate(ctx, buf, (size_t)r) != 1) ok = 0;
-  }
-  if (ok && EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) ok = 0;
-  EVP_MD_CTX_free(ctx);
-  close(fd);
-  if (!ok) return relua_fail(L, "EIO", "sha256: %s: digest failed", path);
-  for (i = 0; i < mdlen; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
-  lua_pushlstring(L, hex, 2 * mdlen);
-  return 1;
-}
-
 /* ledger.now() -> "2026-05-18T10:00:00Z" */
 static int l_now(lua_State *L) {
   push_now(L);
@@ -1082,7 +1049,6 @@ static const luaL_Reg funcs[] = {
   {"read", l_read},
   {"holder", l_holder},
   {"valid_ticket", l_valid_ticket},
-  {"sha256", l_sha256},
   {"now", l_now},
   {"clock", l_clock},
   {NULL, NULL}

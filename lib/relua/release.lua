@@ -5,6 +5,7 @@
 -- context recipes use, and prints what happened and what to do next.
 local core = require "relua.core.ledger"
 local errors = require "relua.error"
+local fs = require "relua.fs"
 local json = require "relua.json"
 local ticketlib = require "relua.ticket"
 
@@ -556,7 +557,7 @@ function M.execute(o)
   local recipe = o.recipe
   o.dir = ticketlib.dir(o.home)
   local abs = abspath(o.path)
-  local hash, herr = core.sha256(abs)
+  local hash, herr = fs.digest(abs, "sha256")
   if not hash then usage("cannot read recipe " .. herr) end
 
   if o.dry_run then
@@ -834,7 +835,7 @@ function M.status_command(...)
   local o = parse_args({ ... }, { json = "flag", home = "value" })
   local t = load_ticket(o.positional[1], o.home)
   local st, s = t.state, t.summary
-  local current = core.sha256(st.recipe.path)
+  local current = fs.digest(st.recipe.path, "sha256")
   local file_changed = current ~= nil and current ~= st.recipe.sha256
   if o.json then
     local out = {
