@@ -224,11 +224,14 @@ static int lazy_loader(lua_State *L) {
       p += w;
     }
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    /* RTLD_GLOBAL: the library's symbols are visible to the host (relua_need_curl). */
+    /* RTLD_GLOBAL: the library's symbols are visible to the host (relua_need_curl).
+       The memfd stays open for the life of the process: dlopen knows objects by path,
+       and a closed fd's number, reused for the next lazy module, would name this one. */
     h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
-    close(fd);
-    if (h == NULL)
+    if (h == NULL) {
+      close(fd);
       return luaL_error(L, "cannot load module 'relua.%s': %s", m->stem, dlerror());
+    }
     lua_pushfstring(L, "relua.lazy.%s", m->stem);
     lua_pushlightuserdata(L, h);
     lua_rawset(L, LUA_REGISTRYINDEX);

@@ -98,6 +98,19 @@ describe("relua command line", function()
     assert.matches("^relua %d", r.stdout)
   end)
 
+  it("loads each lazy module's own object, whatever the order", function()
+    local r = h.relua({ "-e", [[
+      -- crypto first, then http and git: each must get its own shared object
+      local fs = require "relua.fs"
+      assert(fs.hash("abc", "sha256"):sub(1, 8) == "ba7816bf")
+      assert(type(require("relua.http").request) == "function")
+      assert(type(require("relua.git").open) == "function")
+      print("ok")
+    ]] })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("ok\n", r.stdout)
+  end)
+
   it("loads libcurl only when relua.http is first required", function()
     local probe = [[
       local function loaded()
