@@ -83,6 +83,8 @@ describe("relua REPL on a terminal", function()
       { send = "obj = setmetatable({}, { __index = { hello = function() return 'hi!' end } })\r" }, { expect = PROMPT },
       { send = "obj:he\t" }, { expect = "obj:hello$" }, { send = "()\r" }, { expect = '"hi!"' .. PROMPT },
       { send = "ya\t" }, { expect = "yaml$" }, { send = ".dec\t" }, { expect = "\\.decode$" },
+      { send = "\21fs.re\t\t" }, { expect = "fs\\.read +fs\\.readlink +fs\\.remove *\n" },
+      { send = "mo\t" }, { expect = "> fs\\.remove$" }, { send = "\21" },
       { send = "\21\4" }, { wait_exit = true },
     })
   end)
@@ -141,6 +143,8 @@ describe("relua REPL on a terminal", function()
         { expect = PROMPT },
         { send = "type(json), type(yaml), yaml.encode({ a = 1 })\r" },
         { expect = '\n"table"\t"table"\t"a: 1\\\\n"' .. PROMPT },
+        { send = "type(fs), type(proc), type(http), type(ticket), fs.basename('/a/b.yaml')\r" },
+        { expect = '\n"table"\t"table"\t"table"\t"function"\t"b.yaml"' .. PROMPT },
         { send = "\4" }, { wait_exit = true },
       }, { args = args })
     end
