@@ -143,8 +143,8 @@ describe("relua REPL on a terminal", function()
         { expect = PROMPT },
         { send = "type(json), type(yaml), yaml.encode({ a = 1 })\r" },
         { expect = '\n"table"\t"table"\t"a: 1\\\\n"' .. PROMPT },
-        { send = "type(fs), type(proc), type(http), type(ticket), fs.basename('/a/b.yaml')\r" },
-        { expect = '\n"table"\t"table"\t"table"\t"function"\t"b.yaml"' .. PROMPT },
+        { send = "type(fs), type(proc), type(http), type(git), type(ticket), fs.basename('/a/b.yaml')\r" },
+        { expect = '\n"table"\t"table"\t"table"\t"table"\t"function"\t"b.yaml"' .. PROMPT },
         { send = "\4" }, { wait_exit = true },
       }, { args = args })
     end
