@@ -1,14 +1,11 @@
 -- make demo: a real release in a throwaway sandbox. It builds a git repository with a bare
--- remote, then runs the actual relua binary on the shipped recipe (recipes/release.lua)
--- the way an operator would: the migrate phase fails the first time, `relua status` shows
--- where it stopped, the cause is fixed, `--from=migrate` resumes, and a re-run says
--- "nothing to do". Each step is explained in plain words.
---
--- The sandbox's repositories are set up with the git command line through relua.proc
--- (here only, in the demo: relua.git was not on main yet when this was written); the
--- release itself uses nothing but relua and the recipe.
+-- remote (relua.git), then runs the actual relua binary on the shipped recipe
+-- (recipes/release.lua) the way an operator would: the migrate phase fails the first time,
+-- `relua status` shows where it stopped, the cause is fixed, `--from=migrate` resumes, and
+-- a re-run says "nothing to do". Each step is explained in plain words.
 local fs = require "relua.fs"
 local proc = require "relua.proc"
+local gitlib = require "relua.git"
 
 local RELUA = fs.abspath(arg and arg[-1] or "./relua")
 local RECIPE = fs.abspath("recipes/release.lua")
@@ -31,17 +28,11 @@ local function fail(msg)
 end
 
 local sandbox = assert(fs.tmpdir("relua-demo"))
-local GIT_ENV = {
-  GIT_AUTHOR_NAME = "Demo", GIT_AUTHOR_EMAIL = "demo@example.invalid",
-  GIT_COMMITTER_NAME = "Demo", GIT_COMMITTER_EMAIL = "demo@example.invalid",
-  GIT_CONFIG_GLOBAL = "/dev/null", GIT_CONFIG_NOSYSTEM = "1",
-}
+local AUTHOR = { name = "Demo", email = "demo@example.invalid" }
 
-local function git(cwd, ...)
-  local res, err = proc.run({ "git", ... }, { cwd = cwd, env = GIT_ENV })
-  if not res then fail(err) end
-  if res.code ~= 0 then fail("git " .. table.concat({ ... }, " ") .. ": " .. res.stderr) end
-  return res.stdout
+local function check(v, err)
+  if not v then fail(err) end
+  return v
 end
 
 local function write(path, content, mode)
@@ -53,13 +44,13 @@ say("Setting up a throwaway sandbox in %s", sandbox)
 local remote, dev, app, db = sandbox .. "/remote.git", sandbox .. "/dev", sandbox .. "/app", sandbox .. "/db"
 assert(fs.mkdir(db))
 write(db .. "/schema", "v1\n")
-git(sandbox, "init", "-q", "--bare", "-b", "main", remote)
-git(sandbox, "clone", "-q", remote, dev)
+local bare <close> = check(gitlib.init(remote, { bare = true }))
+local devrepo <close> = check(gitlib.clone(remote, dev))
 write(dev .. "/README", "the wiki\n")
-git(dev, "add", "README")
-git(dev, "commit", "-q", "-m", "first version")
-git(dev, "push", "-q", "origin", "main")
-git(sandbox, "clone", "-q", remote, app)
+check(devrepo:commit("first version", { "README" }, { author = AUTHOR }))
+local BRANCH = devrepo:head().branch
+check(devrepo:push("origin", { BRANCH }))
+local apprepo <close> = check(gitlib.clone(remote, app))
 print("  a bare remote (remote.git), a developer's clone (dev), the deployed checkout (app),")
 print("  and a 'database' (db/schema, now at v1).")
 
@@ -83,18 +74,18 @@ write(dev .. "/releases/1234-search.lua", [[
 local r = ...
 r:log("ticket 1234: turning on the new search index")
 ]])
-git(dev, "add", ".")
-git(dev, "commit", "-q", "-m", "ticket 1234: schema v2 and the new search index")
-git(dev, "push", "-q", "origin", "main")
+check(devrepo:commit("ticket 1234: schema v2 and the new search index",
+  { "migrate.sh", "verify.sh", "releases/1234-search.lua" }, { author = AUTHOR }))
+check(devrepo:push("origin", { BRANCH }))
 print("  a developer pushed ticket 1234: a schema migration, a per-ticket script, a health check.")
 
 local ENV = {
   RELUA_HOME = sandbox .. "/home",
+  RELEASE_BRANCH = BRANCH,
   RELEASE_BACKUP = "cp ../db/schema ../db/schema.bak && echo schema.bak",
   RELEASE_RESTORE = "cp ../db/schema.bak ../db/schema",
   NO_COLOR = os.getenv("NO_COLOR"),
 }
-for k, v in pairs(GIT_ENV) do ENV[k] = v end
 
 local function relua(args, expect)
   local shown = { "relua" }
@@ -140,9 +131,8 @@ relua({ "list" }, 0)
 
 local schema = assert(fs.read(db .. "/schema"))
 if schema ~= "v2\n" then fail("the database should be at v2, it is " .. schema) end
-local head = git(app, "rev-parse", "HEAD")
-local want = git(dev, "rev-parse", "HEAD")
-if head ~= want then fail("the deployed checkout is not at the released commit") end
+local released <close> = check(gitlib.open(app))
+if released:head().id ~= devrepo:head().id then fail("the deployed checkout is not at the released commit") end
 say("Done: the checkout is at the released commit and the database at v2.")
 
 if os.getenv("RELUA_DEMO_KEEP") then

@@ -4,17 +4,19 @@
 --   relua recipes/release.lua 1234             run (or resume) ticket 1234
 --   relua recipes/release.lua 1234 --dry-run   say what would happen
 --   relua status 1234 / relua log 1234         where it stands / the audit log
---   relua revert 1234                          undo: restore backups, reset to BASE_SHA
+--   relua revert 1234                          undo: restore the backup, reset to BASE_SHA
 --
 -- Run it in the checkout. Settings come from the environment:
 --   RELEASE_REMOTE   the remote to release from (default origin)
 --   RELEASE_BRANCH   the branch to release (default main)
 --   RELEASE_BACKUP   a command that backs up what migrate may break; it prints the backup's
---                    name on its last line (default: none)
---   RELEASE_RESTORE  a command that restores a backup named by $BACKUP (used by revert)
+--                    name on its last line, recorded as BACKUP (default: no backup)
+--   RELEASE_RESTORE  a command that restores the backup named by $BACKUP (used by revert)
 --   RELEASE_MIGRATE  the migration command (default ./migrate.sh when it exists)
 --   RELEASE_VERIFY   the health check (default ./verify.sh when it exists)
 -- Per-ticket logic goes in releases/TICKET-*.lua: each file gets `r` as `...`.
+local git = require "relua.git"
+local errors = require "relua.error"
 
 local function env(name, default)
   local v = os.getenv(name)
@@ -28,8 +30,9 @@ local function exists(path)
   return false
 end
 
-local function git(r, ...)
-  return (r:run({ "git", ... }).stdout:gsub("%s+$", ""))
+-- The checkout holding the working folder; a failure is a structured error.
+local function checkout()
+  return errors.check(git.discover("."))
 end
 
 local REMOTE = env("RELEASE_REMOTE", "origin")
@@ -42,34 +45,42 @@ return {
       name = "prepare",
       -- Git state and backups, before any deploy mutation.
       run = function(r)
-        if git(r, "status", "--porcelain", "--untracked-files=no") ~= "" then
-          error("Working tree is dirty. Commit, stash or discard before release.", 0)
-        end
+        local repo <close> = checkout()
+        repo:assert_clean({ untracked = false })
         -- BASE_SHA is captured once, before the pull: a re-run keeps the first value.
-        if r.state.BASE_SHA == nil then r.state.BASE_SHA = git(r, "rev-parse", "HEAD") end
-        r:run({ "git", "fetch", REMOTE, BRANCH })
-        r.state.MERGE_SHA = git(r, "rev-parse", "FETCH_HEAD")
+        if r.state.BASE_SHA == nil then r.state.BASE_SHA = repo:head().id end
+        r:act("fetch " .. REMOTE, function() errors.check(repo:fetch(REMOTE)) end)
+        r.state.MERGE_SHA = errors.check(repo:rev_parse(REMOTE .. "/" .. BRANCH))
         if r.state.MERGE_SHA == r.state.BASE_SHA then
           error(string.format("already up-to-date with %s/%s: nothing to release " ..
             "(if someone pulled before the release, find the pre-pull commit with git reflog, " ..
-            "git reset --hard it, and re-run)", REMOTE, BRANCH), 0)
+            "reset the checkout to it, and re-run)", REMOTE, BRANCH), 0)
+        end
+        if not repo:is_ancestor(r.state.BASE_SHA, r.state.MERGE_SHA) then
+          error(string.format("%s/%s is not a fast-forward of the checkout (%s)", REMOTE, BRANCH,
+            r.state.BASE_SHA:sub(1, 12)), 0)
         end
         local backup = env("RELEASE_BACKUP")
         if backup then
           r.state.BACKUP = r:step("backup", function()
-            local out = r:sh(backup).stdout
-            return out:match("([^\n]+)\n?$") or ""
+            return r:sh(backup).stdout:match("([^\n]+)\n?$") or ""
           end)
         end
         r:step("merge", function()
-          r:run({ "git", "merge", "--ff-only", r.state.MERGE_SHA })
-          return git(r, "rev-parse", "HEAD")
+          errors.check(repo:reset(r.state.MERGE_SHA, "hard"))
+          r:log("checkout now at " .. r.state.MERGE_SHA)
+          return r.state.MERGE_SHA
         end)
       end,
       revert = function(r)
         local restore = env("RELEASE_RESTORE")
         if restore and r.state.BACKUP then r:sh(restore) end
-        if r.state.BASE_SHA then r:run({ "git", "reset", "--hard", r.state.BASE_SHA }) end
+        if r.state.BASE_SHA then
+          local repo <close> = checkout()
+          r:act("reset the checkout to " .. r.state.BASE_SHA, function()
+            errors.check(repo:reset(r.state.BASE_SHA, "hard"))
+          end)
+        end
       end,
     },
     {

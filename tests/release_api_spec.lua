@@ -211,6 +211,26 @@ describe("r:sh and r:run", function()
   end)
 end)
 
+describe("r:act", function()
+  after_each(S.cleanup)
+
+  it("does the thing and logs it, or in a dry run only says so", function()
+    local done = 0
+    local recipe = phases(function(r)
+      local v = r:act("push tag v1", function() done = done + 1 return "pushed" end)
+      if not r.dry_run then assert(v == "pushed") else assert(v == nil) end
+    end)
+    local rc, said, _, s = execute(recipe, "T", { dry_run = true })
+    assert.are.equal(0, rc)
+    assert.are.equal(0, done)
+    assert.matches("%[dry%-run%] would push tag v1", said)
+    rc, said = execute(recipe, "T", { sandbox = s })
+    assert.are.equal(0, rc)
+    assert.are.equal(1, done)
+    assert.matches('phase=p1 event=act msg="push tag v1"', s:read("home/releases/T.log"))
+  end)
+end)
+
 describe("r:include and r:log", function()
   after_each(S.cleanup)
 

@@ -377,6 +377,25 @@ function R:include(glob)
   return files
 end
 
+--- Does something that changes the world, unless this is a dry run: then it only prints
+--- `[dry-run] would WHAT` and returns nil. For recipes that act through other modules
+--- (relua.git, relua.http, ...) rather than r:sh/r:run: `r:act("push tag v1", function() ... end)`.
+--- Logged as event=act.
+---@param what string
+---@param fn fun(r:relua.Run):any
+---@return any
+function R:act(what, fn)
+  if type(what) ~= "string" then error("r:act: a description (string) is expected", 2) end
+  if type(fn) ~= "function" then error("r:act: a function is expected after the description", 2) end
+  if self.dry_run then
+    self._say("  [dry-run] would " .. what)
+    return nil
+  end
+  self._say("  " .. what)
+  self._store.log("act", { phase = self.phase, msg = what })
+  return fn(self)
+end
+
 --- Prints a line (prefixed with the phase) and records it in the audit log (event=log).
 function R:log(...)
   local parts = {}
@@ -876,7 +895,8 @@ function M.status_command(...)
     elseif p.status == "done" then extra = "  " .. tostring(p.finished or "")
     elseif p.status == "reverted" then extra = "  " .. tostring(p.reverted or "") end
     if p.revert_rc then extra = extra .. string.format("  (revert failed rc=%d: %s)", p.revert_rc, one_line(p.revert_msg)) end
-    add("  %-9s %-" .. width .. "s%s", p.status, p.name, extra)
+    if extra == "" then add("  %-9s %s", p.status, p.name)
+    else add("  %-9s %-" .. width .. "s%s", p.status, p.name, extra) end
   end
   local keys = {}
   for k in pairs(st.state or {}) do keys[#keys + 1] = k end
