@@ -65,6 +65,8 @@ describe("relua REPL on a terminal", function()
       { expect = "\nrepl:1: deep\nstack traceback:\n\trepl:1: in upvalue 'inner'\n\trepl:1: in local 'outer'\n"
         .. "\trepl:1: in main chunk" .. PROMPT },
       { send = "1 +\r" }, { expect = "\n>> $" }, { send = "+\r" }, { expect = "unexpected symbol near '\\+'" .. PROMPT },
+      { send = "require('relua.error').raise('ENOENT', 'no playbook matches', { hint = 'add one' })\r" },
+      { expect = "\nerror: no playbook matches\nadd one" .. PROMPT },
       { send = "error({ code = 7 })\r" }, { expect = "\\(error object\\) { code = 7 }" .. PROMPT },
       { send = "'still here'\r" }, { expect = '"still here"' .. PROMPT },
       { send = "\4" }, { wait_exit = true },
@@ -131,10 +133,13 @@ describe("relua REPL on a terminal", function()
       { sleep = 0.2 }, { send = "\3" }, { expect = "interrupted" .. PROMPT },
       { send = "print('again') local n = 0 while true do n = n + 1 end\r" }, { expect = "\nagain\n" },
       { sleep = 0.2 }, { send = "\3" }, { expect = "interrupted" .. PROMPT },
+      { send = "r = proc.run({ 'sleep', '30' }) print('not reached')\r" }, { sleep = 0.5 },
+      { send = "\3" }, { expect = "interrupted" .. PROMPT, timeout = 5 },
       { send = "'alive'\r" }, { expect = '\n"alive"' .. PROMPT },
       { send = "\4" }, { wait_exit = true },
     })
     assert.are.equal(0, res.exit)
+    assert.is_nil(res.transcript:find("\nnot reached", 1, true))
   end)
 
   it("opens with `relua repl` and `relua -i`, with the host modules bound as globals", function()

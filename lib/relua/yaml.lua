@@ -48,27 +48,20 @@ function M.decode_all(text, name)
   return core.decode(text, name or "input", true, ARRAY_MT)
 end
 
-local ERRNO = { [1] = "EPERM", [2] = "ENOENT", [13] = "EACCES", [20] = "ENOTDIR", [21] = "EISDIR" }
-
 --- Reads and decodes a YAML file (its first document).
 ---@param path string
 ---@return any|nil value
 ---@return string? message "yaml.read: PATH: No such file or directory" or "yaml.read: PATH:LINE:COLUMN: problem"
----@return string? code "ENOENT", "EACCES", ... or "EYAML"
+---@return string? code the errno name ("ENOENT", "EACCES", "EISDIR", ...) or "EYAML"
 function M.read(path)
   if type(path) ~= "string" then
     error("bad argument #1 to 'read' (string expected, got " .. type(path) .. ")", 2)
   end
-  local f, why, errno = io.open(path, "rb")
-  if not f then return nil, "yaml.read: " .. why, ERRNO[errno] or "EIO" end
-  local text, rerr, rerrno = f:read("a")
-  f:close()
-  if not text then
-    return nil, "yaml.read: " .. path .. ": " .. tostring(rerr):gsub("^.-: ", ""), ERRNO[rerrno] or "EIO"
-  end
-  local v, msg, code = core.decode(text, path, false, ARRAY_MT)
+  local text, err, code = require("relua.fs").read(path)
+  if not text then return nil, (err:gsub("^fs%.read:", "yaml.read:")), code end
+  local v, msg, ycode = core.decode(text, path, false, ARRAY_MT)
   if msg then msg = msg:gsub("^yaml%.decode:", "yaml.read:") end
-  return v, msg, code
+  return v, msg, ycode
 end
 
 -- ------------------------------------------------------------------ encoding
