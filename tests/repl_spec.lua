@@ -91,6 +91,19 @@ describe("relua REPL on a terminal", function()
     })
   end)
 
+  it("completes the methods of a git repository object (repo:he<TAB>)", function()
+    local dir = h.tmpdir()
+    assert.are.equal(0, h.sh("git init -q " .. h.quote(dir)).code)
+    session({
+      { expect = PROMPT },
+      { send = "repo = git.open('" .. dir .. "')\r" }, { expect = PROMPT },
+      { send = "repo:he\t" }, { expect = "repo:head$" },
+      { send = "\21repo:is_\t\t" }, { expect = "repo:is_ancestor +repo:is_bare" },
+      { send = "\21repo:is_b\t" }, { expect = "repo:is_bare$" }, { send = "()\r" }, { expect = "\nfalse" .. PROMPT },
+      { send = "\4" }, { wait_exit = true },
+    })
+  end)
+
   it("keeps history across sessions, in $RELUA_HISTORY", function()
     local hist = h.tmpdir() .. "/history"
     session({ { expect = PROMPT }, { send = "=6 * 7\r" }, { expect = "\n42" .. PROMPT },
