@@ -810,6 +810,11 @@ function M.revert_command(...)
   for _, p in ipairs(list) do
     if not p.revert then say(string.format("phase %s has no revert: nothing undone, it stays %s", p.name, status_of(state, p.name))) end
   end
+  for _, e in ipairs(state.phases) do
+    if not find_phase(recipe, e.name) and (e.status == "done" or e.status == "failed" or e.status == "running") then
+      say(string.format("phase %s is recorded %s but is not in the recipe any more: relua cannot revert it", e.name, e.status))
+    end
+  end
   local ok, name, rc, msg = lg:run(plan, r, "revert")
   lg:close()
   if ok then
@@ -909,6 +914,14 @@ function M.status_command(...)
   for k, e in pairs(st.steps or {}) do steps[#steps + 1] = k .. " (" .. tostring(e.phase) .. ")" end
   table.sort(steps)
   if #steps > 0 then add("steps recorded: %s", table.concat(steps, ", ")) end
+  if s.phase then
+    local out = t.paths.out .. "/" .. s.phase .. ".out"
+    local f = io.open(out, "r")
+    if f then
+      f:close()
+      add("output of phase %s: %s", s.phase, out)
+    end
+  end
   local nxt = next_command(t)
   if nxt then add("next: %s", nxt) end
   io.stdout:write(table.concat(lines, "\n"), "\n")
