@@ -12,8 +12,13 @@
 ** the server's messages, per-ref push statuses), return a negative code to abort, and the
 ** error is reported after libgit2 returns, once everything held has been freed.
 */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -101,9 +106,9 @@ static double now(void) {
 /* ---------------------------------------------------------------- holding */
 
 enum { H_OBJ = 1, H_REF, H_WALK, H_DIFF, H_INDEX, H_STATUS, H_REMOTE, H_REFLOG,
-       H_REFITER, H_BRANCHITER, H_ODB, H_SIG, H_STRARRAY, H_TREE, H_MEM };
+       H_REFITER, H_BRANCHITER, H_ODB, H_DIR, H_FD, H_SIG, H_STRARRAY, H_TREE, H_MEM };
 
-#define HOLD_SLOTS 12
+#define HOLD_SLOTS 32  /* the loose tag scan holds one per folder level (at most 17) */
 
 typedef struct Hold {
   int n;
@@ -125,6 +130,8 @@ static void free_one(Hold *h, int kind, void *p) {
     case H_REFITER: git_reference_iterator_free(p); break;
     case H_BRANCHITER: git_branch_iterator_free(p); break;
     case H_ODB: git_odb_free(p); break;
+    case H_DIR: closedir(p); break;
+    case H_FD: close((int)((intptr_t)p - 1)); break;
     case H_SIG: git_signature_free(p); break;
     case H_STRARRAY: git_strarray_dispose(&h->sa); break;
     case H_MEM: free(p); break;
@@ -613,16 +620,21 @@ static int walk_push_spec(git_revwalk *w, const char *spec) {
   }
 }
 
+/*
+** The order of a walk: "date" (default: git log's, newest first by commit date, produced
+** as it goes), "time" (strictly by commit time: reads the whole range first) or "topo"
+** (parents after all their children); reverse=true flips it.
+*/
 static unsigned int sort_mode(lua_State *L, int opts) {
-  unsigned int mode = GIT_SORT_TIME;
+  unsigned int mode = GIT_SORT_NONE;
   if (lua_istable(L, opts)) {
     const char *s;
     lua_getfield(L, opts, "sort");
-    s = luaL_optstring(L, -1, "time");
+    s = luaL_optstring(L, -1, "date");
     if (strcmp(s, "topo") == 0) mode = GIT_SORT_TOPOLOGICAL | GIT_SORT_TIME;
-    else if (strcmp(s, "none") == 0) mode = GIT_SORT_NONE;
-    else if (strcmp(s, "time") != 0)
-      luaL_error(L, "git.walk: sort must be \"time\", \"topo\" or \"none\", not \"%s\"", s);
+    else if (strcmp(s, "time") == 0) mode = GIT_SORT_TIME;
+    else if (strcmp(s, "date") != 0)
+      luaL_error(L, "git.walk: sort must be \"date\", \"time\" or \"topo\", not \"%s\"", s);
     lua_pop(L, 1);
     lua_getfield(L, opts, "reverse");
     if (lua_toboolean(L, -1)) mode |= GIT_SORT_REVERSE;
@@ -706,7 +718,7 @@ static int repo_first_reachable(lua_State *L) {
   err = git_revwalk_new(&w, r->repo);
   if (err < 0) return hgfail(L, h, err, "git.first_reachable");
   hold(h, H_WALK, w);
-  git_revwalk_sorting(w, GIT_SORT_TIME);
+  git_revwalk_sorting(w, GIT_SORT_NONE);  /* git log's order, newest first; incremental (TIME walks everything first) */
   err = git_revwalk_push(w, git_commit_id(c));
   if (err < 0) return hgfail(L, h, err, "git.first_reachable: %s", from);
   while ((err = git_revwalk_next(&oid, w)) == 0) {
@@ -1212,144 +1224,310 @@ static int repo_branch_delete(lua_State *L) {
   return 1;
 }
 
-/* The commit a tag reference leads to; 0, or -1 when it does not lead to a commit. */
-static int tag_commit(git_reference *ref, git_odb *odb, git_oid *out, int *annotated) {
-  const git_oid *id = git_reference_target(ref), *peel = git_reference_target_peel(ref);
+/*
+** Tag listings read the files backend directly: loose refs under refs/tags (which override
+** packed ones) and the packed-refs file, whose "^" lines give the commit an annotated tag
+** leads to. libgit2 1.5's reference iterator parses and copies every packed reference on
+** each call (10 ms for 10,000 tags); this reads only what matches. Anything unusual (a
+** symbolic tag, a tag of a tag without a "^" line) goes through libgit2.
+*/
+typedef struct TagScan {
+  lua_State *L;
+  Repo *r;
+  Hold *h;
+  git_odb *odb;
+  const char *pattern;  /* "refs/tags/GLOB", matched with fnmatch(3) without FNM_PATHNAME */
+  int seen;             /* stack index: names found loose */
+  int out;              /* stack index: the result (list or map) */
+  int map;              /* emit into a map {commit = name | {names}} instead of a list */
+  int direct;           /* the id in hand is known not to be a tag object */
+  lua_Integer n;
+} TagScan;
+
+/* Where id leads: its commit (peeling tags), and whether it is an annotated tag. */
+static int scan_commit(TagScan *s, const git_oid *id, const git_oid *peel, git_oid *commit,
+                       int *annotated) {
   size_t len;
   git_object_t type = GIT_OBJECT_INVALID;
   *annotated = 0;
-  if (id == NULL) return -1;
-  if (peel != NULL) {  /* packed-refs knows: an annotated tag */
+  if (peel != NULL) {
     *annotated = 1;
-    git_oid_cpy(out, peel);
+    git_oid_cpy(commit, peel);
     return 0;
   }
-  if (git_odb_read_header(&len, &type, odb, id) < 0) {
+  if (s->direct && s->map) {  /* a tree or blob id in the map is harmless: no walk meets it */
+    git_oid_cpy(commit, id);
+    return 0;
+  }
+  if (git_odb_read_header(&len, &type, s->odb, id) < 0) {
     git_error_clear();
     return -1;
   }
   if (type == GIT_OBJECT_COMMIT) {
-    git_oid_cpy(out, id);
+    git_oid_cpy(commit, id);
     return 0;
   }
   if (type == GIT_OBJECT_TAG) {
-    git_object *obj = NULL;
+    git_object *obj = NULL, *peeled = NULL;
+    int err;
     *annotated = 1;
-    if (git_reference_peel(&obj, ref, GIT_OBJECT_COMMIT) < 0) {
+    if (git_object_lookup(&obj, s->r->repo, id, GIT_OBJECT_TAG) < 0) {
       git_error_clear();
       return -1;
     }
-    git_oid_cpy(out, git_object_id(obj));
+    err = git_object_peel(&peeled, obj, GIT_OBJECT_COMMIT);
     git_object_free(obj);
+    if (err < 0) {
+      git_error_clear();
+      return -1;
+    }
+    git_oid_cpy(commit, git_object_id(peeled));
+    git_object_free(peeled);
     return 0;
   }
   return -1;
 }
 
+/* One tag found: into the list ({name=, ref=, id=, commit=, annotated=}) or the map. */
+static void scan_emit(TagScan *s, const char *refname, const git_oid *id, const git_oid *peel) {
+  lua_State *L = s->L;
+  git_oid commit;
+  int annotated, has_commit = scan_commit(s, id, peel, &commit, &annotated) == 0;
+  if (s->map) {
+    char hex[GIT_OID_HEXSZ + 1];
+    if (!has_commit) return;
+    git_oid_tostr(hex, sizeof hex, &commit);
+    lua_pushlstring(L, hex, GIT_OID_HEXSZ);  /* [.., id] */
+    lua_pushvalue(L, -1);
+    switch (lua_rawget(L, s->out)) {        /* [.., id, old] */
+      case LUA_TNIL:
+        lua_pop(L, 1);
+        lua_pushstring(L, refname + 10);
+        lua_rawset(L, s->out);
+        break;
+      case LUA_TSTRING:  /* a second tag on this commit: a list */
+        lua_createtable(L, 2, 0);
+        lua_insert(L, -2);
+        lua_rawseti(L, -2, 1);
+        lua_pushstring(L, refname + 10);
+        lua_rawseti(L, -2, 2);
+        lua_rawset(L, s->out);
+        break;
+      default:
+        lua_pushstring(L, refname + 10);
+        lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+        lua_pop(L, 2);
+        break;
+    }
+    s->n++;
+    return;
+  }
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, refname + 10);
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, refname);
+  lua_setfield(L, -2, "ref");
+  push_oid(L, id);
+  lua_setfield(L, -2, "id");
+  if (has_commit) {
+    push_oid(L, &commit);
+    lua_setfield(L, -2, "commit");
+  }
+  lua_pushboolean(L, annotated);
+  lua_setfield(L, -2, "annotated");
+  lua_rawseti(L, s->out, ++s->n);
+}
+
+/* Reads a small file (a loose ref) into buf; its length, or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t size) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n;
+  if (fd < 0) return -1;
+  n = read(fd, buf, size - 1);
+  close(fd);
+  if (n >= 0) buf[n] = '\0';
+  return n;
+}
+
+/* Loose refs below dir (path: ".../refs/tags/x", name: "refs/tags/x"). */
+static int scan_loose(TagScan *s, char *path, size_t plen, char *name, size_t nlen, int depth) {
+  DIR *d;
+  struct dirent *e;
+  if (depth > 16) return 0;
+  d = opendir(path);
+  if (d == NULL) return 0;
+  hold(s->h, H_DIR, d);
+  while ((e = readdir(d)) != NULL) {
+    size_t el = strlen(e->d_name);
+    struct stat st;
+    if (e->d_name[0] == '.' || plen + el + 2 >= PATH_MAX || nlen + el + 2 >= PATH_MAX) continue;
+    if (el > 5 && strcmp(e->d_name + el - 5, ".lock") == 0) continue;
+    path[plen] = '/';
+    memcpy(path + plen + 1, e->d_name, el + 1);
+    name[nlen] = '/';
+    memcpy(name + nlen + 1, e->d_name, el + 1);
+    if (stat(path, &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      scan_loose(s, path, plen + 1 + el, name, nlen + 1 + el, depth + 1);
+    } else if (S_ISREG(st.st_mode) && valid_refname(name)) {
+      char buf[512];
+      git_oid oid;
+      ssize_t n;
+      lua_pushstring(s->L, name);  /* seen, whether it matches or not: it hides packed */
+      lua_pushboolean(s->L, 1);
+      lua_rawset(s->L, s->seen);
+      if (fnmatch(s->pattern, name, 0) != 0) continue;
+      n = read_small(path, buf, sizeof buf);
+      if (n >= GIT_OID_HEXSZ && git_oid_fromstrn(&oid, buf, GIT_OID_HEXSZ) == 0 &&
+          (n == GIT_OID_HEXSZ || buf[GIT_OID_HEXSZ] == '\n'))
+        scan_emit(s, name, &oid, NULL);
+      else if (git_reference_name_to_id(&oid, s->r->repo, name) == 0)  /* symbolic */
+        scan_emit(s, name, &oid, NULL);
+      else
+        git_error_clear();
+    }
+  }
+  path[plen] = '\0';
+  name[nlen] = '\0';
+  hold_drop(s->h);  /* closedir */
+  return 0;
+}
+
+/* Reads the packed-refs file into a userdata it pushes (an empty one when there is none). */
+static int read_packed(TagScan *s, const char *file, char **out, size_t *len) {
+  struct stat st;
+  char *buf;
+  size_t size, got = 0;
+  int fd = open(file, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT) return -1;
+    *out = (char *)lua_newuserdatauv(s->L, 1, 0);
+    **out = '\0';
+    *len = 0;
+    return 0;
+  }
+  hold(s->h, H_FD, (void *)(intptr_t)(fd + 1));
+  if (fstat(fd, &st) != 0) return -1;
+  size = (size_t)st.st_size;
+  buf = (char *)lua_newuserdatauv(s->L, size + 1, 0);  /* [.., buf] */
+  while (got < size) {
+    ssize_t n = read(fd, buf + got, size - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  hold_drop(s->h);  /* close */
+  buf[got] = '\0';
+  *out = buf;
+  *len = got;
+  return 0;
+}
+
+/* The packed-refs file: "<id> <name>" lines, each optionally followed by "^<peeled id>". */
+static void scan_packed(TagScan *s, char *buf, size_t got) {
+  lua_State *L = s->L;
+  char *p = buf, *end = buf + got;
+  int fully_peeled = 0;
+  {  /* "# pack-refs with: peeled fully-peeled sorted": every tag object has its "^" line */
+    char *nl = memchr(buf, '\n', got);
+    if (nl != NULL && strncmp(buf, "# pack-refs with:", 17) == 0) {
+      *nl = '\0';
+      fully_peeled = strstr(buf, " fully-peeled") != NULL;
+      *nl = '\n';
+    }
+  }
+  while (p < end) {
+    char *nl = memchr(p, '\n', (size_t)(end - p)), *name;
+    git_oid id, peel;
+    int has_peel = 0;
+    if (nl == NULL) break;  /* a partial last line */
+    *nl = '\0';
+    if (*p == '#' || *p == '^' || nl - p < GIT_OID_HEXSZ + 2 || p[GIT_OID_HEXSZ] != ' ') {
+      p = nl + 1;
+      continue;
+    }
+    name = p + GIT_OID_HEXSZ + 1;
+    if (strncmp(name, "refs/tags/", 10) == 0 && fnmatch(s->pattern, name, 0) == 0 &&
+        git_oid_fromstrn(&id, p, GIT_OID_HEXSZ) == 0) {
+      char *next = nl + 1;
+      if (next < end && *next == '^' && end - next > GIT_OID_HEXSZ &&
+          git_oid_fromstrn(&peel, next + 1, GIT_OID_HEXSZ) == 0)
+        has_peel = 1;
+      lua_pushstring(L, name);
+      s->direct = fully_peeled;
+      if (lua_rawget(L, s->seen) == LUA_TNIL) scan_emit(s, name, &id, has_peel ? &peel : NULL);
+      s->direct = 0;
+      lua_pop(L, 1);
+    }
+    p = nl + 1;
+  }
+}
+
+/* Pushes the tags matching glob as a list, or as a map; returns the count or -1. */
+static int scan_tags(lua_State *L, Repo *r, Hold *h, const char *glob, int map, const char *what) {
+  TagScan s;
+  char path[PATH_MAX], name[PATH_MAX];
+  const char *common = git_repository_commondir(r->repo);
+  char *packed;
+  size_t packed_len;
+  int err, hint;
+  memset(&s, 0, sizeof s);
+  s.L = L;
+  s.r = r;
+  s.h = h;
+  s.map = map;
+  if ((err = git_repository_odb(&s.odb, r->repo)) < 0) {
+    hgfail(L, h, err, "%s: %s", what, repo_where(r));
+    return -1;
+  }
+  hold(h, H_ODB, s.odb);
+  s.pattern = lua_pushfstring(L, "refs/tags/%s", glob);  /* [.., pattern] */
+  lua_pushfstring(L, "%spacked-refs", common);            /* [.., pattern, file] */
+  if (read_packed(&s, lua_tostring(L, -1), &packed, &packed_len) < 0) {
+    relua_oserror(L, what, lua_tostring(L, -1));
+    hold_free(h);
+    return -1;
+  }                                                        /* [.., pattern, file, buf] */
+  lua_newtable(L);                                         /* [.., pattern, file, buf, seen] */
+  s.seen = lua_gettop(L);
+  hint = (int)(packed_len / 64 < 1000000 ? packed_len / 64 : 1000000);  /* ~ one tag a line */
+  if (map) lua_createtable(L, 0, hint);
+  else lua_newtable(L);                                    /* [.., pattern, file, buf, seen, out] */
+  s.out = lua_gettop(L);
+  snprintf(path, sizeof path, "%srefs/tags", common);
+  snprintf(name, sizeof name, "refs/tags");
+  scan_loose(&s, path, strlen(path), name, strlen(name), 0);
+  scan_packed(&s, packed, packed_len);
+  lua_replace(L, s.seen - 3);                              /* [.., out, file, buf, seen] */
+  lua_pop(L, 3);                                           /* [.., out] */
+  return (int)s.n;
+}
+
 /*
 ** repo:tag_commits([glob]) -> {[commit id] = name | {names...}}, count
-** The commits that tags matching glob point at: what the latest-tag search looks for.
+** The commits that tags matching glob lead to: what the latest-tag search looks for.
 */
 static int repo_tag_commits(lua_State *L) {
   Repo *r = check_repo(L, 1);
   const char *glob = luaL_optstring(L, 2, "*");
   Hold *h = hold_new(L);
-  git_reference_iterator *it = NULL;
-  git_reference *ref = NULL;
-  git_odb *odb = NULL;
-  lua_Integer count = 0;
-  int err;
-  lua_pushfstring(L, "refs/tags/%s", glob);  /* [.., hold, pattern] */
-  if ((err = git_reference_iterator_glob_new(&it, r->repo, lua_tostring(L, -1))) < 0)
-    return hgfail(L, h, err, "git.tag_commits: %s", repo_where(r));
-  hold(h, H_REFITER, it);
-  if ((err = git_repository_odb(&odb, r->repo)) < 0) return hgfail(L, h, err, "git.tag_commits");
-  hold(h, H_ODB, odb);
-  lua_newtable(L);  /* [.., hold, pattern, map] */
-  while ((err = git_reference_next(&ref, it)) == 0) {
-    git_oid oid;
-    int annotated;
-    hold(h, H_REF, ref);
-    if (tag_commit(ref, odb, &oid, &annotated) == 0) {
-      char hex[GIT_OID_HEXSZ + 1];
-      git_oid_tostr(hex, sizeof hex, &oid);
-      lua_pushlstring(L, hex, GIT_OID_HEXSZ);                /* [.., map, id] */
-      lua_pushvalue(L, -1);
-      switch (lua_rawget(L, -3)) {                           /* [.., map, id, old] */
-        case LUA_TNIL:
-          lua_pop(L, 1);
-          lua_pushstring(L, git_reference_name(ref) + 10);
-          lua_rawset(L, -3);
-          break;
-        case LUA_TSTRING:  /* a second tag on this commit: a list */
-          lua_createtable(L, 2, 0);
-          lua_insert(L, -2);
-          lua_rawseti(L, -2, 1);
-          lua_pushstring(L, git_reference_name(ref) + 10);
-          lua_rawseti(L, -2, 2);
-          lua_rawset(L, -3);
-          break;
-        default:
-          lua_pushstring(L, git_reference_name(ref) + 10);
-          lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
-          lua_pop(L, 2);
-          break;
-      }
-      count++;
-    }
-    hold_drop(h);
-  }
-  if (err != GIT_ITEROVER) return hgfail(L, h, err, "git.tag_commits: %s", repo_where(r));
+  int n = scan_tags(L, r, h, glob, 1, "git.tag_commits");
+  if (n < 0) return 3;
   hold_free(h);
-  lua_pushinteger(L, count);
+  lua_pushinteger(L, n);
   return 2;
 }
 
 /*
-** repo:tags([glob]) -> {{name=, ref=, id=, commit=, annotated=}} (unsorted)
-** glob is matched against the name after refs/tags/ (wildmatch: * also crosses '/').
+** repo:tags([glob]) -> {{name=, ref=, id=, commit=, annotated=}}: loose ones first, then
+** packed ones in the file's order. glob is matched against the whole name after
+** refs/tags/ ('*' also crosses '/', like libgit2's and git's tag globs).
 */
 static int repo_tags(lua_State *L) {
   Repo *r = check_repo(L, 1);
   const char *glob = luaL_optstring(L, 2, "*");
   Hold *h = hold_new(L);
-  git_reference_iterator *it = NULL;
-  git_reference *ref = NULL;
-  git_odb *odb = NULL;
-  lua_Integer n = 0;
-  int err;
-  lua_pushfstring(L, "refs/tags/%s", glob);  /* [.., hold, pattern] */
-  if ((err = git_reference_iterator_glob_new(&it, r->repo, lua_tostring(L, -1))) < 0)
-    return hgfail(L, h, err, "git.tags: %s", repo_where(r));
-  hold(h, H_REFITER, it);
-  if ((err = git_repository_odb(&odb, r->repo)) < 0) return hgfail(L, h, err, "git.tags");
-  hold(h, H_ODB, odb);
-  lua_newtable(L);  /* [.., hold, pattern, list] */
-  while ((err = git_reference_next(&ref, it)) == 0) {
-    const git_oid *id;
-    git_oid commit;
-    int annotated;
-    hold(h, H_REF, ref);
-    id = git_reference_target(ref);
-    if (id != NULL) {
-      lua_createtable(L, 0, 5);
-      lua_pushstring(L, git_reference_name(ref) + 10);
-      lua_setfield(L, -2, "name");
-      lua_pushstring(L, git_reference_name(ref));
-      lua_setfield(L, -2, "ref");
-      push_oid(L, id);
-      lua_setfield(L, -2, "id");
-      if (tag_commit(ref, odb, &commit, &annotated) == 0) {
-        push_oid(L, &commit);
-        lua_setfield(L, -2, "commit");
-      }
-      lua_pushboolean(L, annotated);
-      lua_setfield(L, -2, "annotated");
-      lua_rawseti(L, -2, ++n);
-    }
-    hold_drop(h);
-  }
-  if (err != GIT_ITEROVER) return hgfail(L, h, err, "git.tags: %s", repo_where(r));
+  if (scan_tags(L, r, h, glob, 0, "git.tags") < 0) return 3;
   hold_free(h);
   return 1;
 }

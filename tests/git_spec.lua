@@ -405,6 +405,36 @@ describe("relua.git", function()
       assert.are.same({}, repo:tags("nothing*"))
     end)
 
+    it("reads packed and loose tags like git: a loose tag overrides its packed one", function()
+      local dir = fix.repo(fix.tmpdir() .. "/r")
+      local c1 = G(dir, "rev-parse", "HEAD")
+      local c2 = fix.commit(dir, "two")
+      G(dir, "tag", "v1.0.0", c1)
+      G(dir, "tag", "-a", "-m", "x", "v1.1.0", c1)
+      G(dir, "tag", "team/v1.2.0", c1)
+      G(dir, "tag", "gone", c1)
+      G(dir, "tag", "tree-tag", c1 .. "^{tree}")
+      G(dir, "pack-refs", "--all")
+      G(dir, "tag", "-f", "v1.0.0", c2)                 -- loose now, hiding the packed one
+      G(dir, "tag", "-f", "-a", "-m", "y", "v1.1.0", c2)
+      G(dir, "tag", "-d", "gone")
+      G(dir, "tag", "v1.3.0", c2)                       -- loose only
+      local repo <close> = assert(git.open(dir))
+      local function listing(glob)
+        local out = {}
+        for _, t in ipairs(repo:tags(glob)) do out[#out + 1] = t.name .. " " .. (t.commit or "-") end
+        return table.concat(out, "\n")
+      end
+      local want = G(dir, "for-each-ref", "--format=%(refname:strip=2) %(*objectname)%(objecttype)%(objectname)",
+        "refs/tags")
+      want = want:gsub(" (%x*)commit(%x+)", " %2"):gsub(" (%x+)tag%x+", " %1"):gsub(" tree%x+", " -")
+      assert.are.equal(want, listing())
+      assert.are.equal(G(dir, "tag", "-l", "team/*"), (listing("team/*"):gsub(" %x+", "")))
+      assert.are.equal("v1.0.0 " .. c2 .. "\nv1.1.0 " .. c2 .. "\nv1.3.0 " .. c2, listing("v1.*"))
+      assert.are.equal("v1.3.0", (repo:latest_tag("v1.*")))
+      assert.is_false(repo:tag_exists("gone"))
+    end)
+
     it("compares versions the way people read them", function()
       local cmp = git.compare_versions
       assert.are.equal(-1, cmp("v1.9.0", "v1.10.0"))

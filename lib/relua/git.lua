@@ -495,7 +495,13 @@ function R:tags(glob, opts)
     M.sort_versions(list, opts.desc)
   elseif opts.sort == nil or opts.sort == "name" then
     if opts.desc then table.sort(list, function(a, b) return a.name > b.name end)
-    else table.sort(list, function(a, b) return a.name < b.name end) end
+    else
+      local sorted = true  -- packed-refs is usually sorted already
+      for i = 2, #list do
+        if list[i - 1].name > list[i].name then sorted = false; break end
+      end
+      if not sorted then table.sort(list, function(a, b) return a.name < b.name end) end
+    end
   else
     error(string.format("git.tags: sort must be \"name\" or \"version\", not \"%s\"", opts.sort), 2)
   end
