@@ -1850,7 +1850,7 @@ typedef struct Update {
 typedef struct Net {
   const char *username, *password, *source;  /* Lua strings anchored in the options table */
   int max_attempts, cred_calls, ssh_calls;
-  int progress, printed;
+  int progress, printed, phase, received, side_bol;
   double last;
   const char *stop_code;  /* a callback stopped the operation: why (message in stop) */
   char stop[512];
@@ -1928,16 +1928,31 @@ static int check_interrupt(Net *n) {
   return 0;
 }
 
-static void show_progress(Net *n, const char *fmt, unsigned a, unsigned b, size_t bytes,
-                          int done) {
+/*
+** Progress lines on stderr (only when asked: lib/ asks on a terminal). One line per phase
+** (receiving, resolving, writing), redrawn with '\r' at most every 0.1 s and always at 100%;
+** the server's side-band text is shown as "remote: " lines.
+*/
+static void progress_end_line(Net *n) {
+  if (n->printed) {
+    fputc('\n', stderr);
+    n->printed = 0;
+  }
+}
+
+static void progress_line(Net *n, int phase, const char *what, unsigned a, unsigned b,
+                          size_t bytes, int force) {
   double t = now();
   if (!n->progress) return;
-  if (!done && t - n->last < 0.1) return;
+  if (phase != n->phase) {
+    progress_end_line(n);
+    n->phase = phase;
+    force = 1;
+  }
+  if (!force && t - n->last < 0.1) return;
   n->last = t;
-  fprintf(stderr, "\r");
-  fprintf(stderr, fmt, b > 0 ? (unsigned)((100.0 * a) / b) : 100u, a, b);
+  fprintf(stderr, "\r%s: %3u%% (%u/%u)", what, b > 0 ? (unsigned)((100.0 * a) / b) : 100u, a, b);
   if (bytes > 0) fprintf(stderr, ", %.2f MiB", (double)bytes / (1024.0 * 1024.0));
-  fprintf(stderr, "   ");
   fflush(stderr);
   n->printed = 1;
 }
@@ -1945,11 +1960,19 @@ static void show_progress(Net *n, const char *fmt, unsigned a, unsigned b, size_
 static int cb_transfer(const git_indexer_progress *p, void *payload) {
   Net *n = (Net *)payload;
   if (check_interrupt(n) < 0) return -1;
-  if (p->received_objects < p->total_objects)
-    show_progress(n, "Receiving objects: %3u%% (%u/%u)", p->received_objects, p->total_objects,
+  if (p->total_objects == 0) return 0;
+  if (p->received_objects < p->total_objects) {
+    progress_line(n, 1, "Receiving objects", p->received_objects, p->total_objects,
                   p->received_bytes, 0);
-  else
-    show_progress(n, "Resolving deltas: %3u%% (%u/%u)", p->indexed_deltas, p->total_deltas, 0,
+    return 0;
+  }
+  if (!n->received) {
+    n->received = 1;
+    progress_line(n, 1, "Receiving objects", p->total_objects, p->total_objects,
+                  p->received_bytes, 1);
+  }
+  if (p->total_deltas > 0)
+    progress_line(n, 2, "Resolving deltas", p->indexed_deltas, p->total_deltas, 0,
                   p->indexed_deltas == p->total_deltas);
   return 0;
 }
@@ -1958,14 +1981,24 @@ static int cb_push_transfer(unsigned int current, unsigned int total, size_t byt
                             void *payload) {
   Net *n = (Net *)payload;
   if (check_interrupt(n) < 0) return -1;
-  show_progress(n, "Writing objects: %3u%% (%u/%u)", current, total, bytes, current == total);
+  if (total > 0) progress_line(n, 3, "Writing objects", current, total, bytes, current == total);
   return 0;
 }
 
 static int cb_sideband(const char *str, int len, void *payload) {
   Net *n = (Net *)payload;
-  size_t l = len > 0 ? (size_t)len : 0;
+  size_t l = len > 0 ? (size_t)len : 0, i;
   if (check_interrupt(n) < 0) return -1;
+  if (n->progress) {
+    progress_end_line(n);
+    n->phase = 0;
+    for (i = 0; i < l; i++) {
+      if (n->side_bol) fputs("remote: ", stderr);
+      fputc(str[i], stderr);
+      n->side_bol = str[i] == '\n' || str[i] == '\r';
+    }
+    fflush(stderr);
+  }
   if (l >= sizeof n->side) {
     str += l - (sizeof n->side - 1);
     l = sizeof n->side - 1;
@@ -1978,10 +2011,6 @@ static int cb_sideband(const char *str, int len, void *payload) {
   memcpy(n->side + n->side_len, str, l);
   n->side_len += l;
   n->side[n->side_len] = '\0';
-  if (n->progress) {
-    fprintf(stderr, "remote: %.*s", len, str);
-    fflush(stderr);
-  }
   return 0;
 }
 
@@ -2025,6 +2054,7 @@ static Net *net_setup(lua_State *L, int idx, git_remote_callbacks *cb, double *t
   memset(n, 0, sizeof *n);
   luaL_setmetatable(L, NET_MT);
   n->max_attempts = 3;
+  n->side_bol = 1;
   *timeout = 60;
   if (lua_istable(L, idx)) {
     lua_getfield(L, idx, "username");
@@ -2078,7 +2108,7 @@ static int net_fail(lua_State *L, Net *n, int err, const char *what, const char 
 }
 
 static void net_done(Net *n) {
-  if (n->printed) {
+  if (n->printed || (n->progress && !n->side_bol && n->side_len > 0)) {
     fputc('\n', stderr);
     fflush(stderr);
     n->printed = 0;

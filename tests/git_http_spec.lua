@@ -137,6 +137,63 @@ describe("relua.git over smart HTTP", function()
       .. "RELUA_GIT_USERNAME and RELUA_GIT_PASSWORD\tEAUTH", r.stdout)
   end)
 
+  it("shows transfer progress on stderr when asked, and none by default off a terminal", function()
+    local _, work = setup("progress.git")
+    for i = 1, 3 do fix.commit(work, "c" .. i, "f" .. i .. ".txt", string.rep("x", 1000 * i)) end
+    G(work, "push", "-q", srv:url("progress.git", true):gsub("@", ":s3cret@", 1), "main")
+    local tmp = fix.tmpdir()
+    local script = [[
+      local git = require "relua.git"
+      local url, dest, mode = ...
+      local progress = mode == "on" or nil
+      local repo, msg = git.clone(url, dest, { username = "releaser", password = "s3cret", progress = progress })
+      print(repo and "cloned" or msg)
+    ]]
+    local r = h.relua({ "-", srv:url("progress.git"), tmp .. "/a", "on" }, { stdin = script })
+    assert.are.equal("cloned\n", r.stdout, r.stderr)
+    assert.matches("Receiving objects: 100%% %(%d+/%d+%)", r.stderr)
+    r = h.relua({ "-", srv:url("progress.git"), tmp .. "/b", "off" }, { stdin = script })
+    assert.are.equal("cloned\n", r.stdout, r.stderr)
+    assert.are.equal("", r.stderr)
+  end)
+
+  it("stops a network operation on Ctrl-C with the interrupted error", function()
+    local tmp = fix.tmpdir()
+    local portfile = tmp .. "/port"
+    local silent = assert(proc.spawn({ "python3", "-c", string.format([[
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(8)
+open(%q, "w").write(str(s.getsockname()[1]))
+time.sleep(30)
+]], portfile) }, { timeout = 30 }))
+    local ok, err = pcall(function()
+      local deadline = proc.clock() + 10
+      while not fs.exists(portfile) or fs.read(portfile) == "" do
+        assert(proc.clock() < deadline, "the silent server did not start")
+        os.execute("sleep 0.02")
+      end
+      local url = "http://127.0.0.1:" .. fs.read(portfile) .. "/x.git"
+      local bin = h.bin:sub(1, 1) == "/" and h.bin or h.root .. "/" .. h.bin
+      local child = assert(proc.spawn({ bin, "-e", string.format(
+        "print('start'); io.stdout:flush(); print(require('relua.git').ls_remote(%q, { timeout = 20 }))", url) },
+        { timeout = 15 }))
+      os.execute("sleep 0.5")
+      local t0 = proc.clock()
+      child:kill("INT")
+      local res = child:wait(10)
+      child:close()
+      assert.is_true(proc.clock() - t0 < 5)
+      assert.are.equal(130, res.code, res.stderr)
+      assert.matches("interrupted", res.stderr)
+      assert.are.equal("start\n", res.stdout)
+    end)
+    silent:kill("KILL")
+    silent:close()
+    assert(ok, err)
+  end)
+
   it("times out on a server that never answers", function()
     local tmp = fix.tmpdir()
     local portfile = tmp .. "/port"
