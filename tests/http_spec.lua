@@ -310,6 +310,20 @@ describe("relua.http", function()
       assert.matches("truncated body", err, 1, true)
     end)
 
+    it("detects a connection closed inside the response headers", function()
+      for _, n in ipairs { 17, 40, 100 } do  -- 17: just "HTTP/1.0 200 OK\r\n"
+        proxy:fault { fault = "truncate", bytes = n }
+        local resp, err, code = http.get(proxy.url .. "/bytes/1000", { retry = false, fresh = true })
+        assert.is_nil(resp, "cut at " .. n)
+        assert.are.equal("truncated", code)
+        assert.matches(": truncated response: the connection closed inside the headers$", err)
+      end
+      proxy:fault { fault = "truncate", bytes = 0 }
+      local resp, err, code = http.get(proxy.url .. "/bytes/1000", { retry = false, fresh = true })
+      assert.is_nil(resp)
+      assert.are.equal("network", code, err)
+    end)
+
     it("caps the response size", function()
       local resp, err, code = http.get(origin.url .. "/bytes/20000", { max_size = 10000 })
       assert.is_nil(resp)
@@ -347,6 +361,21 @@ describe("relua.http", function()
       resp = assert(http.get(tls.url .. "/echo", { insecure = true }))
       assert.are.equal(200, resp.status)
     end)
+
+    it("takes the CA bundle from SSL_CERT_FILE or CURL_CA_BUNDLE", function()
+      local dir = h.tmpdir()
+      local script = h.spit(dir .. "/ca.lua", string.format([[
+        local http = require "relua.http"
+        local r, err = http.get(%q, { retry = false })
+        io.write(r and r.status or err)
+      ]], tls.url .. "/echo"))
+      for _, vars in ipairs { { "SSL_CERT_FILE", "CURL_CA_BUNDLE" }, { "CURL_CA_BUNDLE", "SSL_CERT_FILE" } } do
+        local var = vars[1]
+        local r = h.relua({ script }, { env = { [var] = tls.cert, [vars[2]] = false } })
+        assert.are.equal(0, r.code, r.stderr)
+        assert.are.equal("200", r.stdout, var)
+      end
+    end)
   end)
 
   describe("retries", function()
@@ -368,6 +397,14 @@ describe("relua.http", function()
 
     it("honours Retry-After on a 429", function()
       proxy:fault { fault = "status", status = 429, retry_after = "1" }
+      local resp = assert(http.get(proxy.url .. "/echo", { retry = QUICK, fresh = true }))
+      assert.are.equal(200, resp.status)
+      assert.are.equal(2, resp.attempts)
+      assert.is_true(resp.duration >= 0.9, "waited " .. resp.duration .. " s")
+    end)
+
+    it("honours Retry-After given as an HTTP date", function()
+      proxy:fault { fault = "status", status = 503, retry_after = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 2) }
       local resp = assert(http.get(proxy.url .. "/echo", { retry = QUICK, fresh = true }))
       assert.are.equal(200, resp.status)
       assert.are.equal(2, resp.attempts)

@@ -180,6 +180,12 @@ local function check_header_text(fname, s)
   end
 end
 
+local function env_nonempty(name)
+  local v = os.getenv(name)
+  if v ~= nil and v ~= "" then return v end
+  return nil
+end
+
 -- Turns a request table into a job: the spec for the C core plus the policy around it.
 local function prepare(req, fname)
   if type(req) ~= "table" then
@@ -206,7 +212,8 @@ local function prepare(req, fname)
   local spec = {
     method = method, url = url, user_agent = M.user_agent,
     follow = req.follow ~= false, max_redirects = req.max_redirects or 10,
-    nobody = method == "HEAD", cainfo = req.cainfo, insecure = req.insecure,
+    nobody = method == "HEAD", insecure = req.insecure,
+    cainfo = req.cainfo or env_nonempty("CURL_CA_BUNDLE") or env_nonempty("SSL_CERT_FILE"),
     fresh = req.fresh,
     timeout_ms = req.timeout and math.max(1, math.floor(req.timeout * 1000)) or nil,
     connect_timeout_ms = math.max(1, math.floor((req.connect_timeout or 10) * 1000)),
@@ -381,7 +388,11 @@ local function judge(job, r)
     local cl = r.content_length
     local bodyless = job.method == "HEAD" or r.status == 204 or r.status == 304
       or (r.status >= 100 and r.status < 200)
-    if not bodyless and cl and cl >= 0 and r.size ~= cl then
+    if not r.headers:find("\r?\n\r?\n$") then
+      -- the connection closed inside the head: libcurl reports the status line as a success
+      code = "truncated"
+      msg = "truncated response: the connection closed inside the headers"
+    elseif not bodyless and cl and cl >= 0 and r.size ~= cl then
       code = "truncated"
       msg = string.format("truncated body: received %d of %d bytes (Content-Length)", r.size, cl)
     else
