@@ -182,6 +182,13 @@ describe("relua REPL on a pipe", function()
     end
   end)
 
+  it("reports a chunk left incomplete at the end of input", function()
+    local r = h.relua({ "-i" }, { stdin = "=1\nfunction f()\n  return 1\n" })
+    assert.are.equal(0, r.code)
+    assert.are.equal("1\n", r.stdout)
+    assert.are.equal("repl:2: 'end' expected (to close 'function' at line 1) near <eof>\n", r.stderr)
+  end)
+
   it("runs -e chunks before the REPL", function()
     local r = h.relua({ "-e", "answer = 42", "-i" }, { stdin = "answer\n" })
     assert.are.equal("42\n", r.stdout)

@@ -301,7 +301,11 @@ local function step(read, remember)
       return
     end
     local more = read(">> ")
-    if more == nil then return "eof" end
+    if more == nil then  -- the input ended inside a chunk: say what it lacks, as lua does
+      remember(text)
+      report(err)
+      return "eof"
+    end
     if more == false then return end  -- Ctrl-C cancels the whole chunk
     text = text .. "\n" .. more
   end
