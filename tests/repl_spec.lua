@@ -114,6 +114,16 @@ describe("relua REPL on a terminal", function()
     assert.are.same({ "=6 * 7" }, lines_of(hist))  -- the same line again is not repeated
   end)
 
+  it("says once that history cannot be saved, and keeps working", function()
+    local hist = h.tmpdir() .. "/no/such/folder/history"
+    local res = session({ { expect = PROMPT }, { send = "1\r" }, { expect = "\n1" .. PROMPT },
+      { send = "2\r" }, { expect = "\n2" .. PROMPT }, { send = "\4" }, { wait_exit = true } },
+      { env = { RELUA_HISTORY = hist } })
+    local _, count = res.transcript:gsub("relua: history not saved: " .. hist:gsub("%p", "%%%0")
+      .. ": No such file or directory %(set RELUA_HISTORY to another file, or to nothing to turn history off%)", "")
+    assert.are.equal(1, count, res.transcript)
+  end)
+
   it("uses ~/.relua_history by default and keeps its last 1000 lines", function()
     local home = h.tmpdir()
     local old = {}
