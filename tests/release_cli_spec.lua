@@ -86,6 +86,16 @@ describe("relua RECIPE TICKET", function()
     assert.matches("event=failed rc=42", s:read(".relua/releases/T1.log"))
   end)
 
+  it("shows the hint of a structured error that failed a phase", function()
+    local s = S.sandbox()
+    s:write("r.lua", [[return { phases = { { name = "a", run = function(r)
+      require("relua.error").raise("dirty", "Working tree is dirty: /srv/app: README", { hint = "commit or stash these changes" })
+    end } } }]])
+    local r = s:relua({ "r.lua", "T1" })
+    assert.are.equal(1, r.code)
+    assert.matches("relua: phase a failed: Working tree is dirty: /srv/app: README\ncommit or stash these changes\nrelease failed in phase a", r.stderr)
+  end)
+
   it("fails a phase that raises with rc=1 and the error's message", function()
     local s = S.sandbox()
     s:write("r.lua", 'return { phases = { { name = "a", run = function(r) error("disk on fire") end } } }')
@@ -232,13 +242,18 @@ describe("one run per ticket", function()
     local s = S.sandbox()
     s:write("slow.lua", [[return { phases = {
       { name = "wait", run = function(r) r:sh("touch started; i=0; while [ ! -f go ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done") end } } }]])
+    s:write("fast.lua", [[return { phases = { { name = "quick", run = function(r) end } } }]])
     local bin = h.bin:sub(1, 1) == "/" and h.bin or h.root .. "/" .. h.bin
     local r = h.sh(string.format(
       "{ %s slow.lua T7 >first.out 2>&1 & pid=$!; i=0; while [ ! -f started ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; " ..
-      "%s slow.lua T7; echo \"second=$?\"; %s slow.lua T8 >/dev/null 2>&1; echo \"other=$?\"; echo \"pid=$pid\"; touch go; wait $pid; echo \"first=$?\"; }",
-      h.quote(bin), h.quote(bin), h.quote(bin)), { cwd = s.dir, env = { RELUA_HOME = false } })
+      "%s slow.lua T7; echo \"second=$?\"; %s fast.lua T8 >/dev/null 2>&1; echo \"other=$?\"; echo \"pid=$pid\"; " ..
+      "%s status T7 > status.out; touch go; wait $pid; echo \"first=$?\"; }",
+      h.quote(bin), h.quote(bin), h.quote(bin), h.quote(bin)), { cwd = s.dir, env = { RELUA_HOME = false } })
     assert.matches("second=3", r.stdout, 1, r.stderr)
     assert.matches("other=0", r.stdout) -- another ticket is not blocked
+    -- status reads without waiting for the lock, and names the run in progress
+    assert.matches("ticket T7: running now %(pid=%d+ host=%S+ since=", s:read("status.out"))
+    assert.matches("running%s+wait", s:read("status.out"))
     assert.matches("first=0", r.stdout)
     local pid = r.stdout:match("pid=(%d+)")
     assert.matches("ticket T7 is locked by another run %(pid=" .. pid .. " host=%S+ since=%d%d%d%d%-%d%d%-%d%dT[%d:]+Z%)", r.stderr)
@@ -353,6 +368,12 @@ describe("relua status, log and list", function()
     assert.matches("A1%s+done", r.stdout)
     assert.matches("B2%s+failed in migrate %(rc=1%)", r.stdout)
     assert.are.equal(2, s:relua({ "log", "nope" }).code)
+    r = s:relua({ "list", "--json" })
+    assert.are.equal(0, r.code)
+    local items = require("relua.json").decode(r.stdout)
+    assert.are.equal("A1", items[1].ticket)
+    assert.are.equal("done", items[1].status)
+    assert.same({ "B2", "failed", "migrate", 1 }, { items[2].ticket, items[2].status, items[2].phase, items[2].rc })
     local e = S.sandbox()
     r = e:relua({ "list" })
     assert.are.equal(0, r.code)
@@ -418,6 +439,21 @@ return { phases = {
     assert.are.equal(0, r.code, r.stderr)
     assert.are.equal("revert-c\nrevert-b\nrevert-b\nrevert-a\n", s:read("ran.txt"))
     assert.are.equal(2, s:relua({ "revert", "nope" }).code)
+  end)
+
+  it("needs the recipe it recorded, or one given with --recipe", function()
+    local s = S.sandbox()
+    s:write("release.lua", FOUR)
+    assert.are.equal(0, s:relua({ "release.lua", "7" }).code)
+    os.rename(s:path("release.lua"), s:path("moved.lua"))
+    local r = s:relua({ "revert", "7" })
+    assert.are.equal(2, r.code)
+    assert.matches("the recipe of ticket 7 is gone: " .. esc(s:path("release.lua")), r.stderr)
+    assert.matches("relua revert 7 %-%-recipe=PATH", r.stderr)
+    os.remove(s:path("ran.txt"))
+    r = s:relua({ "revert", "7", "--recipe=moved.lua" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("revert-verify\nrevert-migrate\nrevert-prepare\n", s:read("ran.txt"))
   end)
 end)
 

@@ -669,6 +669,7 @@ function M.execute(o)
     return 0
   end
   M.complain(string.format("relua: phase %s failed: %s", name, msg))
+  if type(perr) == "table" and type(perr.hint) == "string" then M.complain(perr.hint) end
   if type(perr) == "table" and perr.traceback and os.getenv("RELUA_TRACE") then
     M.complain(perr.traceback)
   end
@@ -711,7 +712,7 @@ end
 ---@return integer
 function M.revert_command(...)
   local say = M.say
-  local o = parse_args({ ... }, { recipe = "value", ["dry-run"] = "flag", home = "value" })
+  local o = parse_args({ ... }, { recipe = "value", ["dry-run"] = "flag" })
   if #o.positional ~= 1 then
     usage(#o.positional == 0 and "no ticket given" or "unexpected argument " .. o.positional[2],
       "usage: relua revert TICKET [--recipe=PATH] [--dry-run]")
@@ -856,7 +857,7 @@ end
 --- `relua status TICKET [--json]`
 ---@return integer
 function M.status_command(...)
-  local o = parse_args({ ... }, { json = "flag", home = "value" })
+  local o = parse_args({ ... }, { json = "flag" })
   local t = load_ticket(o.positional[1], o.home)
   local st, s = t.state, t.summary
   local current = fs.digest(st.recipe.path, "sha256")
@@ -931,7 +932,7 @@ end
 --- `relua log TICKET`: the audit log as written.
 ---@return integer
 function M.log_command(...)
-  local o = parse_args({ ... }, { home = "value" })
+  local o = parse_args({ ... }, {})
   local t = load_ticket(o.positional[1], o.home)
   local f = io.open(t.paths.log, "r")
   if f then
@@ -944,7 +945,7 @@ end
 --- `relua list`: every ticket and its status.
 ---@return integer
 function M.list_command(...)
-  local o = parse_args({ ... }, { home = "value", json = "flag" })
+  local o = parse_args({ ... }, { json = "flag" })
   local items = ticketlib.list({ home = o.home })
   if o.json then
     io.stdout:write(json.encode(json.array(items), { pretty = true }), "\n")
