@@ -2084,6 +2084,22 @@ static Net *net_setup(lua_State *L, int idx, git_remote_callbacks *cb, double *t
   return n;
 }
 
+/* Pushes url without its password: "https://bot:secret@host/x" -> "https://bot@host/x". */
+static const char *push_redacted(lua_State *L, const char *url) {
+  const char *start = strstr(url, "://"), *at, *colon, *slash;
+  if (start == NULL) return lua_pushstring(L, url);
+  start += 3;
+  slash = strchr(start, '/');
+  at = strchr(start, '@');
+  if (at == NULL || (slash != NULL && at > slash)) return lua_pushstring(L, url);
+  colon = memchr(start, ':', (size_t)(at - start));
+  if (colon == NULL) return lua_pushstring(L, url);
+  lua_pushlstring(L, url, (size_t)(colon - url));
+  lua_pushstring(L, at);
+  lua_concat(L, 2);
+  return lua_tostring(L, -1);
+}
+
 /*
 ** After a network call failed: pushes nil, message, code. The callback's own reason wins
 ** over libgit2's; a timeout gets ETIMEDOUT. Ctrl-C raises (the caller has freed what it held).
@@ -2098,11 +2114,16 @@ static int net_fail(lua_State *L, Net *n, int err, const char *what, const char 
   } else if (stream_timed_out)
     code = "ETIMEDOUT";
   if (strcmp(code, "interrupted") == 0 || relua_interrupted()) return relua_raise_interrupt(L);
-  lua_pushnil(L);
-  if (remote != NULL && url != NULL && strcmp(remote, url) != 0)
-    lua_pushfstring(L, "%s %s (%s): %s", what, remote, url, msg);
-  else
-    lua_pushfstring(L, "%s %s: %s", what, url != NULL ? url : "?", msg);
+  lua_pushnil(L);                                   /* [nil] */
+  url = push_redacted(L, url != NULL ? url : "?");  /* [nil, url] */
+  if (remote != NULL && strcmp(remote, url) != 0) {
+    remote = push_redacted(L, remote);              /* [nil, url, remote] */
+    if (strcmp(remote, url) != 0) lua_pushfstring(L, "%s %s (%s): %s", what, remote, url, msg);
+    else lua_pushfstring(L, "%s %s: %s", what, url, msg);
+    lua_remove(L, -2);
+  } else
+    lua_pushfstring(L, "%s %s: %s", what, url, msg);
+  lua_remove(L, -2);                                /* [nil, message] */
   lua_pushstring(L, code);
   return 3;
 }
@@ -2131,7 +2152,8 @@ static int get_remote(lua_State *L, Repo *r, Hold *h, const char *what, const ch
   else
     err = git_remote_create_detached(out, name);
   if (err < 0) {
-    gfail(L, err, "%s: remote '%s'", what, name);
+    gfail(L, err, "%s: remote '%s'", what, push_redacted(L, name));
+    lua_remove(L, -4);  /* the redacted name under nil, message, code */
     return -1;
   }
   hold(h, H_REMOTE, *out);
@@ -2355,9 +2377,12 @@ static int l_clone(lua_State *L) {
   stream_end();
   net_done(n);
   if (err < 0) {
-    if (err == GIT_EEXISTS)
-      return relua_fail(L, "EEXISTS", "git.clone %s: %s exists and is not an empty folder",
-                        url, path);
+    if (err == GIT_EEXISTS) {
+      relua_fail(L, "EEXISTS", "git.clone %s: %s exists and is not an empty folder",
+                 push_redacted(L, url), path);
+      lua_remove(L, -4);
+      return 3;
+    }
     return net_fail(L, n, err, "git.clone", NULL, url);
   }
   return 1;

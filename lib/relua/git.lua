@@ -628,6 +628,12 @@ function R:ls_remote(remote, opts)
   return fold_peeled(list)
 end
 
+-- A URL without its password, for messages: "https://bot:secret@host/x" -> "https://bot@host/x".
+local function redact(url)
+  return (url:gsub("^(%a[%w+.-]*://[^/@:]*):[^/@]*@", "%1@"))
+end
+M.redact = redact
+
 -- "main" -> "refs/heads/main:refs/heads/main"; "v1" -> "refs/tags/v1:refs/tags/v1";
 -- ":refs/heads/x" deletes; a leading '+' forces. Returns the spec or nil, message.
 local function expand_refspec(repo, spec)
@@ -704,7 +710,7 @@ function R:push(remote, refspecs, opts)
     if r.status then rejected[#rejected + 1] = string.format("%s rejected by the server: %s", r.ref, r.status) end
   end
   if #rejected > 0 then
-    return nil, string.format("git.push %s: %s%s", remote, table.concat(rejected, "; "), remote_said(text)),
+    return nil, string.format("git.push %s: %s%s", redact(remote), table.concat(rejected, "; "), remote_said(text)),
       "EREJECTED"
   end
   return true, results
