@@ -19,7 +19,10 @@ For the tests:
                                  "log": ["METHOD PATH STATUS", ...]}
   POST /_fail                   JSON {"status": 503, "count": 1, "prefix": "/simple/",
                                  "retry_after": 0}: the next `count` requests whose path
-                                 starts with prefix get that status
+                                 starts with prefix get that status; with "action":
+                                 "reset_before" an upload's connection is reset unread,
+                                 with "reset_after" the upload is stored, then the
+                                 connection is reset instead of answering
 Prints "listening on http://127.0.0.1:PORT" once bound (and writes PORT to --port-file).
 Exits when its parent dies or after --lifetime seconds.
 """
@@ -31,7 +34,9 @@ import http.server
 import json
 import os
 import re
+import socket
 import socketserver
+import struct
 import sys
 import tempfile
 import threading
@@ -302,8 +307,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet: the log is in /_stats
         pass
 
+    def reset(self):
+        """Drops the connection with a TCP reset (SO_LINGER 0), answering nothing."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.rfile.close()  # it holds a reference that would keep the socket open
+            self.connection.close()
+        except OSError:
+            pass
+
+    def finish(self):
+        try:
+            super().finish()
+        except (OSError, ValueError):
+            pass
+
     def send(self, status, body=b"", ctype="text/plain; charset=utf-8", headers=None,
              reason=None):
+        if getattr(self, "reset_instead", False):
+            self.reset_instead = False
+            self.record(-status)
+            return self.reset()
         if isinstance(body, str):
             body = body.encode("utf-8")
         self.send_response(status, reason)
@@ -392,7 +417,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         reader = BodyReader(self.rfile, self.headers)
         f = self.fault()
-        if f:
+        if f and f.get("action") == "reset_before":
+            self.record(0)
+            with self.index.lock:
+                self.index.uploads += 1
+            return self.reset()
+        if f and f.get("action") == "reset_after":
+            self.reset_instead = True
+        elif f:
             self.close_connection = True
             return self.fail(f)
         path = urllib.parse.urlsplit(self.path).path

@@ -1,0 +1,581 @@
+--- relua.registry.pypi: a PyPI-compatible index client with verify-or-publish.
+-- Reads what an index holds through the simple API (PEP 691 JSON or PEP 503 HTML, chosen
+-- by content negotiation) or the JSON API (/pypi/NAME/json), and uploads through the
+-- legacy upload API (`:action=file_upload`). A published file is immutable: publishing a
+-- file that is already there with the same sha256 is success without an upload; one with
+-- different bytes is an `immutable` error that says to publish a new version.
+local http = require "relua.http"
+local fs = require "relua.fs"
+local json = require "relua.json"
+local err = require "relua.error"
+local archive = require "relua.core.archive"
+
+local M = {}
+
+local JSON_V1 = "application/vnd.pypi.simple.v1+json"
+local ACCEPT = JSON_V1 .. ", application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+
+--- The default environment variable holding the upload password or API token.
+M.PASSWORD_ENV = "PYPI_TOKEN"
+
+--- PEP 503 normalisation of a project name: runs of `-`, `_`, `.` become `-`, lower case.
+---@param name string
+---@return string
+function M.normalize(name)
+  return (name:gsub("[-_.]+", "-"):lower())
+end
+
+-- ------------------------------------------------------------------ distributions
+
+local function parse_metadata(text)
+  -- RFC 822 style headers up to the first blank line; continuation lines start with space.
+  local fields, last = {}, nil
+  for line in (text .. "\n"):gmatch("(.-)\r?\n") do
+    if line == "" then break end
+    if line:match("^[ \t]") and last then
+      fields[last] = fields[last] .. "\n" .. line:gsub("^[ \t]+", "")
+    else
+      local k, v = line:match("^([%w%-]+):%s?(.*)$")
+      if k then
+        last = k:lower()
+        if fields[last] == nil then fields[last] = v end
+      end
+    end
+  end
+  return fields
+end
+
+local function read_member(path, match)
+  local r, msg, code = archive.open(path)
+  if not r then return nil, msg, code end
+  local found
+  while true do
+    local e, m, c = r:next()
+    if not e then
+      if m then r:close(); return nil, m, c end
+      break
+    end
+    if e.type == "file" and match(e.name) then
+      found, m, c = r:read(4 * 1024 * 1024)
+      if not found then r:close(); return nil, m, c end
+      break
+    end
+  end
+  r:close()
+  return found
+end
+
+---@class relua.pypi.Dist
+---@field path string
+---@field filename string
+---@field name string             the project name from the metadata
+---@field version string
+---@field filetype "bdist_wheel"|"sdist"
+---@field pyversion string        the wheel's python tag, "source" for an sdist
+---@field metadata_version string
+---@field summary string?
+---@field requires_python string?
+---@field sha256 string           hex
+---@field md5 string              hex
+---@field size integer
+
+--- Reads a wheel's `*.dist-info/METADATA` or an sdist's `PKG-INFO` and digests the file.
+---@param path string a .whl, .tar.gz or .zip distribution
+---@return relua.pypi.Dist|nil dist
+---@return string? message
+---@return string? code "ENOENT", "bad_dist", ...
+function M.inspect(path)
+  local filename = fs.basename(path)
+  local filetype, pyversion, member
+  if filename:match("%.whl$") then
+    local parts = {}
+    for p in filename:sub(1, -5):gmatch("[^-]+") do parts[#parts + 1] = p end
+    if #parts ~= 5 and #parts ~= 6 then
+      return nil, "pypi: " .. path .. ": not a wheel file name (NAME-VERSION-PY-ABI-PLATFORM.whl)", "bad_dist"
+    end
+    filetype, pyversion = "bdist_wheel", parts[#parts - 2]
+    member = function(n) return n:match("^[^/]+%.dist%-info/METADATA$") ~= nil end
+  elseif filename:match("%.tar%.gz$") or filename:match("%.zip$") then
+    filetype, pyversion = "sdist", "source"
+    member = function(n) return n:match("^[^/]+/PKG%-INFO$") ~= nil end
+  else
+    return nil, "pypi: " .. path .. ": not a wheel (.whl) or an sdist (.tar.gz, .zip)", "bad_dist"
+  end
+  local st, msg, code = fs.stat(path)
+  if not st then return nil, msg, code end
+  local text
+  text, msg, code = read_member(path, member)
+  if not text then
+    if msg then return nil, "pypi: " .. path .. ": " .. msg, code end
+    return nil, string.format("pypi: %s: no %s in the distribution", path,
+      filetype == "sdist" and "PKG-INFO" or "*.dist-info/METADATA"), "bad_dist"
+  end
+  local f = parse_metadata(text)
+  if not f.name or not f.version then
+    return nil, "pypi: " .. path .. ": metadata without Name or Version", "bad_dist"
+  end
+  local sha256, m2, c2 = fs.digest(path, "sha256")
+  if not sha256 then return nil, m2, c2 end
+  local md5, m3, c3 = fs.digest(path, "md5")
+  if not md5 then return nil, m3, c3 end
+  return {
+    path = path, filename = filename, name = f.name, version = f.version,
+    filetype = filetype, pyversion = pyversion,
+    metadata_version = f["metadata-version"] or "2.1",
+    summary = f.summary, requires_python = f["requires-python"],
+    sha256 = sha256, md5 = md5, size = st.size,
+  }
+end
+
+-- ------------------------------------------------------------------ reading an index
+
+local function opt_index(opts)
+  if opts.index then return (opts.index:gsub("/*$", "/")) end
+  local url = opts.url or error("pypi: opts.url (the upload URL) or opts.index (the simple index URL) is required", 3)
+  if url:match("^https://upload%.pypi%.org/legacy/?$") then return "https://pypi.org/simple/" end
+  if url:match("^https://test%.pypi%.org/legacy/?$") then return "https://test.pypi.org/simple/" end
+  local base = url:gsub("/legacy/?$", "/")
+  return (base:gsub("/*$", "/")) .. "simple/"
+end
+
+local function json_base(index)
+  -- http://host/simple/ -> http://host/pypi/
+  return (index:gsub("simple/$", "pypi/"))
+end
+
+local function version_of(filename, normalized)
+  if filename:match("%.whl$") then
+    return (filename:match("^[^-]+%-([^-]+)%-"))
+  end
+  local stem = filename:gsub("%.tar%.gz$", ""):gsub("%.zip$", ""):gsub("%.tar%.bz2$", "")
+  local name, version = stem:match("^(.*)%-([^-]+)$")
+  if name and (not normalized or M.normalize(name) == normalized) then return version end
+  return (stem:match("%-([^-]+)$"))
+end
+
+local function unescape_html(s)
+  return (s:gsub("&lt;", "<"):gsub("&gt;", ">"):gsub("&quot;", '"'):gsub("&#39;", "'"):gsub("&amp;", "&"))
+end
+
+local function absolute(base, href)
+  if href:match("^%a[%w+.-]*://") then return href end
+  local scheme_host = base:match("^(%a[%w+.-]*://[^/]+)")
+  if href:sub(1, 1) == "/" then return scheme_host .. href end
+  local dir = base:gsub("[^/]*$", "")
+  local path = dir .. href
+  local prefix, rest = path:match("^(%a[%w+.-]*://[^/]+)(.*)$")
+  local out = {}
+  for seg in rest:gmatch("[^/]+") do
+    if seg == ".." then out[#out] = nil elseif seg ~= "." then out[#out + 1] = seg end
+  end
+  return prefix .. "/" .. table.concat(out, "/") .. (rest:sub(-1) == "/" and "/" or "")
+end
+
+-- The parsed answer of a project page: {files = {{filename, version, sha256, url, size}}, versions}.
+local function parse_simple(resp, url, normalized)
+  local ctype = (resp.headers["content-type"] or ""):lower()
+  local files, versions = {}, nil
+  if ctype:find("json", 1, true) then
+    local doc, msg = json.decode(resp.body, url)
+    if type(doc) ~= "table" then return nil, "pypi: " .. (msg or (url .. ": not a JSON object")), "protocol" end
+    for _, f in ipairs(doc.files or {}) do
+      files[#files + 1] = {
+        filename = f.filename, sha256 = f.hashes and f.hashes.sha256, size = f.size,
+        url = f.url and absolute(url, f.url), version = version_of(f.filename, normalized),
+      }
+    end
+    versions = doc.versions
+  else
+    for attrs, text in resp.body:gmatch("<a%s([^>]*)>(.-)</a>") do
+      local href = attrs:match('href="([^"]*)"') or attrs:match("href='([^']*)'")
+      if href then
+        href = unescape_html(href)
+        local filename = unescape_html(text):gsub("^%s+", ""):gsub("%s+$", "")
+        local sha = href:match("#sha256=(%x+)")
+        files[#files + 1] = {
+          filename = filename, sha256 = sha and sha:lower(), url = absolute(url, (href:gsub("#.*$", ""))),
+          version = version_of(filename, normalized),
+        }
+      end
+    end
+  end
+  return files, versions
+end
+
+local function parse_json_api(resp, url, normalized)
+  local doc, msg = json.decode(resp.body, url)
+  if type(doc) ~= "table" then return nil, "pypi: " .. (msg or (url .. ": not a JSON object")), "protocol" end
+  local files, versions = {}, {}
+  local releases = doc.releases or { [doc.info and doc.info.version or "?"] = doc.urls or {} }
+  for version, list in pairs(releases) do
+    versions[#versions + 1] = version
+    for _, f in ipairs(list) do
+      files[#files + 1] = {
+        filename = f.filename, sha256 = f.digests and f.digests.sha256, size = f.size,
+        url = f.url and absolute(url, f.url), version = version or version_of(f.filename, normalized),
+      }
+    end
+  end
+  return files, versions
+end
+
+local function sorted_versions(files, versions)
+  local seen, out = {}, {}
+  for _, v in ipairs(versions or {}) do
+    if not seen[v] then seen[v] = true; out[#out + 1] = v end
+  end
+  for _, f in ipairs(files) do
+    if f.version and not seen[f.version] then seen[f.version] = true; out[#out + 1] = f.version end
+  end
+  local key = function(v)
+    local t = {}
+    for n in v:match("^[%d.]*"):gmatch("%d+") do t[#t + 1] = tonumber(n) end
+    return t
+  end
+  table.sort(out, function(a, b)
+    local ka, kb = key(a), key(b)
+    for i = 1, math.max(#ka, #kb) do
+      local x, y = ka[i] or 0, kb[i] or 0
+      if x ~= y then return x < y end
+    end
+    -- Same release numbers: dev and pre-releases before the release, post-releases after.
+    local function rank(v)
+      local sfx = v:gsub("^[%d.]*", ""):lower()
+      if sfx == "" then return 2 end
+      if sfx:match("^[-_.]?post") or sfx:match("^[-_.]?rev") or sfx:match("^[-_.]?r%d") then return 3 end
+      if sfx:match("^[-_.]?dev") then return 0 end
+      return 1
+    end
+    local ra, rb = rank(a), rank(b)
+    if ra ~= rb then return ra < rb end
+    return a < b
+  end)
+  return out
+end
+
+-- One lookup request for a project (for http.all) and the function that reads its answer.
+local function lookup_request(name, opts)
+  local normalized = M.normalize(name)
+  local index = opt_index(opts)
+  local req
+  if opts.api == "json" then
+    req = { url = json_base(index) .. normalized .. "/json", timeout = opts.timeout,
+            headers = { accept = "application/json", ["cache-control"] = "no-cache" } }
+  else
+    req = { url = index .. normalized .. "/", timeout = opts.timeout,
+            headers = { accept = ACCEPT, ["cache-control"] = "no-cache" } }
+  end
+  req.progress = false
+  if opts.cainfo then req.cainfo = opts.cainfo end
+  local function read(resp, msg, code)
+    if not resp then return nil, msg, code end
+    if resp.status == 404 then return { files = {}, versions = {}, exists = false } end
+    if resp.status ~= 200 then
+      return nil, string.format("pypi: GET %s: HTTP %d", resp.url or http.redact(req.url), resp.status), "http_status"
+    end
+    local files, versions
+    if opts.api == "json" then
+      files, versions, code = parse_json_api(resp, resp.url or req.url, normalized)
+    else
+      files, versions, code = parse_simple(resp, resp.url or req.url, normalized)
+    end
+    if not files then return nil, versions, code end
+    return { files = files, versions = sorted_versions(files, versions), exists = true }
+  end
+  return req, read
+end
+
+---@class relua.pypi.Options
+---@field url string?          the upload URL (legacy API), e.g. "https://upload.pypi.org/legacy/"
+---@field index string?        the simple index URL; derived from url when absent (".../legacy/" -> ".../simple/")
+---@field api "simple"|"json"? how to read the index (default "simple": PEP 691 JSON or PEP 503 HTML)
+---@field user string?         upload user name (default $TWINE_USERNAME or "__token__")
+---@field password string?     upload password or API token (default: $PYPI_TOKEN, or the variable named by password_env)
+---@field password_env string? the environment variable holding the password (default "PYPI_TOKEN")
+---@field timeout number?      seconds per request
+---@field concurrency integer? parallel lookups in publish_all (default 8)
+---@field cainfo string?       CA bundle for TLS
+
+--- The files a project has on the index: `{exists=, versions={...}, files={{filename=, version=, sha256=, url=, size=}}}`.
+--- A project the index does not know gives `exists=false` and empty lists.
+---@param name string
+---@param opts relua.pypi.Options
+---@return table|nil project
+---@return string? message
+---@return string? code
+function M.project(name, opts)
+  local req, read = lookup_request(name, opts or {})
+  return read(http.request(req))
+end
+
+--- The versions of a project, oldest first (empty when the project does not exist).
+---@param name string
+---@param opts relua.pypi.Options
+---@return string[]|nil versions
+---@return string? message
+---@return string? code
+function M.versions(name, opts)
+  local p, msg, code = M.project(name, opts)
+  if not p then return nil, msg, code end
+  return p.versions
+end
+
+--- The files of one version: `{{filename=, sha256=, url=, size=}, ...}` (empty when absent).
+---@param name string
+---@param version string
+---@param opts relua.pypi.Options
+---@return table[]|nil files
+---@return string? message
+---@return string? code
+function M.files(name, version, opts)
+  local p, msg, code = M.project(name, opts)
+  if not p then return nil, msg, code end
+  local out = {}
+  for _, f in ipairs(p.files) do
+    if f.version == version then out[#out + 1] = f end
+  end
+  return out
+end
+
+-- ------------------------------------------------------------------ publishing
+
+local function credentials(opts)
+  local var = opts.password_env or M.PASSWORD_ENV
+  local password, source = opts.password, "opts.password"
+  if password == nil then
+    password, source = os.getenv(var), "$" .. var
+    if (password == nil or password == "") and not opts.password_env then
+      local tp = os.getenv("TWINE_PASSWORD")
+      if tp and tp ~= "" then password, source = tp, "$TWINE_PASSWORD" end
+    end
+  end
+  if password == nil or password == "" then
+    err.raise("auth", string.format("pypi: no upload credentials: %s is not set", "$" .. var),
+      { hint = "set " .. var .. " to an API token (or pass opts.password)" })
+  end
+  local user = opts.user or os.getenv("TWINE_USERNAME") or "__token__"
+  return { user = user, password = password }, source
+end
+
+local function sleep(seconds)
+  if seconds <= 0 then return end
+  local proc = require "relua.proc"
+  if proc.sleep then return proc.sleep(seconds) end
+  proc.run({ "sleep", string.format("%.3f", seconds) }, { capture = false })
+end
+
+local function retry_after(resp, attempt)
+  local ra = resp and resp.headers and tonumber(resp.headers["retry-after"])
+  if ra and ra >= 0 and ra <= 60 then return ra end
+  return math.min(10, 0.5 * 2 ^ (attempt - 1)) * (0.5 + math.random() * 0.5)
+end
+
+local function find(project, filename)
+  for _, f in ipairs(project.files) do
+    if f.filename == filename then return f end
+  end
+end
+
+local function immutable(dist, remote, where)
+  err.raise("immutable", string.format(
+    "pypi: %s %s: %s is already on %s with sha256 %s, but the local file has sha256 %s",
+    dist.name, dist.version, dist.filename, where, remote.sha256 or "(unknown)", dist.sha256), {
+      hint = string.format("published files are immutable: version %s of %s is burned; "
+        .. "bump the version and publish a new version", dist.version, dist.name),
+      remote_sha256 = remote.sha256, local_sha256 = dist.sha256, filename = dist.filename,
+    })
+end
+
+-- Compares a file on the index with the local one: "same", or raises immutable.
+local function compare(dist, remote, where)
+  if remote.sha256 and remote.sha256:lower() == dist.sha256 then return "same" end
+  if remote.sha256 == nil and remote.url then
+    -- An index that shows no digest: download the file and hash it.
+    local tmp = assert(fs.tmpdir("relua-pypi-"))
+    local out = fs.join(tmp, "dl")
+    local resp = http.request{ url = remote.url, output = out, progress = false }
+    local sha = resp and resp.status == 200 and fs.digest(out, "sha256")
+    fs.remove(tmp, { recursive = true })
+    if sha == dist.sha256 then return "same" end
+    remote = { sha256 = sha or "(unreadable)" }
+  end
+  immutable(dist, remote, where)
+end
+
+local function look(dist, opts)
+  local p, msg, code = M.project(dist.name, opts)
+  if not p then
+    err.raise(code == "connect" and "unreachable" or (code or "http"), msg,
+      { hint = "check that the index " .. opt_index(opts) .. " is reachable" })
+  end
+  return find(p, dist.filename)
+end
+
+-- Uploads one distribution known to be absent; resolves every doubtful answer by looking.
+local function upload(dist, opts, auth, source)
+  local url = opts.url or error("pypi.publish: opts.url (the upload URL) is required", 3)
+  local where = opt_index(opts)
+  local form = {
+    { name = ":action", value = "file_upload" },
+    { name = "protocol_version", value = "1" },
+    { name = "name", value = dist.name },
+    { name = "version", value = dist.version },
+    { name = "filetype", value = dist.filetype },
+    { name = "pyversion", value = dist.pyversion },
+    { name = "metadata_version", value = dist.metadata_version },
+    { name = "sha256_digest", value = dist.sha256 },
+    { name = "md5_digest", value = dist.md5 },
+  }
+  if dist.summary then form[#form + 1] = { name = "summary", value = dist.summary } end
+  if dist.requires_python then form[#form + 1] = { name = "requires_python", value = dist.requires_python } end
+  form[#form + 1] = { name = "content", file = dist.path, filename = dist.filename,
+                      type = "application/octet-stream" }
+  local tries = opts.tries or 4
+  for attempt = 1, tries do
+    local resp, msg, code = http.request{
+      method = "POST", url = url, auth = auth, form = form, timeout = opts.timeout,
+      label = dist.filename, cainfo = opts.cainfo, progress = opts.progress,
+    }
+    local status = resp and resp.status
+    if resp and resp.ok then
+      -- Read the index back until the file shows (an index may lag behind its upload API).
+      local deadline = (opts.confirm_timeout or 10)
+      local waited, n = 0, 0
+      while true do
+        local remote = look(dist, opts)
+        if remote then
+          compare(dist, remote, where)
+          return { status = "published", filename = dist.filename, sha256 = dist.sha256, url = remote.url,
+                   name = dist.name, version = dist.version }
+        end
+        if waited >= deadline then
+          err.raise("unconfirmed", string.format(
+            "pypi: %s: the upload to %s was accepted but the file is not on %s after %.0f s",
+            dist.filename, http.redact(url), where, waited), { hint = "re-run: the file will be verified, not uploaded twice" })
+        end
+        n = n + 1
+        local d = math.min(2, 0.1 * 2 ^ n)
+        sleep(d)
+        waited = waited + d
+      end
+    elseif status == 401 or status == 403 then
+      err.raise("auth", string.format("pypi: POST %s: HTTP %d (%s): the credentials in %s were refused",
+        http.redact(url), status, (resp.body or ""):sub(1, 200):gsub("%s+$", ""), source),
+        { hint = "check the token in " .. source .. " (user " .. auth.user .. ")" })
+    elseif status == 409 or (status == 400 and (resp.body or ""):lower():find("already exist", 1, true)) then
+      -- Someone (maybe our own earlier attempt) put it there: look, do not guess.
+      local remote = look(dist, opts)
+      if remote then
+        compare(dist, remote, where)
+        return { status = "skipped_existing", filename = dist.filename, sha256 = dist.sha256, url = remote.url,
+                 name = dist.name, version = dist.version }
+      end
+      err.raise("conflict", string.format("pypi: POST %s: HTTP %d for %s, yet the file is not on %s",
+        http.redact(url), status, dist.filename, where))
+    elseif (resp and (status >= 500 or status == 429)) or code == "ambiguous" or code == "timeout"
+        or code == "network" then
+      -- The upload may or may not have landed: ask the index.
+      local remote = look(dist, opts)
+      if remote then
+        compare(dist, remote, where)
+        return { status = "published", filename = dist.filename, sha256 = dist.sha256, url = remote.url,
+                 name = dist.name, version = dist.version }
+      end
+      if attempt == tries then
+        err.raise("upload_failed", string.format("pypi: POST %s: %s (after %d attempts)", http.redact(url),
+          resp and ("HTTP " .. status) or msg, attempt), { hint = "re-run later: files already on the index are verified, not uploaded twice" })
+      end
+      sleep(retry_after(resp, attempt))
+    elseif resp then
+      err.raise("upload_failed", string.format("pypi: POST %s: HTTP %d for %s: %s", http.redact(url), status,
+        dist.filename, (resp.body or ""):sub(1, 300):gsub("%s+$", "")))
+    else
+      err.raise(code == "connect" and "unreachable" or (code or "http"), msg,
+        { hint = "check that " .. http.redact(url) .. " is reachable" })
+    end
+  end
+end
+
+local function inspect_or_raise(path)
+  local dist, msg, code = M.inspect(path)
+  if not dist then
+    err.raise(code == "ENOENT" and "ENOENT" or "bad_dist", msg)
+  end
+  return dist
+end
+
+---@class relua.pypi.Result
+---@field status "published"|"skipped_existing"
+---@field filename string
+---@field name string
+---@field version string
+---@field sha256 string
+---@field url string?
+
+--- Verify-or-publish many distributions: all are inspected and checked against the index
+--- at once (http.all); if any is already there with different bytes, an `immutable` error
+--- is raised before anything is uploaded; then the absent ones are uploaded one by one.
+---@param paths string[]
+---@param opts relua.pypi.Options
+---@return relua.pypi.Result[]
+function M.publish_all(paths, opts)
+  opts = opts or {}
+  if type(paths) ~= "table" then error("pypi.publish_all: paths must be an array of file paths", 2) end
+  if not opts.url then error("pypi.publish: opts.url (the upload URL) is required", 2) end
+  local dists = {}
+  for i, p in ipairs(paths) do dists[i] = inspect_or_raise(p) end
+  -- One lookup per project.
+  local reqs, reads, slot = {}, {}, {}
+  for _, d in ipairs(dists) do
+    local key = M.normalize(d.name)
+    if not slot[key] then
+      local req, read = lookup_request(d.name, opts)
+      reqs[#reqs + 1], reads[#reads + 1] = req, read
+      slot[key] = #reqs
+    end
+  end
+  local answers = http.all(reqs, { concurrency = opts.concurrency or 8, progress = false })
+  local projects = {}
+  for key, i in pairs(slot) do
+    local a = answers[i]
+    local p, msg, code = reads[i](a[1], a[2], a[3])
+    if not p then
+      err.raise(code == "connect" and "unreachable" or (code or "http"), msg,
+        { hint = "check that the index " .. opt_index(opts) .. " is reachable" })
+    end
+    projects[key] = p
+  end
+  local results, todo = {}, {}
+  local where = opt_index(opts)
+  for i, d in ipairs(dists) do
+    local remote = find(projects[M.normalize(d.name)], d.filename)
+    if remote then
+      compare(d, remote, where)
+      results[i] = { status = "skipped_existing", filename = d.filename, sha256 = d.sha256, url = remote.url,
+                     name = d.name, version = d.version }
+    else
+      todo[#todo + 1] = i
+    end
+  end
+  if #todo > 0 then
+    local auth, source = credentials(opts)
+    for _, i in ipairs(todo) do results[i] = upload(dists[i], opts, auth, source) end
+  end
+  return results
+end
+
+--- Verify-or-publish one distribution (a wheel or an sdist).
+--- Absent: uploaded, then the index is read back and its sha256 confirmed -> "published".
+--- Present with the same sha256: nothing is sent -> "skipped_existing".
+--- Present with another sha256: raises `immutable` (both digests; publish a new version).
+--- Other failures raise structured errors: `auth`, `unreachable`, `upload_failed`, `bad_dist`, ...
+---@param path string
+---@param opts relua.pypi.Options
+---@return relua.pypi.Result
+function M.publish(path, opts)
+  if type(path) ~= "string" then error("pypi.publish: path must be a string", 2) end
+  if not (opts and opts.url) then error("pypi.publish: opts.url (the upload URL) is required", 2) end
+  return M.publish_all({ path }, opts)[1]
+end
+
+return M

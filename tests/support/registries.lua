@@ -1,0 +1,194 @@
+-- Starts and stops the test registries on 127.0.0.1, on free ports chosen by the kernel:
+--   the PyPI-compatible index (tests/support/pypi_server.py) and verdaccio (tests/npm).
+-- Each start is bounded in time; stop() is safe to call twice; the servers also exit on
+-- their own when this process dies. Use them from setup/teardown (teardown runs even
+-- when a test fails):
+--   local reg = require "support.registries"
+--   local pypi = reg.pypi()            -- {url=, legacy=, index=, user=, password=, stats(), fail(), stop()}
+--   local npm = reg.verdaccio()        -- {url=, token=, user=, stop()}
+local proc = require "relua.proc"
+local fs = require "relua.fs"
+local http = require "relua.http"
+local json = require "relua.json"
+
+local M = {}
+
+local function root()
+  return os.getenv("PWD") or fs.cwd()
+end
+
+local function sleep(s)
+  proc.run({ "sleep", tostring(s) }, { capture = false })
+end
+
+local function random_secret(prefix)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local bytes = f:read(12)
+  f:close()
+  return prefix .. (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+-- Waits for a port file written by the server; raises with the server's output on timeout.
+local function wait_port(handle, port_file, what, timeout)
+  local deadline = proc.clock() + timeout
+  while proc.clock() < deadline do
+    local text = fs.read(port_file)
+    local port = text and tonumber(text:match("%d+"))
+    if port then return port end
+    local done = handle:wait(0.05)
+    if done then
+      error(string.format("%s exited before listening (code %s): %s %s", what, tostring(done.code),
+        done.stdout or "", done.stderr or ""))
+    end
+  end
+  handle:kill("KILL")
+  local r = handle:wait(2) or {}
+  handle:close()
+  error(string.format("%s did not listen within %d s: %s %s", what, timeout, r.stdout or "", r.stderr or ""))
+end
+
+local function stopper(handle, dir)
+  local stopped = false
+  return function()
+    if stopped then return end
+    stopped = true
+    handle:kill("TERM")
+    if not handle:wait(5) then
+      handle:kill("KILL")
+      handle:wait(5)
+    end
+    handle:close()
+    fs.remove(dir, { recursive = true })
+  end
+end
+
+--- Starts the PyPI-compatible index. opts: warehouse (answer duplicates as pypi.org does),
+--- timeout (seconds to wait for it, default 15).
+---@param opts {warehouse:boolean?, timeout:number?}?
+function M.pypi(opts)
+  opts = opts or {}
+  local dir = assert(fs.tmpdir("relua-pypi-"))
+  local port_file = fs.join(dir, "port")
+  local user, password = "relua", random_secret("pw-")
+  local argv = { "python3", root() .. "/tests/support/pypi_server.py", "--storage", fs.join(dir, "storage"),
+                 "--port-file", port_file, "--user", user, "--password", password, "--lifetime", "3600" }
+  if opts.warehouse then argv[#argv + 1] = "--warehouse" end
+  local handle = assert(proc.spawn(argv, { max_output = 1024 * 1024 }))
+  local port = wait_port(handle, port_file, "pypi_server.py", opts.timeout or 15)
+  local base = "http://127.0.0.1:" .. port
+  local s = {
+    port = port, url = base .. "/", legacy = base .. "/legacy/", index = base .. "/simple/",
+    user = user, password = password, storage = fs.join(dir, "storage"), dir = dir,
+  }
+  s.stop = stopper(handle, dir)
+  --- {requests=, uploads= (upload attempts seen), stored=, log={"METHOD PATH STATUS", ...}}
+  function s.stats()
+    local resp = assert(http.get(base .. "/_stats", { retry = false, progress = false }))
+    return assert(json.decode(resp.body))
+  end
+  --- The next `count` requests whose path starts with `prefix` get `status`.
+  function s.fail(spec)
+    local resp = assert(http.post(base .. "/_fail", { json = spec, retry = false, progress = false }))
+    assert(resp.status == 200, "pypi_server /_fail answered " .. resp.status)
+  end
+  --- The files stored on disk (what the index really holds).
+  function s.files()
+    return fs.list(fs.join(s.storage, "files")) or {}
+  end
+  return s
+end
+
+local function verdaccio_config(dir)
+  return table.concat({
+    "storage: " .. dir .. "/storage",
+    "auth:",
+    "  htpasswd:",
+    "    file: " .. dir .. "/htpasswd",
+    "    max_users: 1000",
+    "uplinks: {}",
+    "packages:",
+    "  '@*/*':",
+    "    access: $all",
+    "    publish: $authenticated",
+    "    unpublish: $authenticated",
+    "  '**':",
+    "    access: $all",
+    "    publish: $authenticated",
+    "    unpublish: $authenticated",
+    "max_body_size: 200mb",
+    "web:",
+    "  enable: false",
+    "log: { type: stdout, format: pretty, level: error }",
+    "",
+  }, "\n")
+end
+
+--- Starts verdaccio (no uplinks, storage and htpasswd in a temp folder) and creates a user
+--- for the run through the registry's own API. Returns {url=, port=, user=, password=, token=, stop()}.
+---@param opts {timeout:number?}?
+function M.verdaccio(opts)
+  opts = opts or {}
+  local script = root() .. "/tests/support/registries_verdaccio.js"
+  if not fs.exists(root() .. "/tests/npm/node_modules/verdaccio") then
+    error("verdaccio is not installed: run `make deps` (npm ci in tests/npm)")
+  end
+  local dir = assert(fs.tmpdir("relua-verdaccio-"))
+  local config = fs.join(dir, "config.yaml")
+  assert(fs.write(config, verdaccio_config(dir)))
+  local port_file = fs.join(dir, "port")
+  local handle = assert(proc.spawn({ "node", script, config, port_file },
+    { cwd = dir, max_output = 1024 * 1024 }))
+  local ok, port = pcall(wait_port, handle, port_file, "verdaccio", opts.timeout or 30)
+  if not ok then
+    fs.remove(dir, { recursive = true })
+    error(port, 0)
+  end
+  local base = "http://127.0.0.1:" .. port .. "/"
+  local s = { port = port, url = base, dir = dir }
+  s.stop = stopper(handle, dir)
+  local user, password = "relua-" .. random_secret(""):sub(1, 8), random_secret("pw-")
+  local resp, msg = http.put(base .. "-/user/org.couchdb.user:" .. user,
+    { json = { name = user, password = password }, progress = false })
+  if not (resp and resp.status == 201 and resp.body:find('"token"', 1, true)) then
+    s.stop()
+    error("verdaccio: could not create the test user: " .. (resp and ("HTTP " .. resp.status) or msg))
+  end
+  s.user, s.password = user, password
+  s.token = json.decode(resp.body).token
+  return s
+end
+
+--- Builds wheels (or sdists) with tests/support/pypi_wheel.py; returns their paths.
+---@param out string folder
+---@param pairs string[] {name, version, name, version, ...}
+---@param opts {sdist:boolean?, salt:string?, payload:integer?}?
+function M.build_dists(out, pairs, opts)
+  opts = opts or {}
+  local argv = { "python3", root() .. "/tests/support/pypi_wheel.py", "--out", out }
+  if opts.sdist then argv[#argv + 1] = "--sdist" end
+  if opts.salt then argv[#argv + 1] = "--salt"; argv[#argv + 1] = opts.salt end
+  if opts.payload then argv[#argv + 1] = "--payload"; argv[#argv + 1] = tostring(opts.payload) end
+  for _, p in ipairs(pairs) do argv[#argv + 1] = p end
+  local r = assert(proc.run(argv, { timeout = 120 }))
+  assert(r.code == 0, "pypi_wheel.py failed: " .. r.stderr)
+  local paths = {}
+  for line in r.stdout:gmatch("[^\n]+") do paths[#paths + 1] = line end
+  return paths
+end
+
+--- Packs an npm package {name=, version=, ...extra package.json fields} with `npm pack`,
+--- with an index.js holding `content`; returns the tarball's path.
+function M.npm_pack(out, manifest, content)
+  local src = fs.join(out, "src-" .. manifest.name:gsub("[@/]", "_") .. "-" .. manifest.version .. "-" .. random_secret(""):sub(1, 6))
+  assert(fs.mkdir(src))
+  manifest.main = manifest.main or "index.js"
+  assert(fs.write(fs.join(src, "package.json"), json.encode(manifest)))
+  assert(fs.write(fs.join(src, "index.js"), content or "module.exports = 1;\n"))
+  local r = assert(proc.run({ "npm", "pack", "--silent", "--pack-destination", out }, { cwd = src, timeout = 60,
+    env = { npm_config_update_notifier = "false", npm_config_fund = "false", npm_config_audit = "false" } }))
+  assert(r.code == 0, "npm pack failed: " .. r.stderr)
+  local name = r.stdout:match("([^\n]+%.tgz)%s*$")
+  return fs.join(out, name)
+end
+
+return M
