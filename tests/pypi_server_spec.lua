@@ -12,9 +12,9 @@ local function twine(server, files, extra, password)
                  "--repository-url", server.legacy }
   for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
   for _, f in ipairs(files) do argv[#argv + 1] = f end
-  return assert(proc.run(argv, { timeout = 120, env = {
+  return assert(proc.run(argv, { timeout = 60, env = {
     TWINE_USERNAME = server.user, TWINE_PASSWORD = password or server.password,
-    TWINE_REPOSITORY = false, TWINE_REPOSITORY_URL = false, NO_COLOR = "1",
+    TWINE_REPOSITORY = false, TWINE_REPOSITORY_URL = false, NO_COLOR = "1", COLUMNS = "400", TERM = "dumb",
     PYTHON_KEYRING_BACKEND = "keyring.backends.null.Keyring",
   } }))
 end
@@ -64,7 +64,7 @@ describe("pypi_server.py (the test index)", function()
     local before = server.stats().stored
     local r = twine(server, { whl, sdist }, { "--skip-existing" })
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
-    assert.matches("Skipping Demo_Pkg%-1%.0%.0%-py3%-none%-any%.whl because it appears to already exist", r.stdout .. r.stderr)
+    assert.matches("Skipping Demo_Pkg-1.0.0-py3-none-any.whl because it appears to already", r.stdout .. r.stderr, 1, true)
     assert.are.equal(before, server.stats().stored)
   end)
 
@@ -111,7 +111,7 @@ describe("pypi_server.py (the test index)", function()
     local target = fs.join(dir, "site")
     local r = assert(proc.run({ "python3", "-m", "pip", "install", "--no-deps", "--no-cache-dir",
       "--disable-pip-version-check", "--target", target, "--index-url", server.index, "demo-pkg==1.0.0" },
-      { timeout = 120, env = { PIP_CONFIG_FILE = "/dev/null", PIP_BREAK_SYSTEM_PACKAGES = "1" } }))
+      { timeout = 60, env = { PIP_CONFIG_FILE = "/dev/null", PIP_BREAK_SYSTEM_PACKAGES = "1" } }))
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
     assert.is_true(fs.exists(fs.join(target, "demo_pkg", "__init__.py")))
     assert.matches("__version__ = '1.0.0'", fs.read(fs.join(target, "demo_pkg", "__init__.py")), 1, true)

@@ -80,7 +80,7 @@ class Index:
         self.tmp_dir = os.path.join(storage, "tmp")
         os.makedirs(self.files_dir, exist_ok=True)
         os.makedirs(self.tmp_dir, exist_ok=True)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.projects = {}   # normalized -> {"name": display, "files": {filename: record}}
         self.by_filename = {}
         self.requests = 0
@@ -331,6 +331,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reset()
         if isinstance(body, str):
             body = body.encode("utf-8")
+        self.record(status)  # before answering: a client that reads /_stats next sees it
         self.send_response(status, reason)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -341,7 +342,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.record(status)
 
     def send_json(self, status, obj, ctype="application/json"):
         self.send(status, json.dumps(obj, indent=None), ctype)
@@ -417,10 +417,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         reader = BodyReader(self.rfile, self.headers)
         f = self.fault()
+        is_upload = urllib.parse.urlsplit(self.path).path in ("/legacy/", "/legacy")
+        if f and is_upload and f.get("action") != "reset_after":
+            with self.index.lock:
+                self.index.uploads += 1  # an attempt, answered by the injected fault
         if f and f.get("action") == "reset_before":
             self.record(0)
-            with self.index.lock:
-                self.index.uploads += 1
             return self.reset()
         if f and f.get("action") == "reset_after":
             self.reset_instead = True
@@ -557,6 +559,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if r is None:
             return self.send(404, "Not Found")
         path = os.path.join(self.index.files_dir, filename)
+        self.record(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(r["size"]))
@@ -568,7 +571,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if not data:
                         break
                     self.wfile.write(data)
-        self.record(200)
 
     # -- upload ----------------------------------------------------------------------
     def upload(self, reader):

@@ -41,8 +41,9 @@ class SparseFile(io.FileIO):
 
 
 def metadata(name, version, salt):
-    return ("Metadata-Version: 2.1\nName: %s\nVersion: %s\nSummary: relua test package %s\n"
-            "Requires-Python: >=3.7\n\n" % (name, version, salt or "")).encode()
+    summary = "relua test package" + (" " + salt if salt else "")
+    return ("Metadata-Version: 2.1\nName: %s\nVersion: %s\nSummary: %s\n"
+            "Requires-Python: >=3.7\n\n" % (name, version, summary)).encode()
 
 
 def wheel(out, name, version, salt, payload):

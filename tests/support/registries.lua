@@ -29,22 +29,30 @@ local function random_secret(prefix)
 end
 
 -- Waits for a port file written by the server; raises with the server's output on timeout.
-local function wait_port(handle, port_file, what, timeout)
+local function wait_port(handle, port_file, log, what, timeout)
   local deadline = proc.clock() + timeout
   while proc.clock() < deadline do
     local text = fs.read(port_file)
     local port = text and tonumber(text:match("%d+"))
     if port then return port end
-    local done = handle:wait(0.05)
-    if done then
-      error(string.format("%s exited before listening (code %s): %s %s", what, tostring(done.code),
-        done.stdout or "", done.stderr or ""))
+    if not handle:running() then
+      local done = handle:wait(1)
+      handle:close()
+      error(string.format("%s exited before listening (code %s): %s", what, tostring(done.code),
+        fs.read(log) or ""))
     end
+    sleep(0.02)
   end
-  handle:kill("KILL")
-  local r = handle:wait(2) or {}
   handle:close()
-  error(string.format("%s did not listen within %d s: %s %s", what, timeout, r.stdout or "", r.stderr or ""))
+  error(string.format("%s did not listen within %d s: %s", what, timeout, fs.read(log) or ""))
+end
+
+-- Starts argv with its output in a log file (a server must never block on a full pipe).
+local function spawn_logged(argv, log, cwd)
+  local parts = {}
+  for i, a in ipairs(argv) do parts[i] = proc.quote(a) end
+  return assert(proc.spawn({ "sh", "-c", "exec " .. table.concat(parts, " ") .. " >" .. proc.quote(log) .. " 2>&1" },
+    { cwd = cwd, capture = false }))
 end
 
 local function stopper(handle, dir)
@@ -53,10 +61,7 @@ local function stopper(handle, dir)
     if stopped then return end
     stopped = true
     handle:kill("TERM")
-    if not handle:wait(5) then
-      handle:kill("KILL")
-      handle:wait(5)
-    end
+    handle:wait(5)  -- past 5 s the group is killed
     handle:close()
     fs.remove(dir, { recursive = true })
   end
@@ -73,8 +78,13 @@ function M.pypi(opts)
   local argv = { "python3", root() .. "/tests/support/pypi_server.py", "--storage", fs.join(dir, "storage"),
                  "--port-file", port_file, "--user", user, "--password", password, "--lifetime", "3600" }
   if opts.warehouse then argv[#argv + 1] = "--warehouse" end
-  local handle = assert(proc.spawn(argv, { max_output = 1024 * 1024 }))
-  local port = wait_port(handle, port_file, "pypi_server.py", opts.timeout or 15)
+  local log = fs.join(dir, "server.log")
+  local handle = spawn_logged(argv, log)
+  local ok, port = pcall(wait_port, handle, port_file, log, "pypi_server.py", opts.timeout or 15)
+  if not ok then
+    fs.remove(dir, { recursive = true })
+    error(port, 0)
+  end
   local base = "http://127.0.0.1:" .. port
   local s = {
     port = port, url = base .. "/", legacy = base .. "/legacy/", index = base .. "/simple/",
@@ -136,9 +146,9 @@ function M.verdaccio(opts)
   local config = fs.join(dir, "config.yaml")
   assert(fs.write(config, verdaccio_config(dir)))
   local port_file = fs.join(dir, "port")
-  local handle = assert(proc.spawn({ "node", script, config, port_file },
-    { cwd = dir, max_output = 1024 * 1024 }))
-  local ok, port = pcall(wait_port, handle, port_file, "verdaccio", opts.timeout or 30)
+  local log = fs.join(dir, "verdaccio.log")
+  local handle = spawn_logged({ "node", script, config, port_file }, log, dir)
+  local ok, port = pcall(wait_port, handle, port_file, log, "verdaccio", opts.timeout or 30)
   if not ok then
     fs.remove(dir, { recursive = true })
     error(port, 0)

@@ -263,10 +263,11 @@ local function lookup_request(name, opts)
             headers = { accept = "application/json", ["cache-control"] = "no-cache" } }
   else
     req = { url = index .. normalized .. "/", timeout = opts.timeout,
-            headers = { accept = ACCEPT, ["cache-control"] = "no-cache" } }
+            headers = { accept = opts.api == "html" and "text/html" or ACCEPT, ["cache-control"] = "no-cache" } }
   end
   req.progress = false
   if opts.cainfo then req.cainfo = opts.cainfo end
+  if opts.retry ~= nil then req.retry = opts.retry end
   local function read(resp, msg, code)
     if not resp then return nil, msg, code end
     if resp.status == 404 then return { files = {}, versions = {}, exists = false } end
@@ -288,13 +289,17 @@ end
 ---@class relua.pypi.Options
 ---@field url string?          the upload URL (legacy API), e.g. "https://upload.pypi.org/legacy/"
 ---@field index string?        the simple index URL; derived from url when absent (".../legacy/" -> ".../simple/")
----@field api "simple"|"json"? how to read the index (default "simple": PEP 691 JSON or PEP 503 HTML)
+---@field api "simple"|"html"|"json"? how to read the index: "simple" (default) asks for PEP 691 JSON and reads PEP 503 HTML if that is what comes; "html" asks for HTML only; "json" reads /pypi/NAME/json
 ---@field user string?         upload user name (default $TWINE_USERNAME or "__token__")
 ---@field password string?     upload password or API token (default: $PYPI_TOKEN, or the variable named by password_env)
 ---@field password_env string? the environment variable holding the password (default "PYPI_TOKEN")
 ---@field timeout number?      seconds per request
 ---@field concurrency integer? parallel lookups in publish_all (default 8)
 ---@field cainfo string?       CA bundle for TLS
+---@field retry table|false?   retry policy of the index reads (relua.http's `retry`)
+---@field tries integer?       upload attempts when the index answers 5xx/429 or the connection fails (default 4)
+---@field confirm_timeout number? seconds to wait for an accepted upload to show on the index (default 10)
+---@field progress boolean?    relua.http's progress option for uploads
 
 --- The files a project has on the index: `{exists=, versions={...}, files={{filename=, version=, sha256=, url=, size=}}}`.
 --- A project the index does not know gives `exists=false` and empty lists.
@@ -435,6 +440,7 @@ local function upload(dist, opts, auth, source)
     local resp, msg, code = http.request{
       method = "POST", url = url, auth = auth, form = form, timeout = opts.timeout,
       label = dist.filename, cainfo = opts.cainfo, progress = opts.progress,
+      fresh = true,  -- never a keep-alive connection the server may have dropped meanwhile
     }
     local status = resp and resp.status
     if resp and resp.ok then
