@@ -186,19 +186,29 @@ function M.build_dists(out, pairs, opts)
   return paths
 end
 
---- Packs an npm package {name=, version=, ...extra package.json fields} with `npm pack`,
---- with an index.js holding `content`; returns the tarball's path.
-function M.npm_pack(out, manifest, content)
-  local src = fs.join(out, "src-" .. manifest.name:gsub("[@/]", "_") .. "-" .. manifest.version .. "-" .. random_secret(""):sub(1, 6))
-  assert(fs.mkdir(src))
-  manifest.main = manifest.main or "index.js"
-  assert(fs.write(fs.join(src, "package.json"), json.encode(manifest)))
-  assert(fs.write(fs.join(src, "index.js"), content or "module.exports = 1;\n"))
-  local r = assert(proc.run({ "npm", "pack", "--silent", "--pack-destination", out }, { cwd = src, timeout = 60,
+--- Packs npm packages with one `npm pack` run: each spec is {manifest = {name=, version=, ...},
+--- content = index.js text}; returns the tarballs' paths in order (all written to `out`).
+function M.npm_pack(out, specs)
+  assert(fs.mkdir(out))
+  local argv = { "npm", "pack", "--silent", "--pack-destination", out }
+  for i, spec in ipairs(specs) do
+    local manifest = spec.manifest
+    local src = fs.join(out, "src-" .. i .. "-" .. manifest.name:gsub("[@/]", "_") .. "-" .. manifest.version)
+    assert(fs.mkdir(src))
+    manifest.main = manifest.main or "index.js"
+    assert(fs.write(fs.join(src, "package.json"), json.encode(manifest)))
+    assert(fs.write(fs.join(src, "index.js"), spec.content or "module.exports = 1;\n"))
+    argv[#argv + 1] = src
+  end
+  local r = assert(proc.run(argv, { timeout = 60,
     env = { npm_config_update_notifier = "false", npm_config_fund = "false", npm_config_audit = "false" } }))
   assert(r.code == 0, "npm pack failed: " .. r.stderr)
-  local name = r.stdout:match("([^\n]+%.tgz)%s*$")
-  return fs.join(out, name)
+  local paths = {}
+  for line in r.stdout:gmatch("[^\n]+") do
+    if line:match("%.tgz$") then paths[#paths + 1] = fs.join(out, line) end
+  end
+  assert(#paths == #specs, "npm pack made " .. #paths .. " tarballs for " .. #specs .. " packages")
+  return paths
 end
 
 return M

@@ -27,6 +27,9 @@ local ABBREVIATED = "application/vnd.npm.install-v1+json; q=1.0, application/jso
 ---@field access string?     "public" or "restricted" (scoped packages)
 ---@field timeout number?    seconds per request
 ---@field cainfo string?     CA bundle for TLS
+---@field retry table|false? retry policy of the reads (relua.http's `retry`)
+---@field tries integer?     PUT attempts when the registry answers 5xx/429 or the connection fails (default 4)
+---@field confirm_timeout number? seconds to wait for an accepted publish to show (default 10)
 
 local function registry_of(opts)
   local r = opts.registry or os.getenv("npm_config_registry") or M.DEFAULT_REGISTRY
@@ -98,7 +101,7 @@ end
 local function get(url, opts, accept)
   local token = find_token(opts, registry_of(opts), false)
   return http.request{ url = url, timeout = opts.timeout, cainfo = opts.cainfo, progress = false,
-                       bearer = token, headers = { accept = accept or "application/json" } }
+                       bearer = token, headers = { accept = accept or "application/json" }, retry = opts.retry }
 end
 
 local function decode(resp, url)
