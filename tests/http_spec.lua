@@ -423,7 +423,7 @@ describe("relua.http", function()
       proxy:fault { fault = "reset" }
       proxy:fault { fault = "hang", seconds = 5 }
       proxy:fault { fault = "truncate" }
-      local resp = assert(http.get(proxy.url .. "/bytes/100000", { retry = QUICK, timeout = 0.5, fresh = true }))
+      local resp = assert(http.get(proxy.url .. "/bytes/100000", { retry = QUICK, timeout = 1, fresh = true }))
       assert.are.equal(200, resp.status)
       assert.are.equal(100000, resp.size)
       assert.are.equal(4, resp.attempts)
@@ -587,14 +587,17 @@ describe("relua.http", function()
     it("aborts a transfer, removes the partial file and exits 130", function()
       local dir = h.tmpdir()
       local out = dir .. "/slow.bin"
+      local ready = dir .. "/ready"
       local script = h.spit(dir .. "/int.lua", string.format([[
         local http = require "relua.http"
+        io.open(%q, "w"):close()
         http.get(%q, { output = %q })
         io.write("not reached")
-      ]], origin.url .. "/slow?seconds=5", out))
+      ]], ready, origin.url .. "/slow?seconds=5", out))
       local bin = h.bin:sub(1, 1) == "/" and h.bin or (h.root .. "/" .. h.bin)
-      local r = h.sh(string.format("%s %s & pid=$!; sleep 0.5; kill -INT $pid; wait $pid",
-        h.quote(bin), h.quote(script)))
+      -- wait for the script to say it is about to send, then give curl a moment to connect
+      local r = h.sh(string.format("%s %s & pid=$!; i=0; while [ ! -e %s ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done;"
+        .. " sleep 0.3; kill -INT $pid; wait $pid", h.quote(bin), h.quote(script), h.quote(ready)))
       assert.are.equal(130, r.code, r.stderr)
       assert.are.equal("", r.stdout)
       assert.matches("interrupted", r.stderr)
