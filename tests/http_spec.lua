@@ -303,6 +303,13 @@ describe("relua.http", function()
       assert.matches("^http: GET .*/slow%?seconds=3: operation timed out .*%(curl 28%)$", err)
     end)
 
+    it("gives up on a stalled transfer", function()
+      local resp, err, code = http.get(origin.url .. "/slow?seconds=4", { stall_timeout = 1, retry = false })
+      assert.is_nil(resp)
+      assert.are.equal("timeout", code)
+      assert.matches("(curl 28)", err, 1, true)
+    end)
+
     it("detects a body shorter than its Content-Length", function()
       local resp, err, code = http.get(origin.url .. "/truncate?size=1000&send=10", { retry = false })
       assert.is_nil(resp)
@@ -440,6 +447,13 @@ describe("relua.http", function()
       local after = proxy:stats()
       assert.are.equal(before.connections + 1, after.connections)
       assert.are.equal("POST /echo HTTP/1.1", after.requests[#after.requests])
+      -- a POST that gets no answer in time is ambiguous too
+      proxy:fault { fault = "hang", seconds = 5 }
+      resp, err, code, cause = http.post(proxy.url .. "/echo", { body = "y", timeout = 0.3, retry = QUICK, fresh = true })
+      assert.is_nil(resp)
+      assert.are.equal("ambiguous", code, err)
+      assert.are.equal("timeout", cause)
+      assert.are.equal(before.connections + 2, proxy:stats().connections)
       -- and a 503 answer to a POST is a response, not retried
       proxy:fault { fault = "status", status = 503 }
       resp = assert(http.post(proxy.url .. "/echo", { body = "x", retry = QUICK, fresh = true }))
