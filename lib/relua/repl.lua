@@ -166,6 +166,7 @@ end
 --- Compiles a chunk typed at the prompt: `=expr` and expressions return their values
 --- (tried as "return " .. text first, as lua.c does).
 ---@param text string
+---@param env table? the chunk's environment (default _G)
 ---@return function|nil chunk
 ---@return string? message
 ---@return boolean? incomplete true when more lines could complete it
@@ -319,6 +320,8 @@ function M.run()
   if ok_rl then
     rl = core
     tty = rl.isatty(0)
+  else
+    io.stderr:write("relua: repl: no line editing (relua.core.readline did not load: ", tostring(core), ")\n")
   end
   bind_globals()
   local read, remember, history
