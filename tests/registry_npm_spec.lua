@@ -10,7 +10,7 @@ local function script(dir, body)
 end
 
 describe("relua.registry.npm", function()
-  local server, dir, opts, tgz, other, v2, plain1, plain2, plain3
+  local server, dir, opts, tgz, other, v2, plain1, plain2, plain3, f1, f2
 
   setup(function()
     server = reg.verdaccio()
@@ -22,6 +22,10 @@ describe("relua.registry.npm", function()
       { manifest = { name = "plain-pkg", version = "0.1.0" } },
       { manifest = { name = "plain-pkg", version = "0.2.0" } },
       { manifest = { name = "plain-pkg", version = "0.3.0" } },
+    }))
+    f1, f2 = table.unpack(reg.npm_pack(fs.join(dir, "f"), {
+      { manifest = { name = "fault-pkg", version = "1.0.0" } },
+      { manifest = { name = "fault-pkg", version = "2.0.0" } },
     }))
     -- the same name and version, rebuilt with other bytes
     other = reg.npm_pack(fs.join(dir, "b"), {
@@ -147,6 +151,62 @@ describe("relua.registry.npm", function()
     r = h.relua({ s, t, server.url }, { env = { NPM_TOKEN = false } })
     assert.are_not.equal(0, r.code)
     assert.matches("NPM_TOKEN is not set", r.stderr, 1, true)
+  end)
+
+  describe("through a fault proxy (a new proxy per test: no pooled connection)", function()
+    -- Runs fn(proxy, opts) with a fault proxy in front of verdaccio, always stopped.
+    local function with_proxy(fn)
+      local proxy = reg.faultproxy(server.port)
+      local ok, e = pcall(fn, proxy, { registry = proxy.url, token = server.token, timeout = 30, confirm_timeout = 5 })
+      proxy.stop()
+      if not ok then error(e, 0) end
+    end
+
+    it("a 503 on the PUT, then success: looks, publishes again, one version", function()
+      with_proxy(function(proxy, popts)
+        proxy.fault({ fault = "pass" }, { fault = "status", status = 503, retry_after = "0" })
+        local r = npm.publish(f1, popts)
+        assert.are.equal("published", r.status)
+        assert.are.equal(1, proxy.stats().faults.status)
+        assert.are.same({ "1.0.0" }, npm.versions("fault-pkg", opts))
+      end)
+    end)
+
+    it("a connection reset during the PUT: re-checks, publishes, one version with the right integrity", function()
+      with_proxy(function(proxy, popts)
+        proxy.fault({ fault = "pass" }, { fault = "reset", after = 100 })
+        local r = npm.publish(f2, popts)
+        assert.are.equal("published", r.status)
+        assert.are.equal(1, proxy.stats().faults.reset)
+        assert.are.same({ "1.0.0", "2.0.0" }, npm.versions("fault-pkg", opts))
+        assert.are.equal(r.integrity, npm.dist("fault-pkg", "2.0.0", opts).integrity)
+      end)
+    end)
+
+    it("verdaccio's 409 (the lookup missed the version) becomes skipped_existing after comparing", function()
+      with_proxy(function(proxy, popts)
+        -- the lookup gets a 404 from the proxy; the PUT reaches verdaccio, which refuses it
+        proxy.fault({ fault = "status", status = 404 })
+        assert.are.equal("skipped_existing", npm.publish(f2, popts).status)
+        local stats = proxy.stats()
+        assert.are.equal(1, stats.faults.status)
+        local put = false
+        for _, line in ipairs(stats.requests) do
+          if line:match("^PUT /fault%-pkg ") then put = true end
+        end
+        assert.is_true(put, "the PUT went through to verdaccio")
+      end)
+    end)
+
+    it("verdaccio's 409 for different bytes becomes the immutable error", function()
+      with_proxy(function(proxy, popts)
+        proxy.fault({ fault = "status", status = 404 })
+        local ok, e = pcall(npm.publish, other, popts)
+        assert.is_false(ok)
+        assert.are.equal("immutable", e.code)
+        assert.are.equal("sha512-" .. fs.digest(tgz, "sha512", "base64"), npm.dist("@relua/demo", "1.0.0", opts).integrity)
+      end)
+    end)
   end)
 
   it("a registry that is down is an unreachable error naming the URL", function()

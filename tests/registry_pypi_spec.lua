@@ -4,7 +4,6 @@ local reg = require "support.registries"
 local h = require "support.h"
 local pypi = require "relua.registry.pypi"
 local fs = require "relua.fs"
-local proc = require "relua.proc"
 local http = require "relua.http"
 local json = require "relua.json"
 
@@ -242,37 +241,20 @@ describe("relua.registry.pypi", function()
     end)
 
     it("a connection reset by a proxy in the middle of the upload (faultproxy): re-checks, one file", function()
-      local proxy_dir = assert(fs.tmpdir("relua-fault-"))
-      local log = fs.join(proxy_dir, "proxy.log")
-      local handle = assert(proc.spawn({ "sh", "-c", "exec python3 tests/support/faultproxy.py --target 127.0.0.1:"
-        .. server.port .. " --port-file " .. proc.quote(fs.join(proxy_dir, "port")) .. " --control "
-        .. proc.quote(proxy_dir) .. " --parent " .. proc.pid() .. " --max-seconds 300 >" .. proc.quote(log) .. " 2>&1" },
-        { capture = false }))
+      local proxy = reg.faultproxy(server.port)
       local ok, e = pcall(function()
-        local port
-        for _ = 1, 300 do
-          port = tonumber((fs.read(fs.join(proxy_dir, "port")) or ""):match("%d+"))
-          if port then break end
-          proc.run({ "sleep", "0.02" })
-        end
-        assert(port, "faultproxy did not start: " .. (fs.read(log) or ""))
         -- the lookup's connection passes, the upload's is reset mid-body
-        assert(fs.append(fs.join(proxy_dir, "faults"), '{"fault": "pass"}\n{"fault": "reset", "after": 100}\n'))
+        proxy.fault({ fault = "pass" }, { fault = "reset", after = 100 })
         local whl = reg.build_dists(fs.join(dir, "fp"), { "Proxy.Reset", "1.0" })[1]
-        local base = "http://127.0.0.1:" .. port
-        local r = pypi.publish(whl, { url = base .. "/legacy/", index = base .. "/simple/", user = server.user,
+        local r = pypi.publish(whl, { url = proxy.url .. "legacy/", index = proxy.url .. "simple/", user = server.user,
           password = server.password, timeout = 30, confirm_timeout = 5 })
         assert.are.equal("published", r.status)
-        local stats = json.decode(fs.read(fs.join(proxy_dir, "stats.json")))
-        assert.are.equal(1, stats.faults.reset)
+        assert.are.equal(1, proxy.stats().faults.reset)
         local files = index_files(server, "proxy-reset")
         assert.are.equal(1, #files)
         assert.are.equal(fs.digest(whl, "sha256"), files[1].hashes.sha256)
       end)
-      handle:kill("TERM")
-      handle:wait(5)
-      handle:close()
-      fs.remove(proxy_dir, { recursive = true })
+      proxy.stop()
       if not ok then error(e, 0) end
     end)
   end)
@@ -348,6 +330,56 @@ describe("relua.registry.pypi against an index that answers duplicates like pypi
     assert.is_false(ok)
     assert.are.equal("immutable", e.code)
     assert.are.equal("POST /legacy/ 400", last_upload(server.stats().log))
+  end)
+end)
+
+describe("relua.core.archive", function()
+  local archive = require "relua.core.archive"
+  local dir
+
+  setup(function() dir = assert(fs.tmpdir("relua-archive-")) end)
+  teardown(function() if dir then fs.remove(dir, { recursive = true }) end end)
+
+  it("lists entries and reads one, bounded by max", function()
+    local whl = reg.build_dists(dir, { "Arc.Pkg", "1.0" })[1]
+    local r <close> = assert(archive.open(whl))
+    local names = {}
+    while true do
+      local e = r:next()
+      if not e then break end
+      names[#names + 1] = e.name
+      if e.name == "Arc_Pkg-1.0.dist-info/METADATA" then
+        local _, msg, code = r:read(10)
+        assert.are.equal("too_large", code)
+        assert.matches("larger than 10 bytes", msg, 1, true)
+      end
+    end
+    assert.are.same({ "arc_pkg/__init__.py", "Arc_Pkg-1.0.dist-info/METADATA", "Arc_Pkg-1.0.dist-info/WHEEL",
+      "Arc_Pkg-1.0.dist-info/RECORD" }, names)
+  end)
+
+  it("raises on misuse: read before next, a closed reader", function()
+    local whl = reg.build_dists(dir, { "Arc.Pkg", "1.0" })[1]
+    local r = assert(archive.open(whl))
+    assert.has_error(function() r:read() end, "archive.read: no current entry (call next() first)")
+    r:close()
+    r:close()  -- twice is fine
+    assert.has_error(function() r:next() end, "archive: reader is closed")
+  end)
+
+  it("fails cleanly on what is not an archive", function()
+    local _, msg, code = archive.open(h.spit(fs.join(dir, "plain.txt"), "hello\n"))
+    assert.are.equal("archive", code)
+    assert.matches("plain.txt", msg, 1, true)
+  end)
+
+  it("is collected by the garbage collector", function()
+    local whl = reg.build_dists(dir, { "Arc.Pkg", "1.0" })[1]
+    local weak = setmetatable({}, { __mode = "v" })
+    weak[1] = assert(archive.open(whl))
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(weak[1])
   end)
 end)
 

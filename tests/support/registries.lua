@@ -168,6 +168,35 @@ function M.verdaccio(opts)
   return s
 end
 
+--- Starts the relua.http fault proxy (tests/support/faultproxy.py) in front of 127.0.0.1:PORT.
+--- Returns {port=, url=, fault(json_line, ...), stats(), stop()}; faults apply to the next
+--- new connections, in order (see faultproxy.py's header).
+---@param target_port integer
+function M.faultproxy(target_port)
+  local dir = assert(fs.tmpdir("relua-fault-"))
+  local port_file = fs.join(dir, "port")
+  local log = fs.join(dir, "proxy.log")
+  local handle = spawn_logged({ "python3", root() .. "/tests/support/faultproxy.py", "--target",
+    "127.0.0.1:" .. target_port, "--port-file", port_file, "--control", dir, "--parent", tostring(proc.pid()),
+    "--max-seconds", "600" }, log)
+  local ok, port = pcall(wait_port, handle, port_file, log, "faultproxy.py", 15)
+  if not ok then
+    fs.remove(dir, { recursive = true })
+    error(port, 0)
+  end
+  local s = { port = port, url = "http://127.0.0.1:" .. port .. "/" }
+  s.stop = stopper(handle, dir)
+  function s.fault(...)
+    local lines = {}
+    for i, f in ipairs({ ... }) do lines[i] = json.encode(f) end
+    assert(fs.append(fs.join(dir, "faults"), table.concat(lines, "\n") .. "\n"))
+  end
+  function s.stats()
+    return json.decode(fs.read(fs.join(dir, "stats.json")) or "{}") or {}
+  end
+  return s
+end
+
 --- Builds wheels (or sdists) with tests/support/pypi_wheel.py; returns their paths.
 ---@param out string folder
 ---@param pairs string[] {name, version, name, version, ...}

@@ -373,7 +373,8 @@ function M.publish(path, opts)
   for attempt = 1, tries do
     local resp, m, c = http.request{ method = "PUT", url = url, body = body, bearer = token,
       content_type = "application/json", timeout = opts.timeout, cainfo = opts.cainfo,
-      label = tb.name .. "@" .. tb.version, progress = opts.progress }
+      label = tb.name .. "@" .. tb.version, progress = opts.progress,
+      fresh = true }  -- never a keep-alive connection the registry may have dropped meanwhile
     local status = resp and resp.status
     local text = resp and (resp.body or ""):lower() or ""
     if resp and resp.ok then
