@@ -299,7 +299,7 @@ end
 local function look(tb, opts, registry)
   local dist, msg, code = M.dist(tb.name, tb.version, opts)
   if dist == nil and msg then
-    err.raise(code == "connect" and "unreachable" or (code or "http"), msg,
+    err.raise((code == "connect" or code == "resolve") and "unreachable" or (code or "http"), msg,
       { hint = "check that the registry " .. http.redact(registry) .. " is reachable" })
   end
   return dist
@@ -418,7 +418,7 @@ function M.publish(path, opts)
       err.raise("publish_failed", string.format("npm: PUT %s: HTTP %d: %s", http.redact(url), status,
         (resp.body or ""):sub(1, 300):gsub("%s+$", "")))
     else
-      err.raise(c == "connect" and "unreachable" or (c or "http"), m,
+      err.raise((c == "connect" or c == "resolve") and "unreachable" or (c or "http"), m,
         { hint = "check that the registry " .. http.redact(registry) .. " is reachable" })
     end
   end
@@ -435,14 +435,14 @@ function M.tag(name, version, tag, opts)
   opts = opts or {}
   local registry = registry_of(opts)
   local tags, msg, code = M.dist_tags(name, opts)
-  if not tags then err.raise(code == "connect" and "unreachable" or (code or "http"), msg) end
+  if not tags then err.raise((code == "connect" or code == "resolve") and "unreachable" or (code or "http"), msg) end
   if tags[tag] == version then return { status = "unchanged" } end
   local token, source = find_token(opts, registry, true)
   local url = registry .. "-/package/" .. M.escape(name) .. "/dist-tags/" .. http.urlencode(tag)
   local resp, m, c = http.request{ method = "PUT", url = url, body = json.encode(version), bearer = token,
     content_type = "application/json", timeout = opts.timeout, cainfo = opts.cainfo, progress = false,
     retry = { idempotent = true } }
-  if not resp then err.raise(c == "connect" and "unreachable" or (c or "http"), m) end
+  if not resp then err.raise((c == "connect" or c == "resolve") and "unreachable" or (c or "http"), m) end
   if resp.status == 401 or resp.status == 403 then auth_error("PUT", url, resp, source, opts.token_env or M.TOKEN_ENV) end
   if not resp.ok then
     err.raise(resp.status == 404 and "not_found" or "tag_failed", string.format("npm: PUT %s: HTTP %d: %s",

@@ -410,7 +410,7 @@ end
 local function look(dist, opts)
   local p, msg, code = M.project(dist.name, opts)
   if not p then
-    err.raise(code == "connect" and "unreachable" or (code or "http"), msg,
+    err.raise((code == "connect" or code == "resolve") and "unreachable" or (code or "http"), msg,
       { hint = "check that the index " .. opt_index(opts) .. " is reachable" })
   end
   return find(p, dist.filename)
@@ -496,7 +496,7 @@ local function upload(dist, opts, auth, source)
       err.raise("upload_failed", string.format("pypi: POST %s: HTTP %d for %s: %s", http.redact(url), status,
         dist.filename, (resp.body or ""):sub(1, 300):gsub("%s+$", "")))
     else
-      err.raise(code == "connect" and "unreachable" or (code or "http"), msg,
+      err.raise((code == "connect" or code == "resolve") and "unreachable" or (code or "http"), msg,
         { hint = "check that " .. http.redact(url) .. " is reachable" })
     end
   end
@@ -546,7 +546,7 @@ function M.publish_all(paths, opts)
     local a = answers[i]
     local p, msg, code = reads[i](a[1], a[2], a[3])
     if not p then
-      err.raise(code == "connect" and "unreachable" or (code or "http"), msg,
+      err.raise((code == "connect" or code == "resolve") and "unreachable" or (code or "http"), msg,
         { hint = "check that the index " .. opt_index(opts) .. " is reachable" })
     end
     projects[key] = p
