@@ -112,12 +112,16 @@ static int write_all(int fd, const char *p, size_t n) {
 /* Reads a whole small file into a pushed string; 0, or -1 with errno (nothing pushed). */
 static int push_file(lua_State *L, const char *path) {
   luaL_Buffer b;
+  struct stat st;
+  size_t chunk = LUAL_BUFFERSIZE;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
+  if (fstat(fd, &st) == 0 && st.st_size > 0 && (size_t)st.st_size < ((size_t)1 << 30))
+    chunk = (size_t)st.st_size + 1;  /* one read, and one more to see the end */
   luaL_buffinit(L, &b);
   for (;;) {
-    char *p = luaL_prepbuffer(&b);
-    ssize_t r = read(fd, p, LUAL_BUFFERSIZE);
+    char *p = luaL_prepbuffsize(&b, chunk);
+    ssize_t r = read(fd, p, chunk);
     if (r < 0) {
       int err = errno;
       if (err == EINTR) continue;
@@ -975,10 +979,16 @@ static int l_open(lua_State *L) {
   gethostname(host, sizeof host - 1);
   host[sizeof host - 1] = '\0';
   push_now(L);
-  snprintf(rec, sizeof rec, "pid=%ld host=%s since=%s\n", (long)getpid(), host,
+  /* A fixed-size record (padded with spaces) overwrites the last holder's in place. */
+  snprintf(rec, sizeof rec, "pid=%ld host=%s since=%s", (long)getpid(), host,
            lua_tostring(L, -1));
   lua_pop(L, 1);
-  if (ftruncate(lg->lockfd, 0) != 0 || pwrite(lg->lockfd, rec, strlen(rec), 0) < 0) {
+  {
+    size_t n = strlen(rec);
+    memset(rec + n, ' ', sizeof rec - n);
+    rec[sizeof rec - 1] = '\n';
+  }
+  if (pwrite(lg->lockfd, rec, sizeof rec, 0) < 0) {
     /* the lock holds regardless; only the record of its holder is missing */
   }
   path = info(L, 3, "log");
@@ -1032,6 +1042,24 @@ static int l_valid_ticket(lua_State *L) {
   return 1;
 }
 
+/*
+** ledger.fingerprint(path) -> "dev:ino:size:mtime:ctime" (nanoseconds) | nil, message, code
+** The file's identity and change times: equal fingerprints mean the content was not
+** written in between (ctime moves on every write), so a recorded hash still holds.
+*/
+static int l_fingerprint(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  char buf[160];
+  if (stat(path, &st) != 0) return relua_oserror(L, "cannot stat", path);
+  snprintf(buf, sizeof buf, "%llu:%llu:%lld:%lld.%09ld:%lld.%09ld",
+           (unsigned long long)st.st_dev, (unsigned long long)st.st_ino, (long long)st.st_size,
+           (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec,
+           (long long)st.st_ctim.tv_sec, (long)st.st_ctim.tv_nsec);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
 /* ledger.now() -> "2026-05-18T10:00:00Z" */
 static int l_now(lua_State *L) {
   push_now(L);
@@ -1049,6 +1077,7 @@ static const luaL_Reg funcs[] = {
   {"read", l_read},
   {"holder", l_holder},
   {"valid_ticket", l_valid_ticket},
+  {"fingerprint", l_fingerprint},
   {"now", l_now},
   {"clock", l_clock},
   {NULL, NULL}

@@ -2,7 +2,6 @@
 -- `require("relua.ticket").load("1234")` reads RELEASES/1234.json (the state) and
 -- RELEASES/1234.log (the audit log) without taking the ticket's lock and without writing.
 local core = require "relua.core.ledger"
-local fs = require "relua.fs"
 
 local M = {}
 
@@ -134,7 +133,7 @@ function M.list(opts)
   opts = opts or {}
   local dir = M.dir(opts.home)
   local names = {}
-  for _, name in ipairs(fs.list(dir) or {}) do
+  for _, name in ipairs(require("relua.fs").list(dir) or {}) do
     local id = name:match("^(.+)%.json$")
     if id and core.valid_ticket(id) then names[#names + 1] = id end
   end

@@ -1,0 +1,315 @@
+--- relua.release.commands: the dry run, `relua revert`, `relua status`, `relua log` and
+-- `relua list`. Loaded on demand by relua.release (a normal run does not compile it).
+local core = require "relua.core.ledger"
+local errors = require "relua.error"
+local json = require "relua.json"
+local release = require "relua.release"
+local ticketlib = require "relua.ticket"
+local context = require "relua.release.context"
+
+local H = release._internal
+local quote_arg, usage, check_ticket, abspath, shown = H.quote_arg, H.usage, H.check_ticket, H.abspath, H.shown
+local recipe_hash, short, one_line, status_of, find_phase = H.recipe_hash, H.short, H.one_line, H.status_of, H.find_phase
+local parse_args = H.parse_args
+local new_context, store_for, append_out = context.new_context, context.store_for, context.append_out
+
+local M = {}
+
+function M.dry_run(o, recipe, start, state, say)
+  say(string.format("dry run of %s for ticket %s: nothing will be changed", o.path, o.ticket))
+  local holder = core.holder(o.dir, o.ticket)
+  if holder then
+    say(string.format("note: a run holds the ticket now (pid=%s host=%s since=%s)",
+      tostring(holder.pid), tostring(holder.host), tostring(holder.since)))
+  end
+  if state and state.steps and next(state.steps) then
+    local keys = {}
+    for k in pairs(state.steps) do keys[#keys + 1] = k end
+    table.sort(keys)
+    say("recorded steps (not run again):")
+    for _, k in ipairs(keys) do
+      say(string.format("  %s (phase %s): %s", k, tostring(state.steps[k].phase),
+        json.encode(state.steps[k].result)))
+    end
+  end
+  if not start then
+    say(string.format("nothing to do: all %d phases of ticket %s are done", #recipe.phases, o.ticket))
+    return 0
+  end
+  local r = new_context({
+    ticket = o.ticket, dry_run = true, recipe = recipe, dir = o.dir, say = say,
+    store = store_for(nil, state, true, say),
+  })
+  for i, p in ipairs(recipe.phases) do
+    if i < start then
+      say(string.format("phase %s: done, would be skipped", p.name))
+    else
+      say(string.format("phase %s: would run", p.name))
+      r.phase = p.name
+      local ok, err = pcall(p.run, r)
+      if not ok then
+        say(string.format("  (the dry run of phase %s stopped early: %s)", p.name,
+          one_line(errors.is(err) and err.message or err)))
+      end
+    end
+  end
+  return 0
+end
+
+
+function M.revert_command(...)
+  local say = release.say
+  local o = parse_args({ ... }, { recipe = "value", ["dry-run"] = "flag" })
+  if #o.positional ~= 1 then
+    usage(#o.positional == 0 and "no ticket given" or "unexpected argument " .. o.positional[2],
+      "usage: relua revert TICKET [--recipe=PATH] [--dry-run]")
+  end
+  local ticket = o.positional[1]
+  check_ticket(ticket)
+  local dir = ticketlib.dir(o.home)
+  local statefile = dir .. "/" .. ticket .. ".json"
+  local recorded, err, code = core.read(statefile, ticket)
+  if not recorded then
+    if code == "ENOENT" then usage(string.format("no release recorded for ticket %s (looked for %s)", ticket, statefile)) end
+    errors.raise("corrupt", err, { exit = 2, hint = "relua left the file untouched" })
+  end
+  local path = o.recipe or recorded.recipe.path
+  if not o.recipe then
+    local f = io.open(path, "r")
+    if not f then
+      usage(string.format("the recipe of ticket %s is gone: %s", ticket, path),
+        "pass it with: relua revert " .. ticket .. " --recipe=PATH")
+    end
+    f:close()
+  end
+  local recipe = release.load_recipe(path)
+  local function todo(state)
+    local list = {}
+    for i = #recipe.phases, 1, -1 do
+      local p = recipe.phases[i]
+      local st = status_of(state, p.name)
+      if st == "done" or st == "failed" or st == "running" then list[#list + 1] = p end
+    end
+    return list
+  end
+  if o["dry-run"] then
+    say(string.format("dry run of the revert of ticket %s: nothing will be changed", ticket))
+    local list = todo(recorded)
+    if #list == 0 then say("nothing to revert") return 0 end
+    local r = new_context({ ticket = ticket, dry_run = true, recipe = recipe, dir = dir, say = say,
+      store = store_for(nil, recorded, true, say) })
+    for _, p in ipairs(list) do
+      if p.revert then
+        say(string.format("phase %s: would revert", p.name))
+        r.phase = p.name
+        local ok, e = pcall(p.revert, r)
+        if not ok then say("  (the dry run stopped early: " .. one_line(errors.is(e) and e.message or e) .. ")") end
+      else
+        say(string.format("phase %s: has no revert", p.name))
+      end
+    end
+    return 0
+  end
+  local lg, lerr, lcode, holder = core.open(dir, ticket)
+  if not lg then
+    if lcode == "locked" then
+      errors.raise("locked", lerr, { exit = 3, hint = string.format("wait for pid %s on %s to finish",
+        tostring(holder.pid or "?"), tostring(holder.host or "?")) })
+    end
+    errors.raise(lcode or "ledger", lerr, { exit = lcode == "corrupt" and 2 or 1 })
+  end
+  local guard <close> = lg
+  local state = lg:state()
+  lg:log("revert-run", { recipe = shown(abspath(path)) })
+  local list = todo(state)
+  if #list == 0 then
+    lg:log("nothing-to-do", { what = "revert" })
+    say(string.format("nothing to revert: no phase of ticket %s is done or failed", ticket))
+    lg:close()
+    return 0
+  end
+  local paths = lg:paths()
+  local r = new_context({ ticket = ticket, recipe = recipe, dir = dir, say = say,
+    store = store_for(lg, state, false, say) })
+  local plan = {}
+  for _, p in ipairs(list) do
+    if not p.revert then
+      plan[#plan + 1] = { name = p.name }
+    else
+      plan[#plan + 1] = {
+        name = p.name,
+        fn = function(ctx)
+          ctx.phase = p.name
+          ctx.out = paths.out .. "/" .. p.name .. ".out"
+          append_out(ctx, string.format("--- %s revert of phase %s ---\n", core.now(), p.name))
+          say(string.format("phase %s: reverting", p.name))
+          p.revert(ctx)
+          -- The phase is undone: its steps run again if it is run again. Saved together
+          -- with the `reverted` status by the runner.
+          local steps = lg:state().steps or {}
+          for k, e in pairs(steps) do
+            if e.phase == p.name then steps[k] = nil end
+          end
+          say(string.format("phase %s: reverted", p.name))
+        end,
+      }
+    end
+  end
+  for _, p in ipairs(list) do
+    if not p.revert then say(string.format("phase %s has no revert: nothing undone, it stays %s", p.name, status_of(state, p.name))) end
+  end
+  for _, e in ipairs(state.phases) do
+    if not find_phase(recipe, e.name) and (e.status == "done" or e.status == "failed" or e.status == "running") then
+      say(string.format("phase %s is recorded %s but is not in the recipe any more: relua cannot revert it", e.name, e.status))
+    end
+  end
+  local ok, name, rc, msg = lg:run(plan, r, "revert")
+  lg:close()
+  if ok then
+    say(string.format("ticket %s reverted", ticket))
+    return 0
+  end
+  release.complain(string.format("relua: revert of phase %s failed: %s", name, msg))
+  release.complain(string.format("revert failed in phase %s (rc=%d). Fix the cause, then run: relua revert %s", name, rc, ticket))
+  return rc == 130 and 130 or 1
+end
+
+-- ------------------------------------------------------------------ inspection
+
+local function load_ticket(id, home)
+  if id == nil then usage("no ticket given") end
+  check_ticket(id)
+  local t, err, code = ticketlib.load(id, { home = home })
+  if not t then
+    if code == "corrupt" then
+      errors.raise("corrupt", err, { exit = 2, hint = "relua left the file untouched" })
+    end
+    usage(err)
+  end
+  return t
+end
+
+-- The command to run next, or nil.
+local function next_command(t)
+  local s = t.summary
+  local recipe = quote_arg(shown(t.state.recipe.path))
+  if s.status == "running" then return nil end
+  if s.status == "done" then return nil end
+  if s.status == "failed" or s.status == "interrupted" then
+    return "relua " .. recipe .. " " .. t.id .. " --from=" .. s.phase .. "  (or roll back: relua revert " .. t.id .. ")"
+  end
+  return "relua " .. recipe .. " " .. t.id
+end
+
+--- `relua status TICKET [--json]`
+---@return integer
+function M.status_command(...)
+  local o = parse_args({ ... }, { json = "flag" })
+  local t = load_ticket(o.positional[1], o.home)
+  local st, s = t.state, t.summary
+  local current = recipe_hash(st.recipe.path, st.recipe)
+  local file_changed = current ~= nil and current ~= st.recipe.sha256
+  if o.json then
+    local out = {
+      ticket = t.id, status = s.status, phases = st.phases, state = st.state or {},
+      steps = st.steps or {}, recipe = st.recipe, updated = st.updated, holder = t.holder,
+      next = next_command(t),
+      recipe_file_changed = file_changed,
+    }
+    if s.phase then out.failed = { phase = s.phase, rc = s.rc, msg = s.msg } end
+    io.stdout:write(json.encode(out, { pretty = true }), "\n")
+    return 0
+  end
+  local lines = {}
+  local function add(...) lines[#lines + 1] = string.format(...) end
+  local head = s.status
+  if s.status == "failed" then head = string.format("failed in phase %s (rc=%s)", s.phase, tostring(s.rc))
+  elseif s.status == "interrupted" then head = string.format("interrupted in phase %s (the run died; the phase did not finish)", s.phase)
+  elseif s.status == "running" then
+    head = string.format("running now (pid=%s host=%s since=%s)", tostring(t.holder.pid), tostring(t.holder.host), tostring(t.holder.since))
+  end
+  add("ticket %s: %s", t.id, head)
+  add("recipe: %s%s (sha256 %s)", shown(st.recipe.path), st.recipe.name and " [" .. st.recipe.name .. "]" or "", short(st.recipe.sha256))
+  if st.recipe.previous_sha256 then
+    add("  the recipe changed during this release (%s: sha256 %s -> %s)", tostring(st.recipe.changed),
+      short(st.recipe.previous_sha256), short(st.recipe.sha256))
+  end
+  if file_changed then
+    add("  the recipe file has changed since the last run (now sha256 %s)", short(current))
+  elseif current == nil then
+    add("  the recipe file is gone")
+  end
+  add("phases:")
+  local width = 0
+  for _, p in ipairs(st.phases) do width = math.max(width, #p.name) end
+  for _, p in ipairs(st.phases) do
+    local extra = ""
+    if p.status == "failed" then extra = string.format("  rc=%s  %s", tostring(p.rc), one_line(p.msg))
+    elseif p.status == "done" then extra = "  " .. tostring(p.finished or "")
+    elseif p.status == "reverted" then extra = "  " .. tostring(p.reverted or "") end
+    if p.revert_rc then extra = extra .. string.format("  (revert failed rc=%d: %s)", p.revert_rc, one_line(p.revert_msg)) end
+    if extra == "" then add("  %-9s %s", p.status, p.name)
+    else add("  %-9s %-" .. width .. "s%s", p.status, p.name, extra) end
+  end
+  local keys = {}
+  for k in pairs(st.state or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  if #keys > 0 then
+    add("state:")
+    for _, k in ipairs(keys) do add("  %s = %s", k, json.encode(st.state[k])) end
+  end
+  local steps = {}
+  for k, e in pairs(st.steps or {}) do steps[#steps + 1] = k .. " (" .. tostring(e.phase) .. ")" end
+  table.sort(steps)
+  if #steps > 0 then add("steps recorded: %s", table.concat(steps, ", ")) end
+  if s.phase then
+    local out = t.paths.out .. "/" .. s.phase .. ".out"
+    local f = io.open(out, "r")
+    if f then
+      f:close()
+      add("output of phase %s: %s", s.phase, out)
+    end
+  end
+  local nxt = next_command(t)
+  if nxt then add("next: %s", nxt) end
+  io.stdout:write(table.concat(lines, "\n"), "\n")
+  return 0
+end
+
+--- `relua log TICKET`: the audit log as written.
+---@return integer
+function M.log_command(...)
+  local o = parse_args({ ... }, {})
+  local t = load_ticket(o.positional[1], o.home)
+  local f = io.open(t.paths.log, "r")
+  if f then
+    io.stdout:write(f:read("a"))
+    f:close()
+  end
+  return 0
+end
+
+--- `relua list`: every ticket and its status.
+---@return integer
+function M.list_command(...)
+  local o = parse_args({ ... }, { json = "flag" })
+  local items = ticketlib.list({ home = o.home })
+  if o.json then
+    io.stdout:write(json.encode(json.array(items), { pretty = true }), "\n")
+    return 0
+  end
+  if #items == 0 then
+    io.stdout:write("no releases recorded under " .. ticketlib.dir(o.home) .. "\n")
+    return 0
+  end
+  for _, it in ipairs(items) do
+    local what = it.status
+    if it.status == "failed" then what = string.format("failed in %s (rc=%s)", it.phase, tostring(it.rc))
+    elseif it.status == "interrupted" then what = "interrupted in " .. tostring(it.phase)
+    elseif it.error then what = "unreadable: " .. it.error end
+    io.stdout:write(string.format("%-20s %-32s %s\n", it.ticket, what, it.updated or ""))
+  end
+  return 0
+end
+
+return M
