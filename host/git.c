@@ -2124,6 +2124,10 @@ static int net_fail(lua_State *L, Net *n, int err, const char *what, const char 
   } else
     lua_pushfstring(L, "%s %s: %s", what, url, msg);
   lua_remove(L, -2);                                /* [nil, message] */
+  if (strcmp(code, "ECERTIFICATE") == 0 && !is_http(url) && strstr(last_message(), "ssh") != NULL)
+    lua_pushliteral(L, " (the server's SSH host key is not in ~/.ssh/known_hosts: check it and add "
+                       "it, e.g. with ssh-keyscan)"),
+    lua_concat(L, 2);
   lua_pushstring(L, code);
   return 3;
 }
