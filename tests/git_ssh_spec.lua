@@ -28,8 +28,16 @@ describe("relua.git over SSH", function()
     local supp = srv.dir .. "/lsan.supp"  -- removed with the server
     assert(fs.write(supp, (fs.read(h.root .. "/tests/lsan.supp") or "") .. "\n"
       .. assert(fs.read(h.root .. "/tests/support/gitssh.supp"))))
-    lsan = (os.getenv("LSAN_OPTIONS") or ""):gsub("suppressions=[^:]*", "") .. ":suppressions=" .. supp
-    asan = (os.getenv("ASAN_OPTIONS") or "") .. ":fast_unwind_on_malloc=0"
+    local function opts(env, drop, add)
+      local out = {}
+      for o in (os.getenv(env) or ""):gmatch("[^:]+") do
+        if not o:match("^" .. drop .. "=") then out[#out + 1] = o end
+      end
+      out[#out + 1] = add
+      return table.concat(out, ":")
+    end
+    lsan = opts("LSAN_OPTIONS", "suppressions", "suppressions=" .. supp)
+    asan = opts("ASAN_OPTIONS", "fast_unwind_on_malloc", "fast_unwind_on_malloc=0")
   end)
 
   -- Runs a relua script with the given agent and HOME; returns its stdout lines.
