@@ -185,10 +185,13 @@ describe("relua.registry.pypi", function()
   end)
 
   describe("doubtful answers are resolved by looking", function()
+    -- The index's read side lagging behind its upload API (a stale CDN page) is played by a
+    -- 404 injected into the first lookup.
     it("a 409 on upload (the lookup missed it) becomes skipped_existing after comparing", function()
       local whl = reg.build_dists(fs.join(dir, "c"), { "Conf.Pkg", "1.0" })[1]
       assert.are.equal("published", pypi.publish(whl, opts).status)
       server.fail({ status = 404, count = 1, prefix = "/simple/conf-pkg/" })
+      server.fail({ status = 404, count = 1, prefix = "/pypi/conf-pkg/" })  -- both read APIs lag
       local before = server.stats()
       assert.are.equal("skipped_existing", pypi.publish(whl, opts).status)
       local after = server.stats()
@@ -200,6 +203,7 @@ describe("relua.registry.pypi", function()
     it("a 409 for different bytes becomes the immutable error", function()
       local rebuilt = reg.build_dists(fs.join(dir, "c2"), { "Conf.Pkg", "1.0" }, { salt = "other" })[1]
       server.fail({ status = 404, count = 1, prefix = "/simple/conf-pkg/" })
+      server.fail({ status = 404, count = 1, prefix = "/pypi/conf-pkg/" })  -- both read APIs lag
       local ok, e = pcall(pypi.publish, rebuilt, opts)
       assert.is_false(ok)
       assert.are.equal("immutable", e.code)
@@ -326,10 +330,40 @@ describe("relua.registry.pypi against an index that answers duplicates like pypi
     assert.are.equal("published", pypi.publish(whl, opts).status)
     local rebuilt = reg.build_dists(fs.join(dir, "b"), { "Wh.Pkg", "1.0" }, { salt = "b" })[1]
     server.fail({ status = 404, count = 1, prefix = "/simple/wh-pkg/" })
+    server.fail({ status = 404, count = 1, prefix = "/pypi/wh-pkg/" })  -- both read APIs lag
     local ok, e = pcall(pypi.publish, rebuilt, opts)
     assert.is_false(ok)
     assert.are.equal("immutable", e.code)
     assert.are.equal("POST /legacy/ 400", last_upload(server.stats().log))
+  end)
+end)
+
+describe("relua.registry.pypi against an index with only the JSON API", function()
+  local server, dir
+
+  setup(function()
+    server = reg.pypi({ no_simple = true })
+    dir = assert(fs.tmpdir("relua-pypi-json-"))
+  end)
+
+  teardown(function()
+    if server then server.stop() end
+    if dir then fs.remove(dir, { recursive = true }) end
+  end)
+
+  it("verifies through /pypi/NAME/json: published, then skipped_existing without an upload, then immutable", function()
+    local opts = { url = server.legacy, user = server.user, password = server.password, timeout = 30, confirm_timeout = 5 }
+    local whl = reg.build_dists(fs.join(dir, "a"), { "Json.Only", "1.0" })[1]
+    assert.are.equal("published", pypi.publish(whl, opts).status)
+    local before = server.stats().uploads
+    assert.are.equal("skipped_existing", pypi.publish(whl, opts).status)
+    assert.are.equal(before, server.stats().uploads)
+    local rebuilt = reg.build_dists(fs.join(dir, "b"), { "Json.Only", "1.0" }, { salt = "b" })[1]
+    local ok, e = pcall(pypi.publish, rebuilt, opts)
+    assert.is_false(ok)
+    assert.are.equal("immutable", e.code)
+    assert.are.equal(before, server.stats().uploads)
+    assert.are.same({ "1.0" }, pypi.versions("json-only", { index = server.index }))
   end)
 end)
 

@@ -398,6 +398,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 obj = {"requests": self.index.requests, "uploads": self.index.uploads,
                        "stored": self.index.stored, "log": list(self.index.log)}
             return self.send_json(200, obj)
+        if self.server.no_simple and path.startswith("/simple"):
+            return self.send(404, "Not Found")
         if path in ("/simple", "/simple/"):
             return self.simple_root(query)
         m = re.match(r"^/simple/([^/]+)/?$", path)
@@ -672,6 +674,8 @@ def main():
     ap.add_argument("--password", default="relua-test-password")
     ap.add_argument("--warehouse", action="store_true",
                     help="answer duplicates as pypi.org does (200 identical, 400 different)")
+    ap.add_argument("--no-simple", action="store_true",
+                    help="offer no simple API (404), only the JSON API")
     ap.add_argument("--lifetime", type=float, default=3600, help="exit after this many seconds")
     args = ap.parse_args()
 
@@ -679,6 +683,7 @@ def main():
     srv = Server(("127.0.0.1", args.port), Handler)
     srv.index = Index(storage)
     srv.user, srv.password, srv.warehouse = args.user, args.password, args.warehouse
+    srv.no_simple = args.no_simple
     port = srv.server_address[1]
     if args.port_file:
         tmp = args.port_file + ".tmp"

@@ -68,8 +68,8 @@ local function stopper(handle, dir)
 end
 
 --- Starts the PyPI-compatible index. opts: warehouse (answer duplicates as pypi.org does),
---- timeout (seconds to wait for it, default 15).
----@param opts {warehouse:boolean?, timeout:number?}?
+--- no_simple (offer only the JSON API), timeout (seconds to wait for it, default 15).
+---@param opts {warehouse:boolean?, no_simple:boolean?, timeout:number?}?
 function M.pypi(opts)
   opts = opts or {}
   local dir = assert(fs.tmpdir("relua-pypi-"))
@@ -78,6 +78,7 @@ function M.pypi(opts)
   local argv = { "python3", root() .. "/tests/support/pypi_server.py", "--storage", fs.join(dir, "storage"),
                  "--port-file", port_file, "--user", user, "--password", password, "--lifetime", "3600" }
   if opts.warehouse then argv[#argv + 1] = "--warehouse" end
+  if opts.no_simple then argv[#argv + 1] = "--no-simple" end
   local log = fs.join(dir, "server.log")
   local handle = spawn_logged(argv, log)
   local ok, port = pcall(wait_port, handle, port_file, log, "pypi_server.py", opts.timeout or 15)

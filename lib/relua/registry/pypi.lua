@@ -289,7 +289,7 @@ end
 ---@class relua.pypi.Options
 ---@field url string?          the upload URL (legacy API), e.g. "https://upload.pypi.org/legacy/"
 ---@field index string?        the simple index URL; derived from url when absent (".../legacy/" -> ".../simple/")
----@field api "simple"|"html"|"json"? how to read the index: "simple" (default) asks for PEP 691 JSON and reads PEP 503 HTML if that is what comes; "html" asks for HTML only; "json" reads /pypi/NAME/json
+---@field api "simple"|"html"|"json"? how to read the index. Unset (default): the simple API (PEP 691 JSON asked for, PEP 503 HTML read if that is what comes), and /pypi/NAME/json when the simple API does not know the project; "simple", "html" (asks for HTML only) or "json" (/pypi/NAME/json) use that one only
 ---@field user string?         upload user name (default $TWINE_USERNAME or "__token__")
 ---@field password string?     upload password or API token (default: $PYPI_TOKEN, or the variable named by password_env)
 ---@field password_env string? the environment variable holding the password (default "PYPI_TOKEN")
@@ -309,8 +309,17 @@ end
 ---@return string? message
 ---@return string? code
 function M.project(name, opts)
-  local req, read = lookup_request(name, opts or {})
-  return read(http.request(req))
+  opts = opts or {}
+  local req, read = lookup_request(name, opts)
+  local p, msg, code = read(http.request(req))
+  if opts.api == nil and ((p and not p.exists) or code == "http_status") then
+    -- "Whichever the index offers": an index without the simple API may have the JSON one.
+    local jopts = setmetatable({ api = "json" }, { __index = opts })
+    local jreq, jread = lookup_request(name, jopts)
+    local jp = jread(http.request(jreq))
+    if jp and jp.exists then return jp end
+  end
+  return p, msg, code
 end
 
 --- The versions of a project, oldest first (empty when the project does not exist).
@@ -531,9 +540,10 @@ function M.publish_all(paths, opts)
   local dists = {}
   for i, p in ipairs(paths) do dists[i] = inspect_or_raise(p) end
   -- One lookup per project.
-  local reqs, reads, slot = {}, {}, {}
+  local reqs, reads, slot, names = {}, {}, {}, {}
   for _, d in ipairs(dists) do
     local key = M.normalize(d.name)
+    names[key] = d.name
     if not slot[key] then
       local req, read = lookup_request(d.name, opts)
       reqs[#reqs + 1], reads[#reads + 1] = req, read
@@ -541,15 +551,35 @@ function M.publish_all(paths, opts)
     end
   end
   local answers = http.all(reqs, { concurrency = opts.concurrency or 8, progress = false })
-  local projects = {}
+  local projects, again = {}, {}
   for key, i in pairs(slot) do
     local a = answers[i]
     local p, msg, code = reads[i](a[1], a[2], a[3])
-    if not p then
+    if opts.api == nil and ((p and not p.exists) or code == "http_status") then
+      again[#again + 1] = { key = key, name = names[key], p = p, msg = msg, code = code }
+    elseif not p then
       err.raise((code == "connect" or code == "resolve") and "unreachable" or (code or "http"), msg,
         { hint = "check that the index " .. opt_index(opts) .. " is reachable" })
+    else
+      projects[key] = p
     end
-    projects[key] = p
+  end
+  if #again > 0 then
+    -- Not on the simple API: ask the JSON API too ("whichever the index offers").
+    local jopts = setmetatable({ api = "json" }, { __index = opts })
+    local jreqs, jreads = {}, {}
+    for j, g in ipairs(again) do jreqs[j], jreads[j] = lookup_request(g.name, jopts) end
+    local janswers = http.all(jreqs, { concurrency = opts.concurrency or 8, progress = false })
+    for j, g in ipairs(again) do
+      local jp = jreads[j](janswers[j][1], janswers[j][2], janswers[j][3])
+      if jp and jp.exists then
+        projects[g.key] = jp
+      elseif g.p then
+        projects[g.key] = g.p
+      else
+        err.raise("http", g.msg, { hint = "check that the index " .. opt_index(opts) .. " is reachable" })
+      end
+    end
   end
   local results, todo = {}, {}
   local where = opt_index(opts)
