@@ -15,7 +15,7 @@ exists"). Uploads stream to disk (runs of zero bytes become holes), so a 1 GB up
 neither memory nor disk.
 
 For the tests:
-  GET  /_stats                  {"requests": n, "uploads": n (upload attempts), "stored": n,
+  GET  /_stats                  {"requests": n, "connections": n, "uploads": n (upload attempts), "stored": n,
                                  "log": ["METHOD PATH STATUS", ...]}
   POST /_fail                   JSON {"status": 503, "count": 1, "prefix": "/simple/",
                                  "retry_after": 0}: the next `count` requests whose path
@@ -84,6 +84,7 @@ class Index:
         self.projects = {}   # normalized -> {"name": display, "files": {filename: record}}
         self.by_filename = {}
         self.requests = 0
+        self.connections = 0
         self.uploads = 0
         self.stored = 0
         self.log = []
@@ -317,6 +318,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def setup(self):
+        super().setup()
+        with self.index.lock:
+            self.index.connections += 1
+
     def finish(self):
         try:
             super().finish()
@@ -395,7 +401,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         query = urllib.parse.parse_qs(url.query)
         if path == "/_stats":
             with self.index.lock:
-                obj = {"requests": self.index.requests, "uploads": self.index.uploads,
+                obj = {"requests": self.index.requests, "connections": self.index.connections,
+                       "uploads": self.index.uploads,
                        "stored": self.index.stored, "log": list(self.index.log)}
             return self.send_json(200, obj)
         if self.server.no_simple and path.startswith("/simple"):
