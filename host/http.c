@@ -218,12 +218,16 @@ static int opt_bool(lua_State *L, int spec, const char *key) {
 /* Opens a file to read and returns it with its size; on failure pushes nil, msg, "file". */
 static FILE *open_input(lua_State *L, const char *what, const char *path, curl_off_t *size) {
   struct stat st;
+  int err = 0;
   FILE *f = fopen(path, "rb");
-  if (f == NULL || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    int err = f == NULL ? errno : (S_ISDIR(st.st_mode) ? EISDIR : errno);
+  if (f == NULL) err = errno;
+  else if (fstat(fileno(f), &st) != 0) err = errno;
+  else if (S_ISDIR(st.st_mode)) err = EISDIR;
+  else if (!S_ISREG(st.st_mode)) err = -1;
+  if (err != 0) {
     if (f != NULL) fclose(f);
     relua_fail(L, "file", "cannot read %s %s: %s", what, path,
-               err ? strerror(err) : "not a regular file");
+               err > 0 ? strerror(err) : "not a regular file");
     return NULL;
   }
   *size = (curl_off_t)st.st_size;
