@@ -5,6 +5,11 @@ local h = require "support.h"
 local npm = require "relua.registry.npm"
 local fs = require "relua.fs"
 
+-- The clients log each outcome on stderr; keep the test output to the test results.
+local log_level
+setup(function() log_level = require("relua.log").level("error") end)
+teardown(function() require("relua.log").level(log_level) end)
+
 local function script(dir, body)
   return h.spit(fs.join(dir, "script-" .. tostring(math.random(1e9)) .. ".lua"), body)
 end

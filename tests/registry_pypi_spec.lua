@@ -7,6 +7,11 @@ local fs = require "relua.fs"
 local http = require "relua.http"
 local json = require "relua.json"
 
+-- The clients log each outcome on stderr; keep the test output to the test results.
+local log_level
+setup(function() log_level = require("relua.log").level("error") end)
+teardown(function() require("relua.log").level(log_level) end)
+
 local function uploads_in(log)
   local n = 0
   for _, line in ipairs(log) do
@@ -286,6 +291,7 @@ describe("relua.registry.pypi", function()
       assert.are.equal(0, r.code, r.stderr)
       assert.matches("status=published", r.stdout, 1, true)
       assert.is_nil((r.stdout .. r.stderr):find(server.password, 1, true))
+      assert.matches("pypi: published file=Auth_Pkg-1.0-py3-none-any.whl", r.stderr, 1, true)
     end)
 
     it("an identical re-publish sends no upload request (http trace)", function()
@@ -296,6 +302,7 @@ describe("relua.registry.pypi", function()
       assert.are.equal(0, r.code, r.stderr)
       assert.matches("status=skipped_existing", r.stdout, 1, true)
       assert.matches("GET " .. server.index .. "auth-pkg/", r.stderr, 1, true)
+      assert.matches("pypi: already there, identical file=Auth_Pkg-1.0-py3-none-any.whl sha256=", r.stderr, 1, true)
       assert.is_nil(r.stderr:find("POST", 1, true))
     end)
 

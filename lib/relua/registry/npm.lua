@@ -9,6 +9,7 @@ local fs = require "relua.fs"
 local json = require "relua.json"
 local err = require "relua.error"
 local archive = require "relua.core.archive"
+local log = require "relua.log"
 
 local M = {}
 
@@ -357,6 +358,8 @@ function M.publish(path, opts)
   local tb, msg, code = M.inspect(path)
   if not tb then err.raise(code == "ENOENT" and "ENOENT" or "bad_tarball", msg) end
   local function result(status, tag)
+    log.info("npm: " .. (status == "published" and "published" or "already there, identical"),
+      { package = tb.name .. "@" .. tb.version, integrity = tb.integrity, tag = tag })
     return { status = status, name = tb.name, version = tb.version, integrity = tb.integrity,
              shasum = tb.shasum, tag = tag }
   end
@@ -412,6 +415,8 @@ function M.publish(path, opts)
         err.raise("publish_failed", string.format("npm: PUT %s: %s (after %d attempts)", http.redact(url),
           resp and ("HTTP " .. status) or m, attempt), { hint = "re-run later: a version already there is verified, not published twice" })
       end
+      log.warn("npm: publish failed and the version is not on the registry; sending it again",
+        { package = tb.name .. "@" .. tb.version, reason = resp and ("HTTP " .. status) or c, attempt = attempt })
       local ra = resp and tonumber(resp.headers["retry-after"])
       sleep(ra and ra <= 60 and ra or math.min(10, 0.5 * 2 ^ (attempt - 1)) * (0.5 + math.random() * 0.5))
     elseif resp then
@@ -448,6 +453,7 @@ function M.tag(name, version, tag, opts)
     err.raise(resp.status == 404 and "not_found" or "tag_failed", string.format("npm: PUT %s: HTTP %d: %s",
       http.redact(url), resp.status, (resp.body or ""):sub(1, 300):gsub("%s+$", "")))
   end
+  log.info("npm: dist-tag set", { package = name, tag = tag, version = version, previous = tags[tag] })
   return { status = "set", previous = tags[tag] }
 end
 

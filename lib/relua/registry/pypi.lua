@@ -9,6 +9,7 @@ local fs = require "relua.fs"
 local json = require "relua.json"
 local err = require "relua.error"
 local archive = require "relua.core.archive"
+local log = require "relua.log"
 
 local M = {}
 
@@ -500,6 +501,8 @@ local function upload(dist, opts, auth, source)
         err.raise("upload_failed", string.format("pypi: POST %s: %s (after %d attempts)", http.redact(url),
           resp and ("HTTP " .. status) or msg, attempt), { hint = "re-run later: files already on the index are verified, not uploaded twice" })
       end
+      log.warn("pypi: upload failed and the file is not on the index; sending it again",
+        { file = dist.filename, reason = resp and ("HTTP " .. status) or code, attempt = attempt })
       sleep(retry_after(resp, attempt))
     elseif resp then
       err.raise("upload_failed", string.format("pypi: POST %s: HTTP %d for %s: %s", http.redact(url), status,
@@ -596,6 +599,10 @@ function M.publish_all(paths, opts)
   if #todo > 0 then
     local auth, source = credentials(opts)
     for _, i in ipairs(todo) do results[i] = upload(dists[i], opts, auth, source) end
+  end
+  for _, r in ipairs(results) do
+    log.info("pypi: " .. (r.status == "published" and "published" or "already there, identical"),
+      { file = r.filename, sha256 = r.sha256 })
   end
   return results
 end
