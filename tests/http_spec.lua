@@ -496,7 +496,7 @@ describe("relua.http", function()
     it("runs requests concurrently under a limit, results in order", function()
       assert(http.get(origin.url .. "/stats/reset"))
       local reqs = {}
-      for i = 1, 12 do reqs[i] = { url = origin.url .. "/concurrent?delay=0.2&i=" .. i } end
+      for i = 1, 12 do reqs[i] = { url = origin.url .. "/concurrent?delay=0.3&i=" .. i } end
       reqs[13] = { url = "http://127.0.0.1:1/refused", retry = false }
       local results = http.all(reqs, { concurrency = 3 })
       assert.are.equal(13, #results)
