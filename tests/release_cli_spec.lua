@@ -241,7 +241,7 @@ describe("one run per ticket", function()
   it("refuses a second run on the same ticket with exit 3 naming the holder", function()
     local s = S.sandbox()
     s:write("slow.lua", [[return { phases = {
-      { name = "wait", run = function(r) r:sh("touch started; i=0; while [ ! -f go ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done") end } } }]])
+      { name = "wait", run = function(r) r:sh("touch started; i=0; while [ ! -f go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done") end } } }]])
     s:write("fast.lua", [[return { phases = { { name = "quick", run = function(r) end } } }]])
     local bin = h.bin:sub(1, 1) == "/" and h.bin or h.root .. "/" .. h.bin
     local r = h.sh(string.format(
