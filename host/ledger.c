@@ -65,12 +65,15 @@ static int valid_ticket(const char *s, size_t n) {
 }
 
 static void push_now(lua_State *L) {
-  char buf[32];
   time_t t = time(NULL);
   struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  lua_pushstring(L, buf);
+  gmtime_r(&t, &tm);  /* not strftime: it would load the time zone database for nothing */
+  lua_pushfstring(L, "%d-%c%c-%c%cT%c%c:%c%c:%c%cZ", tm.tm_year + 1900,
+                  '0' + (tm.tm_mon + 1) / 10, '0' + (tm.tm_mon + 1) % 10,
+                  '0' + tm.tm_mday / 10, '0' + tm.tm_mday % 10,
+                  '0' + tm.tm_hour / 10, '0' + tm.tm_hour % 10,
+                  '0' + tm.tm_min / 10, '0' + tm.tm_min % 10,
+                  '0' + tm.tm_sec / 10, '0' + tm.tm_sec % 10);
 }
 
 static double monotonic(void) {
@@ -849,6 +852,41 @@ static const char *check_shape(lua_State *L, int idx, const char *ticket) {
   return NULL;
 }
 
+/* Pushes a private lua-cjson instance's safe decode (made once, kept in the registry). */
+static void push_decoder(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "relua.ledger.decode") == LUA_TFUNCTION) return;
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson.safe");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "new");
+  lua_call(L, 0, 1);                                       /* [cjson.safe, instance] */
+  lua_getfield(L, -1, "decode");
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "relua.ledger.decode");
+}
+
+/* cjson gives every number as a float: integral ones become integers (as relua.json does). */
+static void to_integers(lua_State *L, int idx, int depth) {
+  if (depth > 200) return;
+  luaL_checkstack(L, 3, "ledger: state nested too deep");
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+      lua_Integer n;
+      if (lua_numbertointeger(lua_tonumber(L, -1), &n) && (lua_Number)n == lua_tonumber(L, -1)) {
+        lua_pushvalue(L, -2);
+        lua_pushinteger(L, n);
+        lua_settable(L, idx);   /* an existing key: allowed during lua_next */
+      }
+    } else if (lua_istable(L, -1))
+      to_integers(L, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+  }
+}
+
 /*
 ** Reads and validates a state file. Pushes the table and returns 1; or pushes
 ** nil, message, code ("ENOENT" when absent, "corrupt" otherwise) and returns 3.
@@ -864,13 +902,24 @@ static int read_state(lua_State *L, const char *path, const char *ticket) {
     lua_settop(L, top);
     return relua_fail(L, "corrupt", "the state file %s is empty (truncated?)", path);
   }
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "relua.json");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "decode");                           /* [text, json, decode] */
+  push_decoder(L);                                         /* [text, decode] */
   lua_pushvalue(L, top + 1);
-  lua_pushstring(L, path);
-  lua_call(L, 2, 2);                                       /* [text, json, v, err] */
+  lua_call(L, 1, 2);                                       /* [text, v, err] */
+  if (lua_isnil(L, -2)) {
+    /* relua.json words the failure (line and column) */
+    lua_settop(L, top + 1);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "relua.json");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "decode");                         /* [text, json, decode] */
+    lua_remove(L, -2);
+    lua_pushvalue(L, top + 1);
+    lua_pushstring(L, path);
+    lua_call(L, 2, 2);                                     /* [text, v, err] */
+  } else if (lua_istable(L, top + 2))
+    to_integers(L, top + 2, 0);
+  lua_pushnil(L);
+  lua_insert(L, top + 2);                                  /* [text, nil, v, err]: as before */
   if (lua_isnil(L, -2)) {
     lua_pushfstring(L, "the state file %s does not parse: %s", path,
                     lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
@@ -1060,6 +1109,22 @@ static int l_fingerprint(lua_State *L) {
   return 1;
 }
 
+/* ledger.dir() -> the folder of the ledgers: $RELUA_HOME/releases, else .relua/releases */
+static int l_dir(lua_State *L) {
+  const char *home = getenv("RELUA_HOME");
+  size_t n;
+  if (home == NULL || *home == '\0') {
+    lua_pushliteral(L, ".relua/releases");
+    return 1;
+  }
+  n = strlen(home);
+  while (n > 1 && home[n - 1] == '/') n--;
+  lua_pushlstring(L, home, n);
+  lua_pushliteral(L, "/releases");
+  lua_concat(L, 2);
+  return 1;
+}
+
 /* ledger.now() -> "2026-05-18T10:00:00Z" */
 static int l_now(lua_State *L) {
   push_now(L);
@@ -1078,6 +1143,7 @@ static const luaL_Reg funcs[] = {
   {"holder", l_holder},
   {"valid_ticket", l_valid_ticket},
   {"fingerprint", l_fingerprint},
+  {"dir", l_dir},
   {"now", l_now},
   {"clock", l_clock},
   {NULL, NULL}

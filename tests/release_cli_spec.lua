@@ -293,6 +293,7 @@ describe("a corrupt state file", function()
     { "garbage", "not json at all", "does not parse" },
     { "truncated", '{\n  "phases": [\n    {\n      "name": "prep', "does not parse" },
     { "empty", "", "is empty" },
+    { "not an object", "42", "not a JSON object" },
     { "future schema", '{"schema": 2, "ticket": "5", "recipe": {"path": "/x"}, "phases": [{"name": "prepare", "status": "done"}]}',
       "unknown schema version 2" },
     { "no schema", '{"ticket": "5", "phases": []}', "no schema version" },

@@ -7,7 +7,6 @@ local core = require "relua.core.ledger"
 local errors = require "relua.error"
 local fsc = require "relua.core.fs"  -- cwd only: relua.fs loads libcrypto, not needed on a no-op run
 local json = require "relua.json"
-local ticketlib = require "relua.ticket"
 
 local M = {}
 
@@ -304,7 +303,7 @@ function M.execute(o)
   local say = o.say or M.say
   check_ticket(o.ticket)
   local recipe = o.recipe
-  o.dir = ticketlib.dir(o.home)
+  o.dir = o.home and (o.home:gsub("/+$", "") .. "/releases") or core.dir()
   local abs = abspath(o.path)
 
   if o.dry_run then

@@ -9,9 +9,8 @@ local M = {}
 ---@param home string?  overrides $RELUA_HOME
 ---@return string
 function M.dir(home)
-  home = home or os.getenv("RELUA_HOME")
   if home and home ~= "" then return (home:gsub("/+$", "")) .. "/releases" end
-  return ".relua/releases"
+  return core.dir()
 end
 
 --- True when s is a valid ticket: 1-64 characters of A-Z a-z 0-9 . _ - (not "." or "..").
