@@ -235,6 +235,8 @@ describe("relua.fs", function()
       assert.are.same({ d .. "/a.lua", d .. "/b.lua", d .. "/sub/d.lua", d .. "/sub/deep/e.lua" },
         fs.glob(d .. "/**/*.lua"))
       assert.are.same({ d .. "/sub/deep/e.lua", d .. "/sub/deep/f.txt" }, fs.glob(d .. "/sub/**/deep/*"))
+      assert.are.same({ d .. "/sub", d .. "/sub/d.lua", d .. "/sub/deep", d .. "/sub/deep/e.lua", d .. "/sub/deep/f.txt" },
+        fs.glob(d .. "/sub/**"))
     end)
 
     it("returns {} when nothing matches, and literal paths when they exist", function()

@@ -307,8 +307,9 @@ local function expand(base, segs, i, found)
     for _, name in ipairs(names or {}) do
       local p = glob_join(base, name)
       local st = core.stat(p)                    -- links to folders are not followed
-      if name:sub(1, 1) ~= "." and st and st.type == "directory" then
-        expand(p, segs, i, found)
+      if name:sub(1, 1) ~= "." and st then
+        if i == #segs then found[p] = true end   -- a trailing ** is everything below
+        if st.type == "directory" then expand(p, segs, i, found) end
       end
     end
   elseif not has_magic(seg) then
@@ -329,7 +330,8 @@ local function expand(base, segs, i, found)
 end
 
 --- Paths matching a pattern, sorted. Per segment: * (any run), ? (one character),
---- [abc] [a-z] [!abc]; a segment ** matches any depth of folders (zero or more). As in
+--- [abc] [a-z] [!abc]; a segment ** matches any depth of folders (zero or more), and a
+--- trailing ** everything below (files and folders). As in
 --- the shell, wildcards do not match a leading "." unless the segment starts with one,
 --- and ** does not enter hidden folders or follow links to folders. No match: {}.
 ---@param pattern string
