@@ -1,6 +1,7 @@
 --- relua.release.commands: the dry run, `relua revert`, `relua status`, `relua log` and
 -- `relua list`. Loaded on demand by relua.release (a normal run does not compile it).
 local core = require "relua.core.ledger"
+local dryrun = require "relua.dryrun"
 local errors = require "relua.error"
 local json = require "relua.json"
 local release = require "relua.release"
@@ -46,7 +47,7 @@ function M.dry_run(o, recipe, start, state, say)
     else
       say(string.format("phase %s: would run", p.name))
       r.phase = p.name
-      local ok, err = pcall(p.run, r)
+      local ok, err = dryrun.call(say, p.run, r)
       if not ok then
         say(string.format("  (the dry run of phase %s stopped early: %s)", p.name,
           one_line(errors.is(err) and err.message or err)))
@@ -102,7 +103,7 @@ function M.revert_command(...)
       if p.revert then
         say(string.format("phase %s: would revert", p.name))
         r.phase = p.name
-        local ok, e = pcall(p.revert, r)
+        local ok, e = dryrun.call(say, p.revert, r)
         if not ok then say("  (the dry run stopped early: " .. one_line(errors.is(e) and e.message or e) .. ")") end
       else
         say(string.format("phase %s: has no revert", p.name))
