@@ -196,6 +196,19 @@ static Proc *check_open(lua_State *L) {
 
 /* ---------------------------------------------------------------- spawn */
 
+/* A failed spawn closes what it opened at once (not only when the handle is collected),
+   keeping errno for the message. */
+static int spawn_oserror(lua_State *L, Proc *p, const char *what, const char *path) {
+  int err = errno, i;
+  for (i = 0; i < 3; i++) close_fd(&p->child_fd[i]);
+  close_fd(&p->out.fd);
+  close_fd(&p->err.fd);
+  close_fd(&p->in_fd);
+  close_fd(&p->tee_fd);
+  errno = err;
+  return relua_oserror(L, what, path);
+}
+
 /* A pipe whose ends are both above 2, so that dup2 onto 0..2 in the child is real. */
 static int make_pipe(int fds[2]) {
   int i;
@@ -339,15 +352,15 @@ static int proc_spawn(lua_State *L) {
   }
   piped = p->capture || p->echo || p->tee_fd >= 0;
   if (stdin_mode == 1) {
-    if (make_pipe(fds) != 0) return relua_oserror(L, what, "pipe");
+    if (make_pipe(fds) != 0) return spawn_oserror(L, p, what, "pipe");
     p->child_fd[0] = fds[0];
     p->in_fd = fds[1];
   }
   if (piped) {
-    if (make_pipe(fds) != 0) return relua_oserror(L, what, "pipe");
+    if (make_pipe(fds) != 0) return spawn_oserror(L, p, what, "pipe");
     p->out.fd = fds[0];
     p->child_fd[1] = fds[1];
-    if (make_pipe(fds) != 0) return relua_oserror(L, what, "pipe");
+    if (make_pipe(fds) != 0) return spawn_oserror(L, p, what, "pipe");
     p->err.fd = fds[0];
     p->child_fd[2] = fds[1];
   }
@@ -391,10 +404,9 @@ static int proc_spawn(lua_State *L) {
   for (i = 0; i < 3; i++) close_fd(&p->child_fd[i]);
   if (rc != 0) {
     p->pid = 0;
-    close_fd(&p->out.fd);
-    close_fd(&p->err.fd);
-    close_fd(&p->in_fd);
-    close_fd(&p->tee_fd);
+    errno = rc;
+    spawn_oserror(L, p, what, prog);  /* closes the pipes; its 3 results are dropped */
+    lua_pop(L, 3);
     if (rc == ENOENT) return relua_fail(L, "ENOENT", "%s: not found: %s", what, argv[0]);
     errno = rc;
     return relua_oserror(L, lua_pushfstring(L, "%s: cannot run", what), prog);
