@@ -56,7 +56,7 @@ return {
             "(if someone pulled before the release, find the pre-pull commit with git reflog, " ..
             "reset the checkout to it, and re-run)", REMOTE, BRANCH), 0)
         end
-        if not repo:is_ancestor(r.state.BASE_SHA, r.state.MERGE_SHA) then
+        if not errors.check(repo:is_ancestor(r.state.BASE_SHA, r.state.MERGE_SHA)) then
           error(string.format("%s/%s is not a fast-forward of the checkout (%s)", REMOTE, BRANCH,
             r.state.BASE_SHA:sub(1, 12)), 0)
         end
