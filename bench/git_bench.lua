@@ -17,18 +17,10 @@ local fs = require "relua.fs"
 local ROUNDS = 9
 local COMMITS, TAGS = 20000, 10000
 
-local function median(t)
-  table.sort(t)
-  local n = #t
-  if n % 2 == 1 then return t[(n + 1) // 2] end
-  return (t[n // 2] + t[n // 2 + 1]) / 2
-end
+local bench = require "benchlib"
+local median = bench.median
 
-local function report(name, a_label, a, b_label, b, target)
-  local ratio = a / b
-  print(string.format("%s: %s %.2f ms vs %s %.2f ms: ratio %.2f (target <= %.1f) %s",
-    name, a_label, a * 1000, b_label, b * 1000, ratio, target, ratio <= target and "ok" or "over"))
-end
+local report = bench.report
 
 local function info(name, a_label, a, b_label, b)
   print(string.format("  (%s: %s %.2f ms vs %s %.2f ms: ratio %.2f, information)",

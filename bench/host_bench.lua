@@ -8,12 +8,8 @@ local ROUNDS = 5
 local BASE = "build/bench/spawn_baseline"
 local FLOOR = "build/bench/linked_floor"
 
-local function median(t)
-  table.sort(t)
-  local n = #t
-  if n % 2 == 1 then return t[(n + 1) // 2] end
-  return (t[n // 2] + t[n // 2 + 1]) / 2
-end
+local bench = require "benchlib"
+local median = bench.median
 
 -- Mean seconds per run of argv, N runs, timed by the C baseline program (posix_spawn +
 -- waitpid only), so that both sides of a comparison pay the same harness.
@@ -25,12 +21,7 @@ local function c_timed(n, argv)
   return assert(tonumber(r.stdout), "bench: no timing from " .. BASE)
 end
 
-local function report(name, a_label, a, b_label, b, target)
-  local ratio = a / b
-  print(string.format("%s: %s %.3f ms vs %s %.3f ms: ratio %.2f (target <= %.1f) %s",
-    name, a_label, a * 1000, b_label, b * 1000, ratio, target, ratio <= target and "ok" or "over"))
-  return ratio
-end
+local report = bench.report
 
 if not fs.exists(BASE) then
   error("bench: " .. BASE .. " is missing: run `make bench` (it builds the baselines)")

@@ -12,18 +12,10 @@ local servers = require "support.http_servers"
 
 local ROUNDS = 5
 
-local function median(t)
-  table.sort(t)
-  local n = #t
-  if n % 2 == 1 then return t[(n + 1) // 2] end
-  return (t[n // 2] + t[n // 2 + 1]) / 2
-end
+local bench = require "benchlib"
+local median = bench.median
 
-local function report(name, a_label, a, b_label, b, unit, target)
-  local ratio = a / b
-  print(string.format("%s: %s %.3f %s vs %s %.3f %s: ratio %.2f (target <= %.1f) %s",
-    name, a_label, a, unit, b_label, b, unit, ratio, target, ratio <= target and "ok" or "over"))
-end
+local report = bench.report
 
 local relua = arg and arg[-1] or "./relua"
 if not relua:find("/") then relua = "./relua" end
@@ -57,7 +49,7 @@ local ok, err = pcall(function()
     theirs[#theirs + 1] = proc.clock() - t0
     assert(c.code == 0, "curl failed: " .. c.stderr)
   end
-  report("200 GETs, 8 in flight", "http.all", median(ours) * 1000, "curl --parallel", median(theirs) * 1000, "ms", 1.3)
+  report("200 GETs, 8 in flight", "http.all", median(ours) * 1000, "curl --parallel", median(theirs) * 1000, 1.3, "ms")
 
   -- 2. 256 MiB multipart upload streamed from disk
   local big = dir .. "/big.whl"
@@ -83,7 +75,7 @@ local ok, err = pcall(function()
     s, kb = timed { "curl", "-s", "-f", "-H", "Expect:", "-o", "/dev/null", "-F", "content=@" .. big, origin.url .. "/echo" }
     t_theirs[#t_theirs + 1], m_theirs[#m_theirs + 1] = s, kb
   end
-  report("256 MiB multipart upload", "relua", median(t_ours), "curl -F", median(t_theirs), "s", 1.2)
+  report("256 MiB multipart upload", "relua", median(t_ours), "curl -F", median(t_theirs), 1.2, "s")
   local peak = median(m_ours) / 1024
   print(string.format("256 MiB upload peak memory: relua %.1f MB vs curl -F %.1f MB: ratio %.2f (target: relua under 30 MB) %s",
     peak, median(m_theirs) / 1024, median(m_ours) / median(m_theirs), peak < 30 and "ok" or "over"))

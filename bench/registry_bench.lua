@@ -12,12 +12,8 @@ local reg = require "support.registries"
 local ROUNDS = 3
 local N = 200
 
-local function median(t)
-  table.sort(t)
-  local n = #t
-  if n % 2 == 1 then return t[(n + 1) // 2] end
-  return (t[n // 2] + t[n // 2 + 1]) / 2
-end
+local bench = require "benchlib"
+local median = bench.median
 
 local relua = arg and arg[-1] or "./relua"
 if not relua:find("/") then relua = "./relua" end

@@ -11,18 +11,10 @@ local ledger = require "relua.core.ledger"
 
 local ROUNDS = 5
 
-local function median(t)
-  table.sort(t)
-  local n = #t
-  if n % 2 == 1 then return t[(n + 1) // 2] end
-  return (t[n // 2] + t[n // 2 + 1]) / 2
-end
+local bench = require "benchlib"
+local median = bench.median
 
-local function report(name, a_label, a, b_label, b, target)
-  local ratio = a / b
-  print(string.format("%s: %s %.3f ms vs %s %.3f ms: ratio %.2f%s", name, a_label, a * 1000, b_label,
-    b * 1000, ratio, target and string.format(" (target <= %.1f) %s", target, ratio <= target and "ok" or "over") or ""))
-end
+local report = bench.report
 
 local relua = fs.abspath(arg and arg[-1] or "./relua")
 local dir = assert(fs.tmpdir("relua-bench"))

@@ -1,5 +1,6 @@
 -- make bench: runs every bench/*_bench.lua in order. Each prints its scenarios as ratios
 -- against a baseline measured in the same run (these machines are noisy).
+package.path = "bench/?.lua;tests/?.lua;" .. package.path
 local names = {}
 for name in io.popen("ls bench"):lines() do
   if name:match("_bench%.lua$") then names[#names + 1] = name end

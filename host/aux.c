@@ -178,7 +178,7 @@ int relua_fsync_dir(const char *path) {
   return rc;
 }
 
-static int write_all(int fd, const char *data, size_t len) {
+int relua_write_all(int fd, const char *data, size_t len) {
   while (len > 0) {
     ssize_t w = write(fd, data, len);
     if (w < 0) {
@@ -210,7 +210,7 @@ int relua_write_atomic(const char *path, const char *data, size_t len, int mode)
   fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0) goto fail_nofd;
   if (fchmod(fd, (mode_t)mode) != 0) goto fail;
-  if (write_all(fd, data, len) != 0) goto fail;
+  if (relua_write_all(fd, data, len) != 0) goto fail;
   if (fsync(fd) != 0) goto fail;
   if (close(fd) != 0) { fd = -1; goto fail; }
   fd = -1;

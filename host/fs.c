@@ -19,19 +19,6 @@
 #define LOCK_MT "relua.fs.Lock"
 #define CHUNK 65536
 
-static int write_all(int fd, const char *data, size_t len) {
-  while (len > 0) {
-    ssize_t w = write(fd, data, len);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    data += w;
-    len -= (size_t)w;
-  }
-  return 0;
-}
-
 /* Reads the whole of fd into a string on the stack; -1 with errno on failure. */
 static int push_contents(lua_State *L, int fd) {
   luaL_Buffer b;
@@ -89,7 +76,7 @@ static int fs_append(lua_State *L) {
     w = write(fd, data, len);
   } while (w < 0 && errno == EINTR);
   if (w >= 0 && (size_t)w < len) {  /* short write (disk full): finish, but say so */
-    if (write_all(fd, data + w, len - (size_t)w) != 0) w = -1;
+    if (relua_write_all(fd, data + w, len - (size_t)w) != 0) w = -1;
   }
   if (w >= 0 && sync && fsync(fd) != 0) w = -1;
   err = errno;
@@ -249,7 +236,7 @@ static int fs_copy(lua_State *L) {
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) { failed = src; goto fail; }
     if (r == 0) break;
-    if (write_all(c->out, buf, (size_t)r) != 0) goto fail;
+    if (relua_write_all(c->out, buf, (size_t)r) != 0) goto fail;
   }
   if (fsync(c->out) != 0) goto fail;
   if (close(c->out) != 0) { c->out = -1; goto fail; }

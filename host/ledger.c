@@ -99,19 +99,6 @@ static int mkdir_p(const char *path) {
   return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 /* Reads a whole small file into a pushed string; 0, or -1 with errno (nothing pushed). */
 static int push_file(lua_State *L, const char *path) {
   luaL_Buffer b;
@@ -380,7 +367,7 @@ static void log_event(lua_State *L, int self, const char *phase, const char *eve
   lua_pushliteral(L, "\n");
   lua_concat(L, parts + 1);
   line = lua_tolstring(L, -1, &len);
-  if (write_all(lg->logfd, line, len) != 0 || fdatasync(lg->logfd) != 0) {
+  if (relua_write_all(lg->logfd, line, len) != 0 || fdatasync(lg->logfd) != 0) {
     int err = errno;
     relua_raise(L, 1, relua_errno_name(err), "cannot write the audit log %s: %s",
                 info(L, self, "log"), strerror(err));
@@ -452,7 +439,7 @@ static int try_save(lua_State *L, int self) {
     lua_pushfstring(L, "%s.relua-tmp.crash", path);
     fd = open(lua_tostring(L, -1), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd >= 0) {
-      if (write_all(fd, data, len / 2) != 0) { /* dying anyway */ }
+      if (relua_write_all(fd, data, len / 2) != 0) { /* dying anyway */ }
       close(fd);
     }
     fflush(stdout);

@@ -61,6 +61,8 @@ void relua_global_shutdown(void);
 ** file is untouched. relua_fsync_dir fsyncs the folder that holds path.
 */
 int relua_write_atomic(const char *path, const char *data, size_t len, int mode);
+/* write(2) until all of data is written (EINTR retried); 0, or -1 with errno set. */
+int relua_write_all(int fd, const char *data, size_t len);
 int relua_fsync_dir(const char *path);
 
 /*
