@@ -745,6 +745,31 @@ static int f_pid(lua_State *L) {
   return 1;
 }
 
+/* core.sleep(seconds): waits; Ctrl-C ends the wait with the interrupted error. */
+static int f_sleep(lua_State *L) {
+  double end = now() + (double)luaL_checknumber(L, 1);
+  sigset_t block, old, waitmask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigprocmask(SIG_BLOCK, &block, &old);  /* SIGINT only arrives inside ppoll: no race */
+  waitmask = old;
+  sigdelset(&waitmask, SIGINT);
+  for (;;) {
+    double left = end - now();
+    struct timespec ts;
+    if (relua_interrupted()) {
+      sigprocmask(SIG_SETMASK, &old, NULL);
+      return relua_raise_interrupt(L);
+    }
+    if (left <= 0) break;
+    ts.tv_sec = (time_t)left;
+    ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+    ppoll(NULL, 0, &ts, &waitmask);
+  }
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  return 0;
+}
+
 static int f_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
   return 1;
@@ -768,6 +793,7 @@ static const luaL_Reg funcs[] = {
   {"spawn", proc_spawn},
   {"clock", f_clock},
   {"pid", f_pid},
+  {"sleep", f_sleep},
   {"isatty", f_isatty},
   {"environ", f_environ},
   {NULL, NULL}

@@ -433,4 +433,33 @@ describe("relua.proc", function()
       assert.are.equal(proc.pid() .. "\n", r.stdout)
     end)
   end)
+
+  describe("sleep", function()
+    it("waits without spawning anything", function()
+      local t0 = proc.clock()
+      proc.sleep(0.2)
+      local took = proc.clock() - t0
+      assert.is_true(took >= 0.2, "slept only " .. took)
+      assert.has_error(function() proc.sleep("soon") end)
+    end)
+
+    it("ends on Ctrl-C with the interrupted error (exit 130)", function()
+      local p = assert(proc.spawn({ h.bin, "-e", 'io.stdout:write("sleeping\\n") io.stdout:flush() require("relua.proc").sleep(100) print("not reached")' }))
+      for _ = 1, 200 do
+        local f = io.open("/proc/" .. p:pid() .. "/status")
+        local state = f and f:read("a"):match("State:%s+(%a)")
+        if f then f:close() end
+        if state == "S" then break end
+        proc.sleep(0.02)
+      end
+      proc.sleep(0.1)
+      p:kill("INT")
+      local r = p:wait(10)
+      p:close()
+      assert.is_false(r.timed_out)
+      assert.are.equal(130, r.code)
+      assert.matches("interrupted", r.stderr)
+      assert.is_nil(r.stdout:find("not reached", 1, true))
+    end)
+  end)
 end)

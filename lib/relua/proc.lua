@@ -176,6 +176,10 @@ M.clock = core.clock
 ---@return integer
 M.pid = core.pid
 
+--- Waits for the given number of seconds (a fraction is fine). Ctrl-C interrupts it.
+---@type fun(seconds:number)
+M.sleep = core.sleep
+
 --- Signal numbers by name (TERM, KILL, INT, HUP, ...).
 M.signals = core.signals
 

@@ -266,10 +266,7 @@ end
 -- ------------------------------------------------------------------ publishing
 
 local function sleep(seconds)
-  if seconds <= 0 then return end
-  local proc = require "relua.proc"
-  if proc.sleep then return proc.sleep(seconds) end
-  proc.run({ "sleep", string.format("%.3f", seconds) }, { capture = false })
+  if seconds > 0 then require("relua.proc").sleep(seconds) end
 end
 
 local function sha512_of(integrity)

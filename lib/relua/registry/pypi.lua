@@ -373,10 +373,7 @@ local function credentials(opts)
 end
 
 local function sleep(seconds)
-  if seconds <= 0 then return end
-  local proc = require "relua.proc"
-  if proc.sleep then return proc.sleep(seconds) end
-  proc.run({ "sleep", string.format("%.3f", seconds) }, { capture = false })
+  if seconds > 0 then require("relua.proc").sleep(seconds) end
 end
 
 local function retry_after(resp, attempt)
