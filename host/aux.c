@@ -71,10 +71,17 @@ int relua_oserror(lua_State *L, const char *what, const char *path) {
 
 /* ---------------------------------------------------------------- Ctrl-C */
 
-/* Signal state is process-wide by nature: a handler cannot reach a lua_State otherwise. */
+/*
+** SIGINT (Ctrl-C) and SIGTERM (a cancelled CI job, a service manager stopping us) interrupt
+** the same way: the handler sets a flag and a hook, and the running code raises the
+** structured error {code="interrupted", exit=128+signal} at its next instruction, or after
+** freeing what it holds when it was blocked in C. Signal state is process-wide by nature:
+** a handler cannot reach a lua_State otherwise.
+*/
 static lua_State *sig_state = NULL;
-static volatile sig_atomic_t sig_flag = 0;
-static struct sigaction sig_old;
+static volatile sig_atomic_t sig_flag = 0;   /* the signal that arrived; 0 for none */
+static int sig_last = SIGINT;                /* the last one raised (a deferred re-raise) */
+static struct sigaction sig_old_int, sig_old_term;
 static int sig_installed = 0;
 
 static void stop_hook(lua_State *L, lua_Debug *ar) {
@@ -83,9 +90,8 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   relua_raise_interrupt(L);
 }
 
-static void on_sigint(int sig) {
-  (void)sig;
-  sig_flag = 1;
+static void on_signal(int sig) {
+  sig_flag = sig;
   if (sig_state != NULL)
     lua_sethook(sig_state, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
@@ -93,10 +99,11 @@ static void on_sigint(int sig) {
 static void arm(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
-  sa.sa_flags = SA_RESETHAND;  /* a second Ctrl-C while C code is stuck kills the process */
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESETHAND;  /* a second signal while C code is stuck kills the process */
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, sig_installed ? NULL : &sig_old);
+  sigaction(SIGINT, &sa, sig_installed ? NULL : &sig_old_int);
+  sigaction(SIGTERM, &sa, sig_installed ? NULL : &sig_old_term);
   sig_installed = 1;
 }
 
@@ -108,7 +115,8 @@ void relua_sigint_install(lua_State *L) {
 
 void relua_sigint_restore(void) {
   if (sig_installed) {
-    sigaction(SIGINT, &sig_old, NULL);
+    sigaction(SIGINT, &sig_old_int, NULL);
+    sigaction(SIGTERM, &sig_old_term, NULL);
     sig_installed = 0;
   }
   sig_state = NULL;
@@ -118,10 +126,17 @@ int relua_interrupted(void) {
   return sig_flag != 0;
 }
 
+int relua_interrupt_exit(void) {
+  return 128 + (sig_flag != 0 ? sig_flag : sig_last);
+}
+
 int relua_raise_interrupt(lua_State *L) {
+  int sig = sig_flag != 0 ? sig_flag : sig_last;
+  sig_last = sig;
   sig_flag = 0;
   if (sig_installed) arm();
-  return relua_raise(L, 130, "interrupted", "interrupted");
+  if (sig == SIGTERM) return relua_raise(L, 128 + sig, "interrupted", "terminated (SIGTERM)");
+  return relua_raise(L, 128 + sig, "interrupted", "interrupted");
 }
 
 /* ---------------------------------------------------------------- libraries */

@@ -660,7 +660,7 @@ static int lg_run(lua_State *L) {
       log_event(L, 1, name, "interrupted", 0);
       lua_pushboolean(L, 0);
       lua_pushstring(L, name);
-      lua_pushinteger(L, 130);
+      lua_pushinteger(L, relua_interrupt_exit());
       lua_pushliteral(L, "interrupted before the phase started");
       lua_pushnil(L);
       return 5;
@@ -740,8 +740,11 @@ static int lg_run(lua_State *L) {
         if (lua_isinteger(L, -1)) rc = lua_tointeger(L, -1);
         else {
           lua_getfield(L, err, "code");
-          if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "interrupted") == 0)
-            rc = 130;
+          if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "interrupted") == 0) {
+            lua_getfield(L, err, "exit");                  /* 130 Ctrl-C, 143 SIGTERM */
+            rc = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 130;
+            lua_pop(L, 1);
+          }
           lua_pop(L, 1);
         }
         lua_pop(L, 1);

@@ -599,9 +599,11 @@ static int proc_wait(lua_State *L) {
   slots = (Slot *)lua_newuserdatauv(L, sizeof(Slot) * (size_t)(4 + 3 * nothers), 0);
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
-  sigprocmask(SIG_BLOCK, &block, &old);  /* SIGINT only arrives inside ppoll: no race */
+  sigaddset(&block, SIGTERM);
+  sigprocmask(SIG_BLOCK, &block, &old);  /* they only arrive inside ppoll: no race */
   waitmask = old;
   sigdelset(&waitmask, SIGINT);
+  sigdelset(&waitmask, SIGTERM);
   for (;;) {
     nfds_t n = 0, i;
     int ms = -1, r, k;
@@ -751,9 +753,11 @@ static int f_sleep(lua_State *L) {
   sigset_t block, old, waitmask;
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
-  sigprocmask(SIG_BLOCK, &block, &old);  /* SIGINT only arrives inside ppoll: no race */
+  sigaddset(&block, SIGTERM);
+  sigprocmask(SIG_BLOCK, &block, &old);  /* they only arrive inside ppoll: no race */
   waitmask = old;
   sigdelset(&waitmask, SIGINT);
+  sigdelset(&waitmask, SIGTERM);
   for (;;) {
     double left = end - now();
     struct timespec ts;

@@ -40,14 +40,17 @@ const char *relua_errno_name(int err);
 int relua_raise(lua_State *L, int exitcode, const char *code, const char *fmt, ...);
 
 /*
-** Ctrl-C. The SIGINT handler sets a flag and a hook; a running Lua function stops at its
-** next instruction with a structured error {code="interrupted", exit=130}. C code that
-** blocks (waitpid, poll, curl, libgit2) polls relua_interrupted() and, after freeing what
-** it holds, calls relua_raise_interrupt.
+** Ctrl-C and SIGTERM. The handler sets a flag and a hook; a running Lua function stops at
+** its next instruction with a structured error {code="interrupted", exit=128+signal: 130
+** for Ctrl-C, 143 for SIGTERM}. C code that blocks (waitpid, poll, curl, libgit2) keeps
+** SIGINT and SIGTERM blocked outside its wait (ppoll), polls relua_interrupted() and,
+** after freeing what it holds, calls relua_raise_interrupt. relua_interrupt_exit() is the
+** exit status of the pending (or last) interruption.
 */
 void relua_sigint_install(lua_State *L);
 void relua_sigint_restore(void);
 int relua_interrupted(void);
+int relua_interrupt_exit(void);
 int relua_raise_interrupt(lua_State *L);
 
 /* Libraries whose global init is deferred to the first require of their module. */

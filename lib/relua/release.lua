@@ -45,7 +45,7 @@ end
 function M.failure_hints(ctx)
   local lines = {
     string.format("release %s in phase %s (rc=%d). Resume: %s. Roll back: %s.",
-      ctx.rc == 130 and "interrupted" or "failed", ctx.phase, ctx.rc, ctx.resume, ctx.revert),
+      (ctx.rc == 130 or ctx.rc == 143) and "interrupted" or "failed", ctx.phase, ctx.rc, ctx.resume, ctx.revert),
   }
   for _, fn in ipairs(M.hints) do
     local ok, more = pcall(fn, ctx)
@@ -296,7 +296,7 @@ end
 
 --- Runs a release. opts: recipe (validated table), path (as the user gave it), ticket,
 --- from, dry_run, home. Returns the exit status (0 done or nothing to do, 1 a phase
---- failed, 130 interrupted); raises structured errors for usage (2) and refusal (3).
+--- failed, 130 interrupted, 143 terminated); raises structured errors for usage (2) and refusal (3).
 ---@param o table
 ---@return integer
 function M.execute(o)
@@ -409,7 +409,7 @@ function M.execute(o)
     M.complain(line)
   end
   lg:close()
-  if rc == 130 then return 130 end
+  if rc == 130 or rc == 143 then return rc end  -- Ctrl-C, SIGTERM
   return 1
 end
 

@@ -218,7 +218,8 @@ end
 local function report(e)
   local out = io.stderr
   if errors.is(e) then
-    if e.code == "interrupted" then out:write("interrupted\n")
+    if e.code == "interrupted" and e.exit ~= 130 then error(e, 0)  -- SIGTERM ends the REPL
+    elseif e.code == "interrupted" then out:write("interrupted\n")
     else
       out:write("error: ", tostring(e.message), "\n")
       if type(e.hint) == "string" then out:write(e.hint, "\n") end

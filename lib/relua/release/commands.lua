@@ -172,7 +172,7 @@ function M.revert_command(...)
   end
   release.complain(string.format("relua: revert of phase %s failed: %s", name, msg))
   release.complain(string.format("revert failed in phase %s (rc=%d). Fix the cause, then run: relua revert %s", name, rc, ticket))
-  return rc == 130 and 130 or 1
+  return (rc == 130 or rc == 143) and rc or 1
 end
 
 -- ------------------------------------------------------------------ inspection
