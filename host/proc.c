@@ -59,6 +59,22 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/*
+** Blocks SIGINT and SIGTERM (saving the mask in *old) and makes *waitmask the mask for
+** ppoll: they then only arrive inside ppoll, so a Ctrl-C is never missed between the
+** relua_interrupted() check and the wait.
+*/
+static void block_interrupts(sigset_t *old, sigset_t *waitmask) {
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  sigprocmask(SIG_BLOCK, &block, old);
+  *waitmask = *old;
+  sigdelset(waitmask, SIGINT);
+  sigdelset(waitmask, SIGTERM);
+}
+
 static void close_fd(int *fd) {
   if (*fd >= 0) {
     close(*fd);
@@ -586,7 +602,7 @@ static int proc_wait(lua_State *L) {
   Proc *p = check_open(L);
   double timeout = luaL_optnumber(L, 2, p->timeout), deadline = timeout >= 0 ? now() + timeout : -1;
   double idle_since = -1;
-  sigset_t block, old, waitmask;
+  sigset_t old, waitmask;
   Proc **others;
   struct pollfd *fds;
   Slot *slots;
@@ -597,13 +613,7 @@ static int proc_wait(lua_State *L) {
   others_idx = 3;
   fds = (struct pollfd *)lua_newuserdatauv(L, sizeof(struct pollfd) * (size_t)(4 + 3 * nothers), 0);
   slots = (Slot *)lua_newuserdatauv(L, sizeof(Slot) * (size_t)(4 + 3 * nothers), 0);
-  sigemptyset(&block);
-  sigaddset(&block, SIGINT);
-  sigaddset(&block, SIGTERM);
-  sigprocmask(SIG_BLOCK, &block, &old);  /* they only arrive inside ppoll: no race */
-  waitmask = old;
-  sigdelset(&waitmask, SIGINT);
-  sigdelset(&waitmask, SIGTERM);
+  block_interrupts(&old, &waitmask);
   for (;;) {
     nfds_t n = 0, i;
     int ms = -1, r, k;
@@ -750,14 +760,8 @@ static int f_pid(lua_State *L) {
 /* core.sleep(seconds): waits; Ctrl-C ends the wait with the interrupted error. */
 static int f_sleep(lua_State *L) {
   double end = now() + (double)luaL_checknumber(L, 1);
-  sigset_t block, old, waitmask;
-  sigemptyset(&block);
-  sigaddset(&block, SIGINT);
-  sigaddset(&block, SIGTERM);
-  sigprocmask(SIG_BLOCK, &block, &old);  /* they only arrive inside ppoll: no race */
-  waitmask = old;
-  sigdelset(&waitmask, SIGINT);
-  sigdelset(&waitmask, SIGTERM);
+  sigset_t old, waitmask;
+  block_interrupts(&old, &waitmask);
   for (;;) {
     double left = end - now();
     struct timespec ts;
