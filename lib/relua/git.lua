@@ -428,6 +428,17 @@ function R:branches(opts)
   return list
 end
 
+-- true, commit | false | nil, message, code: does the reference `full` exist?
+local function ref_exists(repo, what, kind, name, full)
+  if not core.is_valid_ref(full) then
+    return nil, string.format("%s: invalid %s name '%s'", what, kind, name), "EINVALIDSPEC"
+  end
+  local r, err, code = C.ref(repo, full)
+  if r then return true, r.commit or r.id end
+  if code == "ENOTFOUND" then return false end
+  return nil, err, code
+end
+
 --- Does the branch exist? A local branch, or with remote=true a remote-tracking one
 --- ("origin/release/pypi-v0.2.0"). Returns true and its commit id, or false.
 ---@param name string
@@ -438,14 +449,8 @@ end
 function R:branch_exists(name, opts)
   if type(name) ~= "string" then argerror("git.branch_exists", 1, "string", name) end
   opts = check_opts("git.branch_exists", opts, { remote = "boolean" })
-  local full = (opts.remote and "refs/remotes/" or "refs/heads/") .. name
-  if not core.is_valid_ref(full) then
-    return nil, string.format("git.branch_exists: invalid branch name '%s'", name), "EINVALIDSPEC"
-  end
-  local r, err, code = C.ref(self, full)
-  if r then return true, r.commit or r.id end
-  if code == "ENOTFOUND" then return false end
-  return nil, err, code
+  return ref_exists(self, "git.branch_exists", "branch", name,
+    (opts.remote and "refs/remotes/" or "refs/heads/") .. name)
 end
 
 --- Creates a branch at rev (default HEAD); an existing one is EEXISTS unless force.
@@ -515,14 +520,7 @@ end
 ---@return string? code
 function R:tag_exists(name)
   if type(name) ~= "string" then argerror("git.tag_exists", 1, "string", name) end
-  local full = "refs/tags/" .. name
-  if not core.is_valid_ref(full) then
-    return nil, string.format("git.tag_exists: invalid tag name '%s'", name), "EINVALIDSPEC"
-  end
-  local r, err, code = C.ref(self, full)
-  if r then return true, r.commit or r.id end
-  if code == "ENOTFOUND" then return false end
-  return nil, err, code
+  return ref_exists(self, "git.tag_exists", "tag", name, "refs/tags/" .. name)
 end
 
 --- The latest tag matching glob that is reachable from `from` (default HEAD): the tag on
