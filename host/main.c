@@ -132,7 +132,18 @@ static int msghandler(lua_State *L) {
   return 1;
 }
 
-/* Prints the error on top of the stack and returns the exit status it calls for. */
+/* Writes the line s to stderr with secrets masked (host/secret.c). */
+static void put_masked(lua_State *L, const char *s) {
+  size_t n;
+  const char *m;
+  if (s == NULL) s = "(no message)";
+  m = relua_mask(L, s, strlen(s), &n);
+  fwrite(m, 1, n, stderr);
+  fputc('\n', stderr);
+  lua_pop(L, 1);
+}
+
+/* Prints the error on top of the stack (secrets masked) and returns the exit status it calls for. */
 static int report(lua_State *L) {
   int code = 1;
   if (lua_istable(L, -1)) {
@@ -140,14 +151,16 @@ static int report(lua_State *L) {
     lua_getfield(L, t, "exit");
     if (lua_isinteger(L, -1)) code = (int)lua_tointeger(L, -1);
     lua_getfield(L, t, "message");
-    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+    fprintf(stderr, "%s: ", progname);
+    put_masked(L, lua_tostring(L, -1));
     lua_getfield(L, t, "hint");
-    if (lua_type(L, -1) == LUA_TSTRING) fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    if (lua_type(L, -1) == LUA_TSTRING) put_masked(L, lua_tostring(L, -1));
     lua_getfield(L, t, "traceback");
-    if (lua_type(L, -1) == LUA_TSTRING) fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    if (lua_type(L, -1) == LUA_TSTRING) put_masked(L, lua_tostring(L, -1));
     lua_settop(L, t - 1);
   } else {
-    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+    fprintf(stderr, "%s: ", progname);
+    put_masked(L, lua_tostring(L, -1));
     lua_pop(L, 1);
   }
   fflush(stderr);

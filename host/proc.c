@@ -27,11 +27,13 @@ extern char **environ;
 #define CHUNK 65536
 #define KILL_GRACE 1.0    /* seconds between SIGTERM and SIGKILL of a timed-out group */
 #define DRAIN_IDLE 100    /* ms: after the child exited, stop reading pipes idle this long */
+#define MASK_IDLE 50      /* ms: a partial output line is shown after this pause */
 
 typedef struct Stream {
   int fd;              /* our end of the pipe, -1 when closed or not piped */
   char *buf;           /* captured bytes (malloc, owned by the handle) */
   size_t len, cap;
+  relua_Masker mask;   /* what the tee and the echo get: secrets masked (host/secret.c) */
 } Stream;
 
 typedef struct Proc {
@@ -179,6 +181,7 @@ static void kill_group(Proc *p, double grace) {
 
 static void free_stream(Stream *s) {
   close_fd(&s->fd);
+  relua_masker_free(&s->mask);
   free(s->buf);
   s->buf = NULL;
   s->len = s->cap = 0;
@@ -358,6 +361,8 @@ static int proc_spawn(lua_State *L) {
     if (stat(cwd, &st) != 0) return relua_oserror(L, lua_pushfstring(L, "%s: cwd", what), cwd);
     if (!S_ISDIR(st.st_mode)) return relua_fail(L, "ENOTDIR", "%s: cwd: %s: Not a directory", what, cwd);
   }
+  relua_mask(L, "", 0, NULL);  /* the secrets are read now, not in the middle of a wait */
+  lua_pop(L, 1);
   if (!lookup(L, argv[0], search))
     return relua_fail(L, "ENOENT", "%s: not found: %s", what, argv[0]);
   prog = lua_tostring(L, -1);                      /* [.., p, fullpath] */
@@ -443,12 +448,23 @@ static int proc_spawn(lua_State *L) {
 
 /* ---------------------------------------------------------------- wait */
 
-static void take(Proc *p, Stream *s, int to_fd, const char *data, size_t n) {
-  if (p->tee_fd >= 0) {
-    int e = write_all(p->tee_fd, data, n);
+/* The tee and the echo get the output with secrets masked; flush: see relua_masker_feed. */
+static void show(lua_State *L, Proc *p, Stream *s, int to_fd, const char *data, size_t n, int flush) {
+  size_t mn;
+  char *masked;
+  if (p->tee_fd < 0 && !p->echo) return;
+  masked = relua_masker_feed(L, &s->mask, data, n, flush, &mn);
+  if (masked == NULL) return;
+  if (p->tee_fd >= 0 && mn > 0) {
+    int e = write_all(p->tee_fd, masked, mn);
     if (e != 0 && p->tee_errno == 0) p->tee_errno = e;
   }
-  if (p->echo) (void)write_all(to_fd, data, n);
+  if (p->echo && mn > 0) (void)write_all(to_fd, masked, mn);
+  free(masked);
+}
+
+static void take(lua_State *L, Proc *p, Stream *s, int to_fd, const char *data, size_t n) {
+  show(L, p, s, to_fd, data, n, 0);
   if (p->capture) {
     size_t keep = n;
     if (s->len + keep > p->max_output) {
@@ -476,19 +492,20 @@ static void take(Proc *p, Stream *s, int to_fd, const char *data, size_t n) {
 }
 
 /* Reads what is available; closes the stream at EOF. Returns bytes read. */
-static size_t drain(Proc *p, Stream *s, int to_fd) {
+static size_t drain(lua_State *L, Proc *p, Stream *s, int to_fd) {
   char chunk[CHUNK];
   size_t total = 0;
   for (;;) {
     ssize_t r = read(s->fd, chunk, sizeof chunk);
     if (r > 0) {
-      take(p, s, to_fd, chunk, (size_t)r);
+      take(L, p, s, to_fd, chunk, (size_t)r);
       total += (size_t)r;
       if ((size_t)r < sizeof chunk) return total;
       continue;
     }
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && errno == EAGAIN) return total;
+    show(L, p, s, to_fd, NULL, 0, 2);  /* what the masker held back */
     close_fd(&s->fd);  /* EOF or error */
     return total;
   }
@@ -654,6 +671,8 @@ static int proc_wait(lua_State *L) {
         ms = 0;
       }
       if (ms <= 0) {
+        show(L, p, &p->out, 1, NULL, 0, 2);
+        show(L, p, &p->err, 2, NULL, 0, 2);
         close_fd(&p->out.fd);
         close_fd(&p->err.fd);
         break;
@@ -665,6 +684,8 @@ static int proc_wait(lua_State *L) {
         if (ms < 0 || left < ms) ms = left;
       }
     }
+    if ((p->out.mask.len > 0 || p->err.mask.len > 0) && (ms < 0 || ms > MASK_IDLE))
+      ms = MASK_IDLE;  /* a partial line held by the masker is shown after a pause */
     {
       struct timespec ts, *tp = NULL;
       if (ms >= 0) {
@@ -675,13 +696,17 @@ static int proc_wait(lua_State *L) {
       r = ppoll(fds, n, tp, &waitmask);
     }
     if (r < 0) continue;  /* EINTR: the loop looks at the Ctrl-C flag first */
+    if (r == 0) {
+      show(L, p, &p->out, 1, NULL, 0, 1);
+      show(L, p, &p->err, 2, NULL, 0, 1);
+    }
     for (i = 0; i < n; i++) {
       Slot *sl = &slots[i];
       if (fds[i].revents == 0) continue;
       if (sl->what == 0 || sl->what == 1) {
         Stream *st = sl->what == 0 ? &sl->p->out : &sl->p->err;
         if (st->fd != fds[i].fd) continue;  /* closed meanwhile */
-        if (drain(sl->p, st, sl->what == 0 ? 1 : 2) > 0 && sl->other == 0) idle_since = -1;
+        if (drain(L, sl->p, st, sl->what == 0 ? 1 : 2) > 0 && sl->other == 0) idle_since = -1;
       } else if (sl->what == 2 && sl->p->in_fd == fds[i].fd) {
         if (sl->other == 0) feed(L, p, 1);
         else {

@@ -74,4 +74,25 @@ int relua_fsync_dir(const char *path);
 */
 void relua_json_encode(lua_State *L, int idx, int pretty);
 
+/*
+** Secrets (host/secret.c). relua_mask pushes s[0..len) with every secret replaced by ***
+** (declared values, credential-named environment variables, their base64 and
+** percent-encoded forms, URL userinfo, credential query parameters, Authorization and
+** Bearer/Basic values) and returns it (its length in *outlen when not NULL). Everything the
+** host writes for a person or to disk goes through it.
+** A relua_Masker masks a stream written in pieces (zero it to start): relua_masker_feed
+** returns the malloc'd bytes to write now (NULL when none; *outlen their length) and keeps
+** a partial line, and what may begin a secret, for the next piece. flush: 0 keep a partial
+** line, 1 an idle pause (write the partial line but not a possible secret's beginning),
+** 2 the end (write everything). It never raises; out of memory it drops, never leaks.
+*/
+const char *relua_mask(lua_State *L, const char *s, size_t len, size_t *outlen);
+typedef struct relua_Masker {
+  char *carry;
+  size_t len, cap;
+} relua_Masker;
+char *relua_masker_feed(lua_State *L, relua_Masker *m, const char *data, size_t n, int flush,
+                        size_t *outlen);
+void relua_masker_free(relua_Masker *m);
+
 #endif

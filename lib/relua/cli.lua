@@ -80,6 +80,7 @@ function M.run_file(path, ...)
     end
     errors.raise("syntax", err, { exit = 1 })
   end
+  _G.print = require("relua.secret").print  -- a script's prints are masked too
   local result = chunk(...)
   if recipe_like(result) then
     return require("relua.release").main(result, path, ...)

@@ -6,6 +6,7 @@
 -- groups become ::group::/::endgroup::. RELUA_LOG_LEVEL (debug|info|warn|error, default
 -- info) hides the levels below it.
 local proc = require "relua.proc"
+local mask = require("relua.core.secret").mask  -- secrets never reach the terminal
 
 local M = {}
 
@@ -95,7 +96,7 @@ local function emit(level, msg, fields)
     error("bad argument #2 to 'log." .. level .. "' (table expected, got " .. type(fields) .. ")", 3)
   end
   local f = M.fields(fields)
-  local text = f ~= "" and (msg .. " " .. f) or msg
+  local text = mask(f ~= "" and (msg .. " " .. f) or msg)
   local line
   if github() and (level == "warn" or level == "error") then
     line = (level == "warn" and "::warning::" or "::error::") .. gh_escape(text)
@@ -134,6 +135,7 @@ function M.group(name)
   if type(name) ~= "string" then
     error("bad argument #1 to 'log.group' (string expected, got " .. type(name) .. ")", 2)
   end
+  name = mask(name)
   if github() then
     io.stderr:write("::group::", gh_escape(name), "\n")
   elseif use_colour() then

@@ -7,22 +7,37 @@ local core = require "relua.core.ledger"
 local errors = require "relua.error"
 local fsc = require "relua.core.fs"  -- cwd only: relua.fs loads libcrypto, not needed on a no-op run
 local json = require "relua.json"
+local mask = require("relua.core.secret").mask
 
 local M = {}
 
---- Where progress goes (stdout); specs may replace it.
+--- Where progress goes (stdout, secrets masked); specs may replace it.
 ---@param s string
 function M.say(s)
-  io.stdout:write(s, "\n")
+  io.stdout:write(mask(s), "\n")
   io.stdout:flush()
 end
 
---- Where failures and hints go (stderr).
+--- Where failures and hints go (stderr, secrets masked).
 ---@param s string
 function M.complain(s)
-  io.stderr:write(s, "\n")
+  io.stderr:write(mask(s), "\n")
   io.stderr:flush()
 end
+
+-- A phase's error with secrets masked, before the ledger records it: a structured error
+-- keeps its fields; anything else becomes {message=, traceback=} (as the runner makes it).
+local function masked_error(e)
+  if type(e) ~= "table" then
+    local msg = type(e) == "string" and e or tostring(e)
+    return { message = mask(msg), traceback = mask(debug.traceback(nil, 2)) }
+  end
+  for _, k in ipairs({ "message", "hint", "traceback" }) do
+    if type(rawget(e, k)) == "string" then rawset(e, k, mask(rawget(e, k))) end
+  end
+  return e
+end
+M.masked_error = masked_error
 
 -- ------------------------------------------------------------------ hints
 
@@ -387,7 +402,8 @@ function M.execute(o)
           context.append_out(ctx, string.format("--- %s phase %s, attempt %d ---\n", core.now(), p.name, entry.attempts or 1))
           say(string.format("phase %s: running", p.name))
           local t0 = core.clock()
-          p.run(ctx)
+          local ok, err = xpcall(p.run, masked_error, ctx)
+          if not ok then error(err, 0) end
           say(string.format("phase %s: done (%.2fs)", p.name, core.clock() - t0))
         end,
       }

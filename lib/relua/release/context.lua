@@ -2,6 +2,7 @@
 -- relua.release only when a phase runs, so that a no-op re-run does not compile it.
 local errors = require "relua.error"
 local json = require "relua.json"
+local secret = require "relua.secret"
 
 local M = {}
 
@@ -28,13 +29,15 @@ R.__index = R
 
 local function store_for(lg, state, dry, say)
   if not dry then
+    -- Nothing reaches the disk in clear: a value equal to a secret is refused, a string
+    -- holding one is stored masked, event fields are masked (relua.secret.guard).
     return {
       get = function(k) return lg:get(k) end,
-      set = function(k, v, phase) lg:set(k, v, phase) end,
+      set = function(k, v, phase) lg:set(k, secret.guard(v, "r.state." .. k), phase) end,
       values = function() return (lg:state() or {}).state or {} end,
       step = function(k) return lg:step(k) end,
-      record = function(k, phase, v) lg:record_step(k, phase, v) end,
-      log = function(ev, f) lg:log(ev, f) end,
+      record = function(k, phase, v) lg:record_step(k, phase, secret.guard(v, "step " .. k)) end,
+      log = function(ev, f) lg:log(ev, secret.mask_value(f)) end,
       crash = function(p) lg:crash(p) end,
     }
   end
@@ -47,6 +50,7 @@ local function store_for(lg, state, dry, say)
       return base[k]
     end,
     set = function(k, v)
+      v = secret.guard(v, "r.state." .. k)
       json.encode(v) -- the same refusal as a real run
       say(string.format("  [dry-run] would set state %s = %s", k, json.encode(v)))
       overlay[k] = v
@@ -91,7 +95,7 @@ local function append_out(r, text)
   if r.dry_run or not r.out then return end
   local f = io.open(r.out, "a")
   if f then
-    f:write(text)
+    f:write(secret.mask(text))
     f:close()
   end
 end
