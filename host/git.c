@@ -860,6 +860,16 @@ static const char *relpath(Repo *r, const char *path) {
 ** Stages paths (added or, when gone from the work tree, removed), then commits the index
 ** on HEAD. The index is written only after the commit exists.
 */
+/* Stages a folder as `git add DIR` does: its files (.gitignore honoured), and removes the
+   entries under it whose files are gone. */
+static int add_dir(git_index *index, const char *dir) {
+  char *path = (char *)dir;  /* git_strarray's strings are not const */
+  git_strarray spec = {&path, 1};
+  int err = git_index_add_all(index, &spec, GIT_INDEX_ADD_DEFAULT, NULL, NULL);
+  if (err == 0) err = git_index_update_all(index, &spec, NULL, NULL);
+  return err;
+}
+
 static int repo_commit(lua_State *L) {
   Repo *r = check_repo(L, 1);
   const char *message = luaL_checkstring(L, 2);
@@ -914,9 +924,12 @@ static int repo_commit(lua_State *L) {
       luaL_addstring(&b, wd);
       luaL_addstring(&b, p);
       luaL_pushresult(&b);  /* [.., path, fullpath] */
-      if (lstat(lua_tostring(L, -1), &st) == 0) err = git_index_add_bypath(index, p);
-      else if (errno == ENOENT) err = git_index_remove_bypath(index, p);
-      else {
+      if (lstat(lua_tostring(L, -1), &st) == 0)
+        err = S_ISDIR(st.st_mode) ? add_dir(index, p) : git_index_add_bypath(index, p);
+      else if (errno == ENOENT) {  /* a file or a whole folder gone from the work tree */
+        err = git_index_remove_bypath(index, p);
+        if (err == 0) err = git_index_remove_directory(index, p, 0);
+      } else {
         int e = errno;
         git_index_read(index, 1);
         errno = e;

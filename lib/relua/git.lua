@@ -521,18 +521,40 @@ local function ref_exists(repo, what, kind, name, full)
   return nil, err, code
 end
 
---- Does the branch exist? A local branch, or with remote=true a remote-tracking one
---- ("origin/release/pypi-v0.2.0"). Returns true and its commit id, or false.
+--- Does the branch exist? A local branch, or with remote=true a remote-tracking one:
+--- "origin/release/v0.2.0" names the remote; a bare "release/v0.2.0" is looked for on
+--- every remote, origin first. Returns true and its commit id (and with remote=true the
+--- remote's name), or false.
 ---@param name string
 ---@param opts {remote:boolean?}?
 ---@return boolean|nil exists
 ---@return string? id_or_message
----@return string? code
+---@return string? code_or_remote
 function R:branch_exists(name, opts)
   if type(name) ~= "string" then argerror("git.branch_exists", 1, "string", name) end
   opts = check_opts("git.branch_exists", opts, { remote = "boolean" })
-  return ref_exists(self, "git.branch_exists", "branch", name,
-    (opts.remote and "refs/remotes/" or "refs/heads/") .. name)
+  if not opts.remote then
+    return ref_exists(self, "git.branch_exists", "branch", name, "refs/heads/" .. name)
+  end
+  local remotes, err, code = self:remotes()
+  if not remotes then return nil, err, code end
+  table.sort(remotes, function(a, b)
+    if (a == "origin") ~= (b == "origin") then return a == "origin" end
+    return a < b
+  end)
+  for _, remote in ipairs(remotes) do
+    if name:sub(1, #remote + 1) == remote .. "/" then  -- the name carries its remote
+      local ok, id, c = ref_exists(self, "git.branch_exists", "branch", name, "refs/remotes/" .. name)
+      if ok then return true, id, remote end
+      if ok == nil then return nil, id, c end
+    end
+  end
+  for _, remote in ipairs(remotes) do
+    local ok, id, c = ref_exists(self, "git.branch_exists", "branch", name, "refs/remotes/" .. remote .. "/" .. name)
+    if ok then return true, id, remote end
+    if ok == nil then return nil, id, c end
+  end
+  return false
 end
 
 --- Creates a branch at rev (default HEAD); an existing one is EEXISTS unless force.

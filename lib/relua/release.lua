@@ -131,6 +131,12 @@ local function one_line(s)
   return (s:gsub("\n.*", ""))
 end
 
+-- "nothing to do: all 4 phases of ticket X are done", "... the 1 phase of ticket X is done"
+local function nothing_to_do(n, ticket)
+  return string.format("nothing to do: %s of ticket %s %s done", n == 1 and "the 1 phase" or "all " .. n .. " phases",
+    ticket, n == 1 and "is" or "are")
+end
+
 -- ------------------------------------------------------------------ recipes
 
 local PHASE_NAME = "^[%w%._%-]+$"
@@ -415,7 +421,7 @@ function M.execute(o)
   local start = start_index(recipe, state, o.from)
   if not start then
     lg:log("nothing-to-do", fields)
-    say(string.format("nothing to do: all %d phases of ticket %s are done", #recipe.phases, o.ticket))
+    say(nothing_to_do(#recipe.phases, o.ticket))
     lg:close()
     return 0
   end
@@ -451,7 +457,8 @@ function M.execute(o)
   local ok, name, rc, msg, perr = lg:run(plan, r)
   r.phase, r.out = nil, nil
   if ok then
-    say(string.format("release %s done: all %d phases done", o.ticket, #recipe.phases))
+    say(string.format("release %s done: %s done", o.ticket,
+      #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"))
     lg:close()
     return 0
   end
@@ -516,7 +523,7 @@ function M.list_command(...) return require("relua.release.commands").list_comma
 -- For relua.release.context and relua.release.commands.
 M._internal = {
   quote_arg = quote_arg, usage = usage, check_ticket = check_ticket, abspath = abspath,
-  shown = shown, recipe_hash = recipe_hash, short = short, one_line = one_line,
+  shown = shown, recipe_hash = recipe_hash, short = short, one_line = one_line, nothing_to_do = nothing_to_do,
   status_of = status_of, find_phase = find_phase, parse_args = parse_args,
 }
 
