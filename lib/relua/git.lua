@@ -354,6 +354,25 @@ function R:commit(message, paths, opts)
                                          allow_empty = opts.allow_empty })
 end
 
+--- Writes a commit object and nothing else (git commit-tree): no reference, index or work
+--- tree changes, so it works in a bare repository; point a branch at it with
+--- branch_create. opts.tree names a tree or a commit whose tree is taken (default: the
+--- first parent's tree, or the empty tree). A signature may carry `time` (seconds since
+--- the epoch, UTC); author and committer default as in commit.
+---@param message string
+---@param parents string[]   revisions (at most 8; empty for a root commit)
+---@param opts {tree:string?, author:{name:string,email:string,time:integer?}?, committer:{name:string,email:string,time:integer?}?}?
+---@return string|nil id
+---@return string? message
+---@return string? code
+function R:commit_tree(message, parents, opts)
+  if type(message) ~= "string" then argerror("git.commit_tree", 1, "string", message) end
+  if type(parents) ~= "table" then argerror("git.commit_tree", 2, "table", parents) end
+  opts = check_opts("git.commit_tree", opts, { tree = "string", author = "table", committer = "table" })
+  if not message:find("\n$") then message = message .. "\n" end
+  return C.commit_tree(self, message, parents, opts)
+end
+
 --- Switches HEAD and the work tree to a local branch. Local changes that the switch would
 --- overwrite make it fail (ECONFLICT, naming the paths) unless force.
 ---@param branch string
