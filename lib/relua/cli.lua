@@ -26,10 +26,10 @@ command("help", "list the commands", function()
   return 0
 end)
 
-command("version", "show relua's version and its libraries'", function()
-  print(require("relua.version").describe())
-  return 0
-end)
+command("version", "relua's version; versions: relua version next|notes|last|set|get|bump|compare (relua version help)",
+  function(...)
+    return require("relua.versioning").command(...)
+  end)
 
 command("repl", "open the interactive prompt", function()
   return M.repl()
