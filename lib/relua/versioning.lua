@@ -234,27 +234,8 @@ end
 
 -- ------------------------------------------------------------------ command line
 
-local USAGE = [[usage: relua version                      relua's version and its libraries'
-       relua version next [options] [--json]  the next version from the commits since the last tag
-       relua version notes [options]          its release notes (Markdown)
-       relua version last [--prefix=v] [--json]   the last release tag reachable from HEAD
-       relua version set VERSION FILE...      write VERSION into pyproject.toml, package.json,
-                                              Cargo.toml, __init__.py (the rest kept byte for byte)
-       relua version get FILE                 the version a file declares
-       relua version bump VERSION KIND [--preid=ID]   1.2.3 minor -> 1.3.0 (SemVer)
-       relua version compare A B [--pep440]   -1, 0 or 1
-options of next and notes:
-  --repo=DIR          the repository (default: the one around the current folder)
-  --from=REV          what to release (default HEAD)
-  --prefix=P          tag prefix (default v)
-  --bump=KIND         auto (default: Conventional Commits), patch, minor or major
-  --pre-major         while the major is 0, a breaking change bumps the minor
-  --initial=VERSION   the first version when no tag exists (default 1.0.0)
-  --commit-url=URL    link each commit in the notes to URL<commit id>
-  --compare-url=URL   link the notes heading ({from} and {to} become the tags)]]
-
 local function usage(msg)
-  require("relua.error").usage(msg, USAGE)
+  require("relua.error").usage(msg)  -- the hint: the command's usage (relua.cli's help registry)
 end
 
 local function parse(args, allowed)
@@ -393,22 +374,21 @@ function sub.compare(args)
   return 0
 end
 
---- `relua version [SUBCOMMAND ...]`: with no subcommand, relua's own version.
+--- `relua version SUBCOMMAND ...` (relua.cli registers each as a command with its help);
+--- sub nil: `relua version` alone, relua's own version.
+---@param name string?  "next", "notes", "last", "set", "get", "bump", "compare"
 ---@return integer exit status
-function M.command(...)
+function M.run(name, ...)
   local args = { ... }
-  local name = table.remove(args, 1)
   if name == nil then
+    if args[1] ~= nil then
+      require("relua.error").usage(string.format("unknown command: relua version %s", args[1]),
+        "relua version next|notes|last|set|get|bump|compare; relua help version next")
+    end
     print(require("relua.version").describe())
     return 0
   end
-  if name == "help" or name == "--help" or name == "-h" then
-    print(USAGE)
-    return 0
-  end
-  local fn = sub[name]
-  if not fn then usage(string.format("unknown subcommand 'relua version %s'", name)) end
-  return fn(args)
+  return sub[name](args)
 end
 
 return M
