@@ -176,7 +176,8 @@ test-nolazy: deps
 
 check: test
 
-bench: deps
+bench:
+	@tools/deps.sh bench
 	@$(MAKE) --no-print-directory all build/bench/spawn_baseline build/bench/linked_floor
 	@./relua bench/run.lua
 
