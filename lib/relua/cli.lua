@@ -56,6 +56,19 @@ command("revert", "undo a ticket's phases in reverse order: relua revert TICKET"
   return require("relua.release").revert_command(...)
 end)
 
+-- Recovery playbooks (lib/relua/playbook.lua, lib/relua/playbook/commands.lua).
+command("diagnose", "match a failed ticket to playbooks: relua diagnose TICKET [--json]", function(...)
+  return require("relua.playbook.commands").diagnose_command(...)
+end)
+
+command("recover", "fix, verify and resume a failed ticket: relua recover TICKET [--playbook ID] [--yes] [--adhoc] [--dry-run]", function(...)
+  return require("relua.playbook.commands").recover_command(...)
+end)
+
+command("playbook", "recovery playbooks: relua playbook list | show ID | lint [PATH...] | new ID [--from TICKET]", function(...)
+  return require("relua.playbook.commands").playbook_command(...)
+end)
+
 -- A table that looks like a recipe: has phases, or is a list of phase-like tables (a
 -- recipe that forgot `phases =`, which the engine then reports).
 local function recipe_like(t)
