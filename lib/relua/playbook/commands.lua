@@ -675,18 +675,17 @@ local function new_cmd(o)
   return 0
 end
 
---- `relua playbook list|show|lint|new ...`
----@return integer
-function M.playbook_command(...)
-  local PB_USAGE = "usage: relua playbook list | show ID | lint [PATH...] | new ID [--from TICKET] [--yaml] [--dir DIR]  (--recipe PATH adds a recipe's playbooks/)"
-  local o = parse_args({ ... }, { recipe = "value", from = "value", yaml = "flag", dir = "value" })
-  local sub = o.positional[1]
-  if sub == "list" then return list_cmd(o)
-  elseif sub == "show" then return show_cmd(o)
-  elseif sub == "lint" then return lint_cmd(o)
-  elseif sub == "new" then return new_cmd(o)
+-- `relua playbook list|show|lint|new ...` (two-word commands in relua.cli).
+local PB_OPTS = { recipe = "value", from = "value", yaml = "flag", dir = "value" }
+local function sub(fn, name)
+  return function(...)
+    local o = parse_args({ name, ... }, PB_OPTS)
+    return fn(o)
   end
-  usage(sub and ("unknown playbook command " .. sub) or "no playbook command given", PB_USAGE)
 end
+M.list_command = sub(list_cmd, "list")
+M.show_command = sub(show_cmd, "show")
+M.lint_command = sub(lint_cmd, "lint")
+M.new_command = sub(new_cmd, "new")
 
 return M
