@@ -525,15 +525,21 @@ local function isdir(p)
   return require("relua.fs").isdir(p)
 end
 
---- The shipped set: share/relua/playbooks beside an installed binary, or playbooks/ at the
---- top of a source tree (./relua or build/asan/relua). nil when none is found.
+--- The shipped set: share/relua/playbooks beside an installed binary (PREFIX/bin/relua),
+--- or, for a binary built in a source tree (build/bin/relua, build/asan/bin/relua), the
+--- tree's playbooks/ (the nearest folder above it holding both playbooks/ and recipes/).
+--- nil when none is found.
 ---@return string?
 function M.shipped_dir()
   local exe = require("relua.fs").readlink("/proc/self/exe")
   if not exe then return nil end
   local bin = dirname(exe)
-  for _, d in ipairs({ bin .. "/../share/relua/playbooks", bin .. "/playbooks", bin .. "/../../playbooks" }) do
-    if isdir(d) then return abs(d) end
+  if isdir(bin .. "/../share/relua/playbooks") then return abs(bin .. "/../share/relua/playbooks") end
+  local d = bin
+  for _ = 1, 4 do
+    if isdir(d .. "/playbooks") and isdir(d .. "/recipes") then return abs(d .. "/playbooks") end
+    d = dirname(d)
+    if d == "" then break end
   end
 end
 
