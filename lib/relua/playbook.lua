@@ -541,6 +541,8 @@ function M.shipped_dir()
     d = dirname(d)
     if d == "" then break end
   end
+  local data = require("relua.version").datadir()  -- the DATADIR relua was built for
+  if data and isdir(data .. "/playbooks") then return abs(data .. "/playbooks") end
 end
 
 --- The folders searched, in order: the recipe's playbooks/ (beside it), each entry of
@@ -607,6 +609,27 @@ function M.discover(opts)
     if not dup[pb.id] then list[#list + 1] = pb; by_id[pb.id] = pb end
   end
   return { playbooks = list, problems = problems, by_id = by_id, dirs = dirs }
+end
+
+--- The problems of the playbooks in a folder (or file), as "file:line: message" strings
+--- (`relua check` lists them with the recipe's). A missing folder has none.
+---@param path string
+---@return string[]
+function M.lint(path)
+  if not require("relua.fs").exists(path) then return {} end
+  local out = {}
+  for _, p in ipairs(M.discover({ paths = { path } }).problems) do out[#out + 1] = M.format_problem(p) end
+  return out
+end
+
+--- The ids of the playbooks on the search path (for shell completion), sorted.
+---@param recipe_path string?
+---@return string[]
+function M.ids(recipe_path)
+  local ids = {}
+  for _, pb in ipairs(M.discover({ recipe = recipe_path }).playbooks) do ids[#ids + 1] = pb.id end
+  table.sort(ids)
+  return ids
 end
 
 --- "file:line: message" for a problem.
