@@ -337,6 +337,8 @@ command {
   examples = { "relua playbook new release-db-full --from 1234" },
   args = { "playbook", "ticket" },
   run = playbooks("new_command"),
+}
+
 -- For recipe authors.
 command {
   name = "init", summary = "start a project: a starter recipe, playbooks/, .luarc.json",
