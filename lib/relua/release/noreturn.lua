@@ -24,6 +24,17 @@ function M.mark(r, why)
   r.state[M.KEY] = marks
 end
 
+--- The run context of the phase running now (set by relua.release.context), for code that
+--- has no `r` at hand: the publish core calls M.published after it sent something.
+M.current = nil
+
+--- Records that the running phase published `what` (see M.mark); nothing outside a run.
+---@param what string
+function M.published(what)
+  local r = M.current
+  if r and r.phase and not r.dry_run then M.mark(r, what) end
+end
+
 --- The index of the last phase past which nothing can be undone, with the reason, or nil.
 --- recipe: the recipe table; state: the ticket's state document.
 ---@return integer? index
