@@ -461,6 +461,21 @@ local function backoff(policy, n)
   return d * (0.5 + math.random() * 0.5)
 end
 
+--- Seconds a response's Retry-After asks for (delta-seconds or an HTTP date), or nil.
+---@param v string?
+---@return number?
+M.retry_after = parse_retry_after
+
+--- The back-off before attempt n+1 (seconds; exponential from base, capped, with jitter):
+--- the same policy the retries of relua.http follow. Defaults: base 0.5, max 10.
+---@param n integer
+---@param base number?
+---@param max number?
+---@return number
+function M.backoff(n, base, max)
+  return backoff({ base = base or RETRY_DEFAULTS.base, max_delay = max or RETRY_DEFAULTS.max_delay }, n)
+end
+
 -- ------------------------------------------------------------------ progress
 
 local function progress_env_off()

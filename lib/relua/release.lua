@@ -412,7 +412,17 @@ function M.execute(o)
   local ok, name, rc, msg, perr = lg:run(plan, r)
   r.phase, r.out = nil, nil
   if ok then
-    say(string.format("release %s done: all %d phases done", o.ticket, #recipe.phases))
+    local warnings = require("relua.ticket").warnings(lg:state())
+    if #warnings > 0 then
+      local names, seen = {}, {}
+      for _, w in ipairs(warnings) do
+        if not seen[w.target] then seen[w.target] = true; names[#names + 1] = w.target end
+      end
+      say(string.format("release %s done with warnings: all %d phases done; fallback target%s %s did not get the release (relua status %s)",
+        o.ticket, #recipe.phases, #names > 1 and "s" or "", table.concat(names, ", "), o.ticket))
+    else
+      say(string.format("release %s done: all %d phases done", o.ticket, #recipe.phases))
+    end
     lg:close()
     return 0
   end

@@ -79,6 +79,7 @@ function M.pypi(opts)
                  "--port-file", port_file, "--user", user, "--password", password, "--lifetime", "3600" }
   if opts.warehouse then argv[#argv + 1] = "--warehouse" end
   if opts.no_simple then argv[#argv + 1] = "--no-simple" end
+  if opts.no_hashes then argv[#argv + 1] = "--no-hashes" end
   local log = fs.join(dir, "server.log")
   local handle = spawn_logged(argv, log)
   local ok, port = pcall(wait_port, handle, port_file, log, "pypi_server.py", opts.timeout or 15)
@@ -101,6 +102,14 @@ function M.pypi(opts)
   function s.fail(spec)
     local resp = assert(http.post(base .. "/_fail", { json = spec, retry = false, progress = false }))
     assert(resp.status == 200, "pypi_server /_fail answered " .. resp.status)
+  end
+  --- How many uploads (POST /legacy/) the index has seen, whatever their answer.
+  function s.uploads()
+    local n = 0
+    for _, line in ipairs(s.stats().log) do
+      if line:match("^POST /legacy/") then n = n + 1 end
+    end
+    return n
   end
   --- The files stored on disk (what the index really holds).
   function s.files()
