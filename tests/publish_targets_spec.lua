@@ -11,17 +11,18 @@ local DOWN = "http://127.0.0.1:9/legacy/"   -- nothing listens there: connection
 local RECIPE = [[
 local targets = require "relua.publish.targets"
 local function opts(url) return { url = url, user = "relua", timeout = 10, confirm_timeout = 2, retry = false, tries = 1 } end
-return { name = "multi", phases = {
-  { name = "build", run = function(r) end },
-  { name = "publish", run = function(r)
-      targets.publish(r, {
-        { name = "gitea", role = "primary", adapter = "pypi", artifacts = os.getenv("DIST") .. "/*.whl",
-          opts = opts(os.getenv("PRIMARY_URL")), secrets = { password = "PRIMARY_TOKEN" } },
-        { name = "pypi", role = "fallback", adapter = "pypi", artifacts = os.getenv("DIST") .. "/*.whl",
-          opts = opts(os.getenv("FALLBACK_URL")), secrets = { password = "FALLBACK_TOKEN" } },
-      })
-    end },
-} }
+local T = {
+  { name = "gitea", role = "primary", adapter = "pypi", artifacts = os.getenv("DIST") .. "/*.whl",
+    opts = opts(os.getenv("PRIMARY_URL")), secrets = { password = "PRIMARY_TOKEN" } },
+  { name = "pypi", role = "fallback", adapter = "pypi", artifacts = os.getenv("DIST") .. "/*.whl",
+    opts = opts(os.getenv("FALLBACK_URL")), secrets = { password = "FALLBACK_TOKEN" } },
+}
+return { name = "multi",
+  preflight = os.getenv("PREFLIGHT") and { require("relua.preflight").targets(T) } or nil,
+  phases = {
+    { name = "build", run = function(r) end },
+    { name = "publish", run = function(r) targets.publish(r, T) end },
+  } }
 ]]
 
 local function uploads(server) return server.uploads() end
@@ -140,6 +141,22 @@ describe("relua.publish.targets", function()
     assert.matches("pypi%s+fallback%s+%S+%s+skipped_no_token%s+not set: FALLBACK_TOKEN", r.stdout)
     assert.are.same({}, stored(fallback))
     assert.are.equal("done with warnings", json.decode(s:relua({ "status", "1.0", "--json" }).stdout).status)
+  end)
+
+  it("a primary with no token is refused in pre-flight (exit 2): nothing is published", function()
+    local s = world()
+    local p0, f0 = uploads(primary), uploads(fallback)
+    local r = s:relua({ "recipe.lua", "1.0" }, env({ PREFLIGHT = "1", PRIMARY_TOKEN = false }))
+    assert.are.equal(2, r.code, r.stderr)
+    assert.matches("[FAIL] target secrets: gitea (primary): not set: PRIMARY_TOKEN", r.stdout, 1, true)
+    assert.matches("pre-flight failed", r.stderr, 1, true)
+    assert.are.equal(p0, uploads(primary))
+    assert.are.equal(f0, uploads(fallback))
+    assert.are.equal("pending", s:state("1.0").phases[1].status)
+    -- with the token, pre-flight passes and the release goes through
+    r = s:relua({ "recipe.lua", "1.0" }, env({ PREFLIGHT = "1" }))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("[pass] version not burned", r.stdout, 1, true)
   end)
 
   it("a burned version on one target: nothing is sent anywhere, the error names the target and both digests", function()

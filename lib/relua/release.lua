@@ -171,6 +171,9 @@ function M.validate(recipe, path)
       bad(string.format("phase %s: revert must be a function", p.name))
     end
   end
+  if recipe.preflight ~= nil and type(recipe.preflight) ~= "table" then
+    bad("preflight must be a list of checks (see doc/preflight.md)")
+  end
   return recipe
 end
 
@@ -381,6 +384,10 @@ function M.execute(o)
     return 0
   end
 
+  if recipe.preflight then  -- fail closed: all checks before the first phase (doc/preflight.md)
+    require("relua.preflight").enforce(recipe.preflight, { ticket = o.ticket, recipe = recipe,
+      state = state.state or {}, say = say, log = function(ev, f) lg:log(ev, f) end })
+  end
   local paths = lg:paths()
   local context = require "relua.release.context"
   local r = context.new_context({

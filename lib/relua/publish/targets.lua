@@ -85,6 +85,9 @@ local function files_of(t)
   return files
 end
 
+M.adapter_of = adapter_of
+M.files_of = files_of
+
 --- The secrets a target needs: {option = value} (declared secret), and the names missing.
 ---@param t table
 ---@return table values

@@ -393,6 +393,20 @@ M.adapter = {
     return { name = tb.name, version = tb.version, integrity = tb.integrity, shasum = tb.shasum,
              digest = tb.integrity }
   end,
+  -- Pre-flight: a read that needs the token (GET /-/whoami).
+  probe = function(opts)
+    local registry = registry_of(opts)
+    local token, source = find_token(opts, registry, true)
+    local url = registry .. "-/whoami"
+    local resp, msg = http.request{ url = url, bearer = token, progress = false, retry = false, cainfo = opts.cainfo,
+      connect_timeout = opts.connect_timeout or publish.DEFAULTS.connect_timeout, timeout = opts.timeout or 30 }
+    if not resp then return false, msg end
+    if resp.status == 401 or resp.status == 403 then
+      return false, string.format("GET %s: HTTP %d: the token from %s was refused", http.redact(url), resp.status, source)
+    end
+    if not resp.ok then return false, string.format("GET %s: HTTP %d", http.redact(url), resp.status) end
+    return true
+  end,
   log_fields = function(r) return { package = r.name .. "@" .. r.version, integrity = r.integrity, tag = r.tag } end,
   auth_hint = function(source, _, opts)
     local var = opts and opts.token_env or M.TOKEN_ENV

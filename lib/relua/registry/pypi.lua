@@ -493,6 +493,16 @@ M.adapter = {
              name = dist.name, version = dist.version, digest = "sha256:" .. dist.sha256 }
   end,
   log_fields = function(r) return { file = r.filename, sha256 = r.sha256 } end,
+  -- Pre-flight: the index answers. PyPI has no read that needs the upload token, so the
+  -- token itself is first tested by the upload (its absence is a pre-flight failure).
+  probe = function(opts)
+    local index = opt_index(opts)
+    local resp, msg = http.request{ url = index, progress = false, retry = false, cainfo = opts.cainfo,
+      connect_timeout = opts.connect_timeout or publish.DEFAULTS.connect_timeout, timeout = opts.timeout or 30 }
+    if not resp then return false, msg end
+    if resp.status >= 500 then return false, string.format("GET %s: HTTP %d", http.redact(index), resp.status) end
+    return true
+  end,
   auth_hint = function(source, auth) return "check the token in " .. source .. " (user " .. auth.user .. ")" end,
 }
 
