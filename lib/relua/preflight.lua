@@ -280,9 +280,9 @@ function M.ci_green(opts)
       sha = repo:head().id
       repo:close()
     end
-    local verdict, m2 = client:ci(sha, opts.repo)
-    if verdict and verdict.state == "success" then return true, "all checks passed on " .. sha:sub(1, 12) end
-    local detail = verdict and verdict.summary or m2
+    local okc, verdict = pcall(client.ci, client, sha, opts.repo)
+    if okc and verdict.state == "success" then return true, verdict.summary .. " on " .. sha:sub(1, 12) end
+    local detail = okc and verdict.summary or (type(verdict) == "table" and verdict.message or tostring(verdict))
     if why and why ~= "" then
       local who = os.getenv("GITHUB_ACTOR") or os.getenv("USER") or "unknown"
       if ctx.log then ctx.log("ci-override", { who = who, msg = why, sha = sha }) end

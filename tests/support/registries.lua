@@ -118,6 +118,41 @@ function M.pypi(opts)
   return s
 end
 
+--- Starts tests/support/forge_server.py (a GitHub REST subset; opts.gitea: Gitea's API;
+--- opts.no_digest: assets without digest). Returns {api=, url=, token=, port=, stop(),
+--- stats(), fail(spec), setup(spec)}.
+function M.forge(opts)
+  opts = opts or {}
+  local dir = assert(fs.tmpdir("relua-forge-"))
+  local port_file = fs.join(dir, "port")
+  local token = random_secret("ghp_")
+  local argv = { "python3", root() .. "/tests/support/forge_server.py", "--port-file", port_file,
+                 "--token", token, "--lifetime", "3600" }
+  if opts.gitea then argv[#argv + 1] = "--gitea" end
+  if opts.no_digest then argv[#argv + 1] = "--no-digest" end
+  local log = fs.join(dir, "server.log")
+  local handle = spawn_logged(argv, log)
+  local ok, port = pcall(wait_port, handle, port_file, log, "forge_server.py", opts.timeout or 15)
+  if not ok then
+    fs.remove(dir, { recursive = true })
+    error(port, 0)
+  end
+  local base = "http://127.0.0.1:" .. port
+  local s = { port = port, url = base, api = base .. (opts.gitea and "/api/v1" or ""), token = token, dir = dir }
+  s.stop = stopper(handle, dir)
+  local function post(path, spec)
+    local resp = assert(http.post(base .. path, { json = spec, retry = false, progress = false }))
+    assert(resp.status == 200, "forge_server " .. path .. " answered " .. resp.status)
+  end
+  function s.stats()
+    local resp = assert(http.get(base .. "/_stats", { retry = false, progress = false }))
+    return assert(json.decode(resp.body))
+  end
+  function s.fail(spec) post("/_fail", spec) end
+  function s.setup(spec) post("/_setup", spec) end
+  return s
+end
+
 local function verdaccio_config(dir)
   return table.concat({
     "storage: " .. dir .. "/storage",
