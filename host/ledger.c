@@ -842,41 +842,6 @@ static const char *check_shape(lua_State *L, int idx, const char *ticket) {
   return NULL;
 }
 
-/* Pushes a private lua-cjson instance's safe decode (made once, kept in the registry). */
-static void push_decoder(lua_State *L) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, "relua.ledger.decode") == LUA_TFUNCTION) return;
-  lua_pop(L, 1);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "cjson.safe");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "new");
-  lua_call(L, 0, 1);                                       /* [cjson.safe, instance] */
-  lua_getfield(L, -1, "decode");
-  lua_replace(L, -3);
-  lua_pop(L, 1);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, "relua.ledger.decode");
-}
-
-/* cjson gives every number as a float: integral ones become integers (as relua.json does). */
-static void to_integers(lua_State *L, int idx, int depth) {
-  if (depth > 200) return;
-  luaL_checkstack(L, 3, "ledger: state nested too deep");
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-      lua_Integer n;
-      if (lua_numbertointeger(lua_tonumber(L, -1), &n) && (lua_Number)n == lua_tonumber(L, -1)) {
-        lua_pushvalue(L, -2);
-        lua_pushinteger(L, n);
-        lua_settable(L, idx);   /* an existing key: allowed during lua_next */
-      }
-    } else if (lua_istable(L, -1))
-      to_integers(L, lua_gettop(L), depth + 1);
-    lua_pop(L, 1);
-  }
-}
-
 /*
 ** Reads and validates a state file. Pushes the table and returns 1; or pushes
 ** nil, message, code ("ENOENT" when absent, "corrupt" otherwise) and returns 3.
@@ -892,22 +857,12 @@ static int read_state(lua_State *L, const char *path, const char *ticket) {
     lua_settop(L, top);
     return relua_fail(L, "corrupt", "the state file %s is empty (truncated?)", path);
   }
-  push_decoder(L);                                         /* [text, decode] */
-  lua_pushvalue(L, top + 1);
-  lua_call(L, 1, 2);                                       /* [text, v, err] */
-  if (lua_isnil(L, -2)) {
-    /* relua.json words the failure (line and column) */
-    lua_settop(L, top + 1);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "relua.json");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "decode");                         /* [text, json, decode] */
-    lua_remove(L, -2);
-    lua_pushvalue(L, top + 1);
-    lua_pushstring(L, path);
-    lua_call(L, 2, 2);                                     /* [text, v, err] */
-  } else if (lua_istable(L, top + 2))
-    to_integers(L, top + 2, 0);
+  {                                                        /* strict RFC 8259 */
+    size_t len;
+    const char *text = lua_tolstring(L, top + 1, &len);
+    if (relua_json_decode(L, text, len, path) == 1) lua_pushnil(L);
+    else lua_remove(L, -1);                                /* [text, v, err] */
+  }
   lua_pushnil(L);
   lua_insert(L, top + 2);                                  /* [text, nil, v, err]: as before */
   if (lua_isnil(L, -2)) {

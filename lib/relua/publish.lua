@@ -191,8 +191,9 @@ local function send_one(adapter, art, opts, creds, source)
         adapter.name, key, status, where))
     elseif status == 401 or status == 403 then
       local body = (resp.body or ""):sub(1, 200):gsub("%s+$", "")
-      err.raise("auth", string.format("%s: %s %s: HTTP %d (%s): the credentials in %s were refused",
-        adapter.name, adapter.method or "POST", http.redact(opts.url or where), status, body, source),
+      err.raise("auth", string.format("%s: %s %s: HTTP %d%s: the credentials in %s were refused",
+        adapter.name, adapter.method or "POST", http.redact(opts.url or where), status,
+        body ~= "" and " (" .. body .. ")" or "", source),
         { hint = adapter.auth_hint and adapter.auth_hint(source, creds, opts) or ("check the token in " .. source), status = status })
     elseif (resp and (status >= 500 or status == 429)) or code == "ambiguous" or code == "timeout" or code == "network" then
       -- The upload may or may not have landed: ask the registry.
