@@ -14,6 +14,7 @@
 --   adapter.exists(resp)              -> true when the answer says "already exists"
 --   adapter.immutable(art, remote_digest, where) -> message, hint, fields
 --   adapter.result(art, remote)       -> the fields of a result (filename, sha256, url, ...)
+--   (optional: method, failed_code, log_fields, auth_hint, refused(source), probe(opts))
 -- Unknown is not different: a remote file that cannot be verified is retried, then the
 -- error is `unverified`, never `immutable`. The core records what it sent (opts.sent, and
 -- opts.on_sent to persist it), so its own upload that lands late is `published`; when the
@@ -191,9 +192,10 @@ local function send_one(adapter, art, opts, creds, source)
         adapter.name, key, status, where))
     elseif status == 401 or status == 403 then
       local body = (resp.body or ""):sub(1, 200):gsub("%s+$", "")
-      err.raise("auth", string.format("%s: %s %s: HTTP %d%s: the credentials in %s were refused",
+      err.raise("auth", string.format("%s: %s %s: HTTP %d%s: %s",
         adapter.name, adapter.method or "POST", http.redact(opts.url or where), status,
-        body ~= "" and " (" .. body .. ")" or "", source),
+        body ~= "" and " (" .. body .. ")" or "",
+        adapter.refused and adapter.refused(source) or ("the credentials in " .. source .. " were refused")),
         { hint = adapter.auth_hint and adapter.auth_hint(source, creds, opts) or ("check the token in " .. source), status = status })
     elseif (resp and (status >= 500 or status == 429)) or code == "ambiguous" or code == "timeout" or code == "network" then
       -- The upload may or may not have landed: ask the registry.

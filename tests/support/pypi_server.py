@@ -691,10 +691,13 @@ def main():
                     help="offer no simple API (404), only the JSON API")
     ap.add_argument("--no-hashes", action="store_true",
                     help="show no digests (a client must download a file to compare it)")
+    ap.add_argument("--backlog", type=int, default=128,
+                    help="listen backlog (socketserver's default is 5: a small index)")
     ap.add_argument("--lifetime", type=float, default=3600, help="exit after this many seconds")
     args = ap.parse_args()
 
     storage = args.storage or tempfile.mkdtemp(prefix="relua-pypi-")
+    Server.request_queue_size = args.backlog
     srv = Server(("127.0.0.1", args.port), Handler)
     srv.index = Index(storage)
     srv.user, srv.password, srv.warehouse = args.user, args.password, args.warehouse

@@ -80,6 +80,7 @@ function M.pypi(opts)
   if opts.warehouse then argv[#argv + 1] = "--warehouse" end
   if opts.no_simple then argv[#argv + 1] = "--no-simple" end
   if opts.no_hashes then argv[#argv + 1] = "--no-hashes" end
+  if opts.backlog then argv[#argv + 1] = "--backlog"; argv[#argv + 1] = tostring(opts.backlog) end
   local log = fs.join(dir, "server.log")
   local handle = spawn_logged(argv, log)
   local ok, port = pcall(wait_port, handle, port_file, log, "pypi_server.py", opts.timeout or 15)

@@ -356,6 +356,7 @@ M.adapter = {
   end,
   method = "PUT",
   failed_code = "publish_failed",
+  refused = function(source) return "the token from " .. source .. " was refused" end,
   label = function(tb) return tb.name .. "@" .. tb.version end,
   where = function(opts) return http.redact(registry_of(opts)) end,
   look = function(tbs, opts)
