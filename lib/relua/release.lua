@@ -212,6 +212,9 @@ function M.validate(recipe, path)
     usage(string.format("invalid recipe %s: %s", path, first),
       "a recipe returns { phases = { { name = \"prepare\", run = function(r) ... end }, ... } } (see doc/recipes.md)")
   end
+  if recipe.preflight ~= nil and type(recipe.preflight) ~= "table" then
+    bad("preflight must be a list of checks (see doc/preflight.md)")
+  end
   return recipe
 end
 
@@ -457,6 +460,10 @@ function M.execute(o)
     return 0
   end
 
+  if recipe.preflight then  -- fail closed: all checks before the first phase (doc/preflight.md)
+    require("relua.preflight").enforce(recipe.preflight, { ticket = o.ticket, recipe = recipe,
+      state = state.state or {}, say = say, log = function(ev, f) lg:log(ev, f) end })
+  end
   local paths = lg:paths()
   local context = require "relua.release.context"
   local r = context.new_context({
@@ -491,8 +498,18 @@ function M.execute(o)
   local ok, name, rc, msg, perr = lg:run(plan, r)
   r.phase, r.out = nil, nil
   if ok then
-    say(string.format("release %s done: %s done", o.ticket,
-      #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"))
+    local warnings = require("relua.ticket").warnings(lg:state())
+    local phases = #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"
+    if #warnings > 0 then
+      local names, seen = {}, {}
+      for _, w in ipairs(warnings) do
+        if not seen[w.target] then seen[w.target] = true; names[#names + 1] = w.target end
+      end
+      say(string.format("release %s done with warnings: %s done; fallback target%s %s did not get the release (relua status %s)",
+        o.ticket, phases, #names > 1 and "s" or "", table.concat(names, ", "), o.ticket))
+    else
+      say(string.format("release %s done: %s done", o.ticket, phases))
+    end
     report:finish(0, lg:state())
     lg:close()
     return 0

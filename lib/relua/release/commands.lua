@@ -226,7 +226,7 @@ local function next_command(t)
   local s = t.summary
   local recipe = quote_arg(shown(t.state.recipe.path))
   if s.status == "running" then return nil end
-  if s.status == "done" then return nil end
+  if s.status == "done" or s.status == "done with warnings" then return nil end
   if s.status == "failed" or s.status == "interrupted" then
     local undo = "  (or roll back: relua revert " .. t.id .. ")"
     if t.past_no_return then undo = "  (past the point of no return: retry, or release a new version)" end
@@ -255,6 +255,7 @@ function M.status_command(...)
       recipe_file_changed = file_changed,
     }
     if s.phase then out.failed = { phase = s.phase, rc = s.rc, msg = s.msg } end
+    if s.warnings and #s.warnings > 0 then out.warnings = json.array(s.warnings) end
     io.stdout:write(json.encode(out, { pretty = true }), "\n")
     return 0
   end
@@ -267,6 +268,10 @@ function M.status_command(...)
     head = string.format("running now (pid=%s host=%s since=%s)", tostring(t.holder.pid), tostring(t.holder.host), tostring(t.holder.since))
   end
   add("ticket %s: %s", t.id, head)
+  for _, w in ipairs(s.warnings or {}) do
+    add("  warning: fallback target %s: %s %s%s", w.target, w.artifact, w.status,
+      (w.detail and w.detail ~= "") and (" (" .. one_line(w.detail) .. ")") or "")
+  end
   add("recipe: %s%s (sha256 %s)", shown(st.recipe.path), st.recipe.name and " [" .. st.recipe.name .. "]" or "", short(st.recipe.sha256))
   if st.recipe.previous_sha256 then
     add("  the recipe changed during this release (%s: sha256 %s -> %s)", tostring(st.recipe.changed),
