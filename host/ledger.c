@@ -326,7 +326,7 @@ static int key_cmp(const void *a, const void *b) {
 static void log_event(lua_State *L, int self, const char *phase, const char *event,
                       int fidx) {
   Ledger *lg = check_ledger(L, self);
-  const char *keys[MAX_FIELDS];
+  const char *keys[MAX_FIELDS] = {NULL};
   int nkeys = 0, i, top, parts;
   size_t len;
   const char *line;

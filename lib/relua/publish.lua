@@ -169,8 +169,10 @@ local function send_one(adapter, art, opts, creds, source)
         if remote then return settle(remote, "published") end
         if waited >= limit then
           if remote == nil then
-            err.raise("maybe_landed", string.format("%s: %s was accepted by %s, but %s cannot be read back (%s): the upload may have landed: re-run to check",
-              adapter.name, key, http.redact(opts.url or where), where, m2 or c2), { hint = "a re-run looks first: a file that landed is verified, never sent twice" })
+            err.raise("maybe_landed", string.format(
+              "%s: %s was accepted by %s, but %s cannot be read back (%s): the upload may have landed: re-run to check",
+              adapter.name, key, http.redact(opts.url or where), where, m2 or c2),
+              { hint = "a re-run looks first: a file that landed is verified, never sent twice" })
           end
           err.raise("unconfirmed", string.format("%s: %s: the upload was accepted but it is not on %s after %.0f s",
             adapter.name, key, where, waited), { hint = "re-run: the file will be verified, not uploaded twice" })
@@ -203,7 +205,8 @@ local function send_one(adapter, art, opts, creds, source)
       if remote then return settle(remote, "published") end
       local why = resp and ("HTTP " .. status) or msg
       if remote == nil and (attempt == tries or b.left() <= 0) then
-        err.raise("maybe_landed", string.format("%s: %s: the answer to the upload was lost (%s) and %s cannot be read back (%s): the upload may have landed: re-run to check",
+        err.raise("maybe_landed", string.format(
+          "%s: %s: the answer to the upload was lost (%s) and %s cannot be read back (%s): the upload may have landed: re-run to check",
           adapter.name, key, why, where, m2 or c2), { hint = "a re-run looks first: a file that landed is verified, never sent twice" })
       end
       if attempt == tries or b.left() <= 0 then

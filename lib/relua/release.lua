@@ -169,6 +169,9 @@ function M.problems(recipe)
   end
   local key, advice = schema.unknown(schema.recipe, recipe)
   if key then bad(string.format("unknown key %s (%s)", key, advice)) end
+  if recipe.preflight ~= nil and type(recipe.preflight) ~= "table" then
+    bad("preflight must be a list of checks (see doc/preflight.md)")
+  end
   if phases == nil then bad("it has no phases") return list end
   if type(phases) ~= "table" then bad("phases is a " .. type(phases) .. ", not a list") return list end
   if #phases == 0 then bad("phases is empty") return list end
@@ -211,9 +214,6 @@ function M.validate(recipe, path)
   if first then
     usage(string.format("invalid recipe %s: %s", path, first),
       "a recipe returns { phases = { { name = \"prepare\", run = function(r) ... end }, ... } } (see doc/recipes.md)")
-  end
-  if recipe.preflight ~= nil and type(recipe.preflight) ~= "table" then
-    bad("preflight must be a list of checks (see doc/preflight.md)")
   end
   return recipe
 end
@@ -487,8 +487,8 @@ function M.execute(o)
           report:start(p.name)
           say(string.format("phase %s: running", p.name))
           local t0 = core.clock()
-          local ok, err = xpcall(p.run, masked_error, ctx)
-          if not ok then error(err, 0) end
+          local ok, e = xpcall(p.run, masked_error, ctx)
+          if not ok then error(e, 0) end
           say(string.format("phase %s: done (%.2fs)", p.name, core.clock() - t0))
           report:done(p.name)
         end,
