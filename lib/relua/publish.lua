@@ -239,6 +239,23 @@ end
 ---@return table[]
 function M.run(adapter, arts, opts)
   opts = opts or {}
+  local results = M._run(adapter, arts, opts)
+  for _, fn in ipairs(M.observers) do
+    for i, art in ipairs(arts) do
+      if results[i] then pcall(fn, { label = adapter.label(art), where = http.redact(opts.url or adapter.where(opts)),
+        adapter = adapter.name, status = results[i].status }) end
+    end
+  end
+  return results
+end
+
+--- Functions called with {label=, where=, adapter=, status=} for each artifact a publish
+--- settled (the job summary of a run lists them: relua.release.report).
+---@type fun(outcome:table)[]
+M.observers = {}
+
+-- The verify-or-publish itself (M.run tells the observers what it settled).
+function M._run(adapter, arts, opts)
   local checks = M.check(adapter, arts, opts)
   local results, todo = {}, {}
   for i, art in ipairs(arts) do
