@@ -59,10 +59,9 @@ end
 ---@param ctx table
 ---@return string[]
 function M.failure_hints(ctx)
-  local lines = {
-    string.format("release %s in phase %s (rc=%d). Resume: %s. Roll back: %s.",
-      (ctx.rc == 130 or ctx.rc == 143) and "interrupted" or "failed", ctx.phase, ctx.rc, ctx.resume, ctx.revert),
-  }
+  -- The first line knows the point of no return; the playbooks register their hint on load.
+  local lines = { require("relua.release.noreturn").headline(ctx) }
+  pcall(require, "relua.playbook")
   for _, fn in ipairs(M.hints) do
     local ok, more = pcall(fn, ctx)
     if ok and type(more) == "string" then lines[#lines + 1] = more
@@ -407,7 +406,9 @@ function M.execute(o)
   end
   local report = reporter({ ticket = o.ticket, path = o.path, json = o.json })
 
-  local lg, err, code, holder = core.open(o.dir, o.ticket)
+  -- o.ledger: a caller that already holds the ticket's lock (relua recover) hands it over.
+  local lg, err, code, holder = o.ledger, nil, nil, nil
+  if not lg then lg, err, code, holder = core.open(o.dir, o.ticket) end
   if not lg then
     if code == "locked" then
       errors.raise("locked", err, { exit = 3,
