@@ -158,6 +158,8 @@ local function send_one(adapter, art, opts, creds, source)
   end
   for attempt = 1, tries do
     if opts.on_sent then opts.on_sent(key) end  -- recorded before: a late landing is ours
+    -- From here the running phase is past the point of no return (relua.release.noreturn).
+    require("relua.release.noreturn").published(adapter.name .. ": " .. key)
     local resp, msg, code = adapter.send(art, opts, creds, b.timeouts())
     local status = resp and resp.status
     if resp and resp.ok then
