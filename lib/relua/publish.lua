@@ -261,8 +261,8 @@ function M.run(adapter, arts, opts)
   local dry = opts.dry_run or require("relua.dryrun").active()
   if dry then
     for _, i in ipairs(todo) do
-      io.stdout:write(string.format("  [dry-run] would publish %s to %s\n", adapter.label(arts[i]),
-        http.redact(opts.url or adapter.where(opts))))
+      io.stdout:write(require("relua.secret").mask(string.format("  [dry-run] would publish %s to %s\n",
+        adapter.label(arts[i]), http.redact(opts.url or adapter.where(opts)))))
       local r = adapter.result(arts[i])
       r.status = "dry_run"
       results[i] = r
