@@ -56,6 +56,19 @@ command("revert", "undo a ticket's phases in reverse order: relua revert TICKET"
   return require("relua.release").revert_command(...)
 end)
 
+-- Delivery controls (lib/relua/control.lua, doc/controls.md).
+command("pause", "pause a lane: relua pause --lane L --sha SHA --reason R [--by WHO]", function(...)
+  return require("relua.control.commands").pause_command(...)
+end)
+
+command("unpause", "resume a paused lane: relua unpause --lane L --sha SHA --reason R [--no-wake]", function(...)
+  return require("relua.control.commands").unpause_command(...)
+end)
+
+command("controls", "a lane's control and its history: relua controls [--lane L] [--json]", function(...)
+  return require("relua.control.commands").controls_command(...)
+end)
+
 -- A table that looks like a recipe: has phases, or is a list of phase-like tables (a
 -- recipe that forgot `phases =`, which the engine then reports).
 local function recipe_like(t)

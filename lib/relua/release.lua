@@ -171,6 +171,12 @@ function M.validate(recipe, path)
       bad(string.format("phase %s: revert must be a function", p.name))
     end
   end
+  if recipe.lane ~= nil and not require("relua.control").valid_lane(recipe.lane) then
+    bad(string.format("invalid lane %q (use 1-64 characters of A-Z a-z 0-9 . _ - /)", tostring(recipe.lane)))
+  end
+  if recipe.sha ~= nil and type(recipe.sha) ~= "function" then
+    bad("sha must be a function(r) returning the release's commit id")
+  end
   return recipe
 end
 
@@ -344,9 +350,15 @@ function M.execute(o)
   end
   local guard <close> = lg  -- the lock goes whatever happens below
   local state = lg:state()
+  -- Admission: the recipe's lane's delivery controls (relua.control, doc/controls.md).
+  local ok, admitted = pcall(require("relua.control").admission, recipe, o.ticket, state and state.state)
+  if not ok then
+    if state and errors.is(admitted) and admitted.exit == 3 then lg:log("refused", { msg = admitted.message }) end
+    error(admitted, 0)
+  end
   local hash, fingerprint = recipe_hash(abs, state and state.recipe.path == abs and state.recipe or nil)
   if not hash then usage("cannot read recipe " .. fingerprint) end
-  local fields = { recipe = shown(abs), sha256 = hash, from = o.from }
+  local fields = { recipe = shown(abs), sha256 = hash, from = o.from, lane = admitted.lane, sha = admitted.sha }
   if not state then
     state = fresh_state(o.ticket, recipe, abs, hash)
     state.recipe.fingerprint = fingerprint
