@@ -358,18 +358,19 @@ function M.execute(o)
   end
   local hash, fingerprint = recipe_hash(abs, state and state.recipe.path == abs and state.recipe or nil)
   if not hash then usage("cannot read recipe " .. fingerprint) end
-  local fields = { recipe = shown(abs), sha256 = hash, from = o.from, lane = admitted.lane, sha = admitted.sha }
+  local fields = { recipe = shown(abs), sha256 = hash, from = o.from }
+  local run_fields = { recipe = fields.recipe, sha256 = hash, from = o.from, lane = admitted.lane, sha = admitted.sha }
   if not state then
     state = fresh_state(o.ticket, recipe, abs, hash)
     state.recipe.fingerprint = fingerprint
     start_index(recipe, state, o.from)  -- a bad --from is refused before anything is written
     lg:save(state)
-    lg:log("run", fields)
+    lg:log("run", run_fields)
   else
     local gone, reshaped = sync_phases(state, recipe)
     local changed = reshaped or state.recipe.sha256 ~= hash or state.recipe.path ~= abs
       or state.recipe.name ~= recipe.name or state.recipe.fingerprint ~= fingerprint
-    if start_index(recipe, state, o.from) then lg:log("run", fields) end
+    if start_index(recipe, state, o.from) then lg:log("run", run_fields) end
     if state.recipe.sha256 ~= hash then
       lg:log("recipe-changed", { old = state.recipe.sha256, new = hash, recipe = shown(abs) })
       say(string.format("note: the recipe changed since the last run of ticket %s (sha256 %s -> %s); the change is logged",
