@@ -88,7 +88,8 @@ describe("relua.control validation", function()
     assert.is_false(control.valid_lane(""))
     assert.is_false(control.valid_lane("-main"))
     assert.is_false(control.valid_lane("../x"))
-    assert.is_true(control.valid_lane("release/1.x"))
+    assert.is_true(control.valid_lane("release-1.x"))
+    assert.is_false(control.valid_lane("release/1.x"))
   end)
 
   local BAD = {

@@ -19,12 +19,13 @@ M.ADMIT = { descendants = true, failed = true, any = true }
 
 -- ------------------------------------------------------------------ validation
 
---- Checks a lane name: 1-64 characters of A-Z a-z 0-9 . _ - /, not starting with - or /.
+--- Checks a lane name: 1-64 characters of A-Z a-z 0-9 . _ - (not "." or "..", not
+--- starting with "-"), as the store names things.
 ---@param lane any
 ---@return boolean
 function M.valid_lane(lane)
-  return type(lane) == "string" and #lane >= 1 and #lane <= 64 and lane:match("^[%w%._%-/]+$") ~= nil
-    and not lane:match("^[-/]") and not lane:match("%.%.") and not lane:match("//")
+  return type(lane) == "string" and #lane >= 1 and #lane <= 64 and lane:match("^[%w%._%-]+$") ~= nil
+    and lane ~= "." and lane ~= ".." and not lane:match("^%-")
 end
 
 --- Checks a commit id: 40 (SHA-1) or 64 (SHA-256) hexadecimal digits, lower case.
@@ -52,7 +53,7 @@ local function check_request(kind, o)
   local lane = o.lane or M.DEFAULT_LANE
   if not M.valid_lane(lane) then
     bad_input(string.format("invalid lane %q", tostring(lane)),
-      "a lane is 1-64 characters of A-Z a-z 0-9 . _ - / (e.g. main)")
+      "a lane is 1-64 characters of A-Z a-z 0-9 . _ - (e.g. main)")
   end
   local sha = type(o.sha) == "string" and o.sha:lower() or o.sha
   if sha == nil then bad_input(kind .. ": no SHA given", "pass the full commit id with --sha") end
@@ -274,22 +275,32 @@ end
 
 -- ------------------------------------------------------------------ storage
 
--- The store's face for lane records (relua.store, owned by the storage interface).
+-- The store (relua.core.store: the folder, or the one RELUA_STORE names).
 local function store()
-  return require("relua.store").open()
+  local s, err, code = require("relua.core.store").open()
+  if not s then
+    errors.raise(code or "store", tostring(err), { exit = code == "corrupt" and errors.EXIT.usage or errors.EXIT.failed })
+  end
+  return s
 end
 
-local function corrupt(lane, i, where, problem)
-  errors.raise("corrupt", string.format("control record %d of lane %s (%s) is corrupt: %s", i, lane, where or "?", problem),
-    { exit = errors.EXIT.usage, hint = "relua left it untouched: inspect it, restore it, or move it away" })
-end
+local CORRUPT_HINT = "relua left it untouched: inspect it, restore it, or move it away"
 
 local function checked(records, lane, where)
   for i, rec in ipairs(records) do
     local ok, problem = M.check_record(rec, lane)
-    if not ok then corrupt(lane, i, rec and type(rec) == "table" and rec._where or where, problem) end
+    if not ok then
+      errors.raise("corrupt", string.format("control record %d of lane %s (%s) is corrupt: %s", i, lane, where, problem),
+        { exit = errors.EXIT.usage, hint = CORRUPT_HINT })
+    end
   end
   return records
+end
+
+local function store_failed(err, code)
+  if errors.is(err) then error(err, 0) end
+  if code == "corrupt" then errors.raise("corrupt", tostring(err), { exit = errors.EXIT.usage, hint = CORRUPT_HINT }) end
+  errors.raise(code or "store", tostring(err), { exit = errors.EXIT.failed })
 end
 
 --- A lane's records, oldest first (copies). A corrupt record is refused (exit 2) with
@@ -299,15 +310,10 @@ end
 function M.records(lane)
   lane = lane or M.DEFAULT_LANE
   if not M.valid_lane(lane) then bad_input(string.format("invalid lane %q", tostring(lane))) end
-  local s = store()
-  local list, err, code = s:control_list(lane)
-  if not list then
-    if code == "corrupt" then
-      errors.raise("corrupt", err, { exit = errors.EXIT.usage, hint = "relua left it untouched: inspect it, restore it, or move it away" })
-    end
-    errors.raise(code or "store", err, { exit = 1 })
-  end
-  return checked(list, lane, s.where and s:where(lane) or nil)
+  local s <close> = store()
+  local list, err, code = s:controls(lane)
+  if not list then store_failed(err, code) end
+  return checked(list, lane, "in " .. s:describe())
 end
 
 --- The current control of a lane (M.reconcile of its records).
@@ -318,25 +324,20 @@ function M.current(lane)
   return M.reconcile(M.records(lane), lane)
 end
 
--- Appends a record through the store: `decide` sees the current records under the lane's
--- lock and returns the record to write (or nil to write nothing).
+-- Appends a record through the store: `decide` gets the lane's control computed from the
+-- current records, under the lane's lock, and returns the record to write (or nil to
+-- write nothing) and a verdict, which append returns.
 local function append(lane, decide)
-  local s = store()
-  local where = s.where and s:where(lane) or nil
+  local s <close> = store()
+  local where = "in " .. s:describe()
   local verdict
-  local ok, err, code = s:control_append(lane, function(records)
+  local rec, err, code = s:control_append(lane, function(records)
     checked(records, lane, where)
-    local rec
-    rec, verdict = decide(M.reconcile(records, lane))
-    return rec
+    local r
+    r, verdict = decide(M.reconcile(records, lane))
+    return r
   end)
-  if not ok then
-    if errors.is(err) then error(err, 0) end
-    if code == "corrupt" then
-      errors.raise("corrupt", err, { exit = errors.EXIT.usage, hint = "relua left it untouched" })
-    end
-    errors.raise(code or "store", tostring(err), { exit = 1 })
-  end
+  if rec == nil and err ~= nil then store_failed(err, code) end
   return verdict
 end
 

@@ -172,7 +172,7 @@ function M.validate(recipe, path)
     end
   end
   if recipe.lane ~= nil and not require("relua.control").valid_lane(recipe.lane) then
-    bad(string.format("invalid lane %q (use 1-64 characters of A-Z a-z 0-9 . _ - /)", tostring(recipe.lane)))
+    bad(string.format("invalid lane %q (use 1-64 characters of A-Z a-z 0-9 . _ -)", tostring(recipe.lane)))
   end
   if recipe.sha ~= nil and type(recipe.sha) ~= "function" then
     bad("sha must be a function(r) returning the release's commit id")
