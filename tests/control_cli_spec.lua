@@ -66,6 +66,15 @@ local function sandbox()
   return s
 end
 
+-- Starts relua in the sandbox without waiting, with the environment s:relua gives it.
+local function spawn(s, args)
+  local argv = { S.bin() }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local env = { RELUA_HOME = false, RELUA_TEST_CRASH_AT = false }
+  for k, v in pairs(s.env or {}) do env[k] = v end
+  return assert(proc.spawn(argv, { cwd = s.dir, timeout = 120, env = env }))
+end
+
 local function controls(s, lane)
   local r = s:relua({ "controls", "--lane", lane or "main", "--json" })
   assert.are.equal(0, r.code, r.stderr)
@@ -105,8 +114,7 @@ describe("relua controls: the stale re-pause race", function()
     assert.matches("relua unpause --lane main --sha " .. A .. " --reason ci-failed", r.stderr, 1, true)
 
     -- 2. a stale worker starts and reads the CI result before the unpause
-    local bin = S.bin()
-    local worker <close> = assert(proc.spawn({ bin, "worker.lua", A, "T1" }, { cwd = s.dir, timeout = 60 }))
+    local worker <close> = spawn(s, { "worker.lua", A, "T1" })
     wait_for(s, "worker-ready")
 
     -- 3. the operator unpauses with A's SHA and reason (the repair is not pushed yet)
@@ -210,7 +218,6 @@ describe("relua controls: concurrent writers", function()
     local A = s.A
     local B = string.rep("b", 40)
     assert.are.equal(0, s:relua({ "pause", "--sha", A, "--reason", "ci-failed", "--by", "w0" }).code)
-    local bin = S.bin()
     local procs = {}
     for i = 1, 20 do
       local args
@@ -218,10 +225,9 @@ describe("relua controls: concurrent writers", function()
       elseif i % 4 == 2 then args = { "pause", "--sha", A, "--reason", "ci-failed" }
       elseif i % 4 == 3 then args = { "pause", "--sha", B, "--reason", "deploy-failed" }
       else args = { "unpause", "--sha", B, "--reason", "deploy-failed", "--no-wake" } end
-      table.insert(args, 1, bin)
       args[#args + 1] = "--by"
       args[#args + 1] = "w" .. i
-      procs[i] = assert(proc.spawn(args, { cwd = s.dir, timeout = 120 }))
+      procs[i] = spawn(s, args)
     end
     local wrote = { w0 = true }
     local nwrote = 1
