@@ -321,6 +321,19 @@ describe("relua controls: the wake", function()
   end)
 end)
 
+describe("relua controls: dry run", function()
+  after_each(function() S.cleanup() G.cleanup() end)
+
+  it("a pause inside a dry run only says what it would do", function()
+    local s = sandbox()
+    s:write("ci-" .. s.A, "ci-failed")
+    local r = s:relua({ "release.lua", "T8", "--dry-run" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("[dry-run] would pause lane main for SHA " .. s.A .. ' ("ci-failed")', r.stdout, 1, true)
+    assert.same({}, controls(s).history)
+  end)
+end)
+
 describe("relua controls: bad input", function()
   after_each(function() S.cleanup() G.cleanup() end)
 

@@ -370,6 +370,17 @@ local function note_ticket(ticket, r, rec, effect, why)
   lg:close()
 end
 
+-- Inside a dry run (relua RECIPE TICKET --dry-run), a control change only says what it
+-- would do.
+local function dry_run(kind, f)
+  local d = package.loaded["relua.dryrun"]
+  if not (d and d.active()) then return nil end
+  io.stdout:write(require("relua.core.secret").mask(string.format("  [dry-run] would %s lane %s for SHA %s (%q)\n",
+    kind, f.lane, f.sha, f.reason)))
+  io.stdout:flush()
+  return { effect = "dry_run" }
+end
+
 local function new_record(kind, f)
   return {
     v = M.SCHEMA, kind = kind, lane = f.lane, sha = f.sha, reason = f.reason, by = f.by,
@@ -390,6 +401,8 @@ function M.pause(opts)
   end
   local f = check_request("pause", opts)
   f.admit = nil
+  local dry = dry_run("pause", f)
+  if dry then return dry end
   local result = append(f.lane, function(c)
     local rec = new_record("pause", f)
     local effect, why = M.effect(c, rec)
@@ -411,6 +424,8 @@ end
 function M.unpause(opts)
   local f = check_request("unpause", opts)
   if opts.ticket ~= nil then bad_input("unpause: the ticket is the paused one's; do not pass one") end
+  local dry = dry_run("unpause", f)
+  if dry then return dry end
   local result = append(f.lane, function(c)
     local rec = new_record("unpause", f)
     local effect, why = M.effect(c, rec)
