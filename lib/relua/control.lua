@@ -265,13 +265,10 @@ function M.admit(c, release, descends)
   }
 end
 
---- Quotes a string for a shell command line shown to a person.
+--- Quotes a string for a shell command line shown to a person (relua.proc's quoting).
 ---@param s string
 ---@return string
-function M.quote(s)
-  if s:match("^[%w%./_%-=:,+@]+$") then return s end
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+function M.quote(s) return require("relua.proc").quote(s) end
 
 -- ------------------------------------------------------------------ storage
 
