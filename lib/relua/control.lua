@@ -144,11 +144,6 @@ end
 
 local function key(sha, reason) return sha .. "\0" .. reason end
 
-local function describe(rec)
-  return string.format("%s %s of SHA %s (%q) by %s at %s", rec.kind, rec.ticket and ("for ticket " .. rec.ticket) or "",
-    rec.sha:sub(1, 12), rec.reason, rec.by, rec.at):gsub("  ", " ")
-end
-
 --- The effect a record has on a control (the rules table of doc/controls.md), without
 --- changing it: "pauses", "ignored" (with why), "resumes" or "refused" (with why: an
 --- unpause that names no open pause; never written, and without effect if found).
@@ -543,7 +538,5 @@ function M.describe(c)
   end
   return table.concat(lines, "\n")
 end
-
-M._describe_record = describe
 
 return M
