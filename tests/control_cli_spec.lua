@@ -364,6 +364,30 @@ describe("relua controls: bad input", function()
     assert.same({}, controls(s).history)
   end)
 
+  -- The folder store keeps a lane's records in HOME/lanes/LANE.jsonl, one a line.
+  for _, case in ipairs({
+    { "a line that is not JSON", '{"v":1,"kind":"pau', "control record 2 of lane main is corrupt" },
+    { "a record of the wrong shape", '{"v":1,"kind":"pause","lane":"main","sha":"abc","reason":"x","by":"b","at":"2026-11-30T18:00:00Z"}',
+      "control record 2 of lane main is corrupt: malformed sha" },
+  }) do
+    it("refuses a corrupt control record (" .. case[1] .. ") with its location and never rewrites it", function()
+      local s = sandbox()
+      assert.are.equal(0, s:relua({ "pause", "--sha", s.A, "--reason", "ci-failed" }).code)
+      local file = ".relua/lanes/main.jsonl"
+      local before = s:read(file) .. case[2] .. "\n"
+      s:write(file, before)
+      for _, args in ipairs({ { "controls" }, { "pause", "--sha", s.A, "--reason", "deploy-failed" },
+          { "unpause", "--sha", s.A, "--reason", "ci-failed" }, { "release.lua", "T9" } }) do
+        local r = s:relua(args)
+        assert.are.equal(2, r.code, args[1] .. ": " .. r.stderr)
+        assert.matches(case[3], r.stderr, 1, true)
+        assert.matches("(in " .. file .. ")", r.stderr, 1, true)
+        assert.matches("relua left it untouched", r.stderr, 1, true)
+        assert.are.equal(before, s:read(file))
+      end
+    end)
+  end
+
   it("refuses a recipe with a bad lane or sha (exit 2)", function()
     local s = sandbox()
     s:write("bad.lua", "return { lane = 'a b', phases = { { name = 'x', run = function() end } } }")

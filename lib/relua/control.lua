@@ -267,53 +267,64 @@ function M.quote(s) return require("relua.proc").quote(s) end
 
 -- ------------------------------------------------------------------ storage
 
--- The store (relua.core.store: the folder, or the one RELUA_STORE names).
+-- The store the command works with (relua.store: --store, $RELUA_STORE, else the folder);
+-- raises a structured error when it cannot be opened.
 local function store()
-  local s, err, code = require("relua.core.store").open()
-  if not s then
-    errors.raise(code or "store", tostring(err), { exit = code == "corrupt" and errors.EXIT.usage or errors.EXIT.failed })
-  end
-  return s
+  return require("relua.store").open()
 end
 
 local CORRUPT_HINT = "relua left it untouched: inspect it, restore it, or move it away"
+
+-- Where a lane's records are, for messages: the file of a folder store
+-- (HOME/lanes/LANE.jsonl, one record a line), else the store's description.
+local function location(st, lane)
+  local d = st:describe()
+  local dir = d:match("^folder (.+)$")
+  if dir then return (dir:gsub("/releases$", "")) .. "/lanes/" .. lane .. ".jsonl" end
+  return d
+end
 
 local function checked(records, lane, where)
   for i, rec in ipairs(records) do
     local ok, problem = M.check_record(rec, lane)
     if not ok then
-      errors.raise("corrupt", string.format("control record %d of lane %s (%s) is corrupt: %s", i, lane, where, problem),
+      errors.raise("corrupt", string.format("control record %d of lane %s is corrupt: %s (in %s)", i, lane, problem, where),
         { exit = errors.EXIT.usage, hint = CORRUPT_HINT })
     end
   end
   return records
 end
 
-local function store_failed(err, code)
+local function store_failed(err, code, where)
   if errors.is(err) then error(err, 0) end
-  if code == "corrupt" then errors.raise("corrupt", tostring(err), { exit = errors.EXIT.usage, hint = CORRUPT_HINT }) end
+  if code == "corrupt" then
+    errors.raise("corrupt", string.format("%s (in %s)", tostring(err), where), { exit = errors.EXIT.usage, hint = CORRUPT_HINT })
+  end
   errors.raise(code or "store", tostring(err), { exit = errors.EXIT.failed })
 end
 
 --- A lane's records, oldest first (copies). A corrupt record is refused (exit 2) with
---- its location.
+--- its location. st: an open store (default: the command's).
 ---@param lane string?
+---@param st userdata?
 ---@return table[]
-function M.records(lane)
+function M.records(lane, st)
   lane = lane or M.DEFAULT_LANE
   if not M.valid_lane(lane) then bad_input(string.format("invalid lane %q", tostring(lane))) end
-  local s <close> = store()
-  local list, err, code = s:controls(lane)
-  if not list then store_failed(err, code) end
-  return checked(list, lane, "in " .. s:describe())
+  local own <close> = not st and store() or nil
+  st = st or own
+  local list, err, code = st:controls(lane)
+  if not list then store_failed(err, code, location(st, lane)) end
+  return checked(list, lane, location(st, lane))
 end
 
 --- The current control of a lane (M.reconcile of its records).
 ---@param lane string?
+---@param st userdata?  an open store (default: the command's)
 ---@return table
-function M.current(lane)
+function M.current(lane, st)
   lane = lane or M.DEFAULT_LANE
-  return M.reconcile(M.records(lane), lane)
+  return M.reconcile(M.records(lane, st), lane)
 end
 
 -- Appends a record through the store: `decide` gets the lane's control computed from the
@@ -321,7 +332,7 @@ end
 -- write nothing) and a verdict, which append returns.
 local function append(lane, decide)
   local s <close> = store()
-  local where = "in " .. s:describe()
+  local where = location(s, lane)
   local verdict
   local rec, err, code = s:control_append(lane, function(records)
     checked(records, lane, where)
@@ -329,7 +340,7 @@ local function append(lane, decide)
     r, verdict = decide(M.reconcile(records, lane))
     return r
   end)
-  if rec == nil and err ~= nil then store_failed(err, code) end
+  if rec == nil and err ~= nil then store_failed(err, code, where) end
   return verdict
 end
 
@@ -344,20 +355,18 @@ local function note_ticket(ticket, r, rec, effect, why)
     rawget(r, "_store").log("control", require("relua.secret").mask_value(fields))
     return
   end
-  local core = require "relua.core.ledger"
-  local dir = core.dir()
-  local state, _, code = core.read(dir .. "/" .. ticket .. ".json", ticket)
+  local function warn(why)
+    io.stderr:write(require("relua.core.secret").mask(string.format(
+      "relua: warning: the control change is not in ticket %s's audit log: %s\n", ticket, tostring(why))))
+  end
+  local st <close> = store()
+  local state, err, code = st:read(ticket)
   if not state then
-    if code ~= "ENOENT" then
-      io.stderr:write(string.format("relua: warning: the control change is not in ticket %s's audit log: its state is unreadable\n", ticket))
-    end
+    if code ~= "ENOENT" then warn(err) end
     return
   end
-  local lg, err = core.open(dir, ticket)
-  if not lg then
-    io.stderr:write(string.format("relua: warning: the control change is not in ticket %s's audit log: %s\n", ticket, tostring(err)))
-    return
-  end
+  local lg, lerr = st:ledger(ticket)
+  if not lg then return warn(lerr) end
   lg:log("control", require("relua.secret").mask_value(fields))
   lg:close()
 end
@@ -493,10 +502,11 @@ end
 ---@param recipe table
 ---@param ticket string
 ---@param values table?  the ticket's recorded state values
+---@param st userdata?  the run's open store
 ---@return table
-function M.admission(recipe, ticket, values)
+function M.admission(recipe, ticket, values, st)
   local lane = recipe.lane or M.DEFAULT_LANE
-  local c = M.current(lane)
+  local c = M.current(lane, st)
   if #c.history == 0 then return { lane = lane } end
   local sha
   if c.state ~= "paused" then

@@ -71,7 +71,10 @@ local function wake(ticket, timeout, lane)
   local resume = "relua " .. q(path) .. " " .. ticket
   say(string.format("wake: resuming ticket %s: %s", ticket, resume))
   local proc = require "relua.proc"
-  local res, perr = proc.run({ self_exe(), path, ticket }, { capture = false, echo = true, timeout = timeout })
+  -- the child works on this command's store (--store reaches it as RELUA_STORE, not argv)
+  local url = require("relua.store").url
+  local res, perr = proc.run({ self_exe(), path, ticket },
+    { capture = false, echo = true, timeout = timeout, env = url and { RELUA_STORE = url } or nil })
   if res and res.code == 0 then
     say(string.format("wake: ticket %s resumed and done", ticket))
     return 0
