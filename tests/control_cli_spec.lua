@@ -1,6 +1,7 @@
 -- Delivery controls with real processes, a real git repository and the relua binary:
 -- the seed's stale re-pause race (../shared/seeds/004), new failures, 20 concurrent
--- writers, the wake, admission and bad input. Runs on the store RELUA_STORE selects.
+-- writers, the wake, admission and bad input. Runs on each sandbox's folder store, or on
+-- the store RELUA_TEST_STORE names (support.release); #folder specs read the folder's files.
 local h = require "support.h"
 local S = require "support.release"
 local G = require "support.gitfix"
@@ -70,8 +71,7 @@ end
 local function spawn(s, args)
   local argv = { S.bin() }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local env = { RELUA_HOME = false, RELUA_TEST_CRASH_AT = false }
-  for k, v in pairs(s.env or {}) do env[k] = v end
+  local env = { RELUA_HOME = false, RELUA_TEST_CRASH_AT = false, RELUA_STORE = s.store_url or false }
   return assert(proc.spawn(argv, { cwd = s.dir, timeout = 120, env = env }))
 end
 
@@ -370,7 +370,7 @@ describe("relua controls: bad input", function()
     { "a record of the wrong shape", '{"v":1,"kind":"pause","lane":"main","sha":"abc","reason":"x","by":"b","at":"2026-11-30T18:00:00Z"}',
       "control record 2 of lane main is corrupt: malformed sha" },
   }) do
-    it("refuses a corrupt control record (" .. case[1] .. ") with its location and never rewrites it", function()
+    it("refuses a corrupt control record (" .. case[1] .. ") with its location and never rewrites it #folder", function()
       local s = sandbox()
       assert.are.equal(0, s:relua({ "pause", "--sha", s.A, "--reason", "ci-failed" }).code)
       local file = ".relua/lanes/main.jsonl"
