@@ -286,6 +286,7 @@ static void check_rewrite(lua_State *L, int self, int idx) {
   lua_Integer i, j, n, m;
   idx = lua_absindex(L, idx);
   if (lua_getiuservalue(L, self, UV_STATE) != LUA_TTABLE) {
+    lua_pop(L, 1);
     lua_pushnil(L);                                        /* a new ticket: all pending */
   }
   cur = lua_gettop(L);
@@ -354,10 +355,13 @@ static int lg_save(lua_State *L) {
   Ledger *lg = ledger_check(L, 1);
   lua_settop(L, 2);
   if (!lua_isnil(L, 2)) {
+    const char *why;
     luaL_checktype(L, 2, LUA_TTABLE);
-    check_rewrite(L, 1, 2);
     lua_getiuservalue(L, 1, UV_STATE);                     /* [lg, t, old] */
     ledger_deep_copy(L, 2);                                /* [lg, t, old, copy] */
+    why = ledger_check_shape(L, 4, ledger_info(L, 1, "ticket"));
+    if (why != NULL) return luaL_error(L, "ledger: lg:save: the state is not sound: %s", why);
+    check_rewrite(L, 1, 4);
     lua_setiuservalue(L, 1, UV_STATE);
     if (ledger_try_save(L, 1, 0) != 0) {                   /* [lg, t, old, err] */
       lua_pushvalue(L, 3);

@@ -71,8 +71,8 @@ static lua_Integer start_of(lua_State *L, int idx, const char *from) {
                         from, lua_tostring(L, -1), st);
         lua_pushfstring(L, "run the release without --from to continue where it stopped, "
                         "or use --from=%s", lua_tostring(L, -2));
-        lua_replace(L, -4);
-        lua_replace(L, -2);                                /* [msg, hint] */
+        lua_remove(L, -3);
+        lua_remove(L, -3);                                 /* [msg, hint] */
         return -1;
       }
       lua_pop(L, 1);

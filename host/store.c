@@ -316,7 +316,7 @@ static int decode_records(lua_State *L, int idx, const char *lane) {
   lua_createtable(L, (int)n, 0);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, i);
-    if (!ledger_json_decode(L, lua_gettop(L)) || !lua_istable(L, -1)) {
+    if (!ledger_json_decode(L, lua_gettop(L), "record") || !lua_istable(L, -1)) {
       const char *why = lua_isstring(L, -1) ? lua_tostring(L, -1) : "not a JSON object";
       lua_pushfstring(L, "control record %d of lane %s is corrupt: %s", (int)i, lane, why);
       return 0;
@@ -409,7 +409,7 @@ static int st_control_append(lua_State *L) {
   }
   if (st != RELUA_STORE_OK) return ledger_push_failure(L, st);
   if (lua_isnil(L, -1)) return 1;
-  if (!ledger_json_decode(L, lua_gettop(L))) return ledger_push_failure(L, RELUA_STORE_CORRUPT);
+  if (!ledger_json_decode(L, lua_gettop(L), "record")) return ledger_push_failure(L, RELUA_STORE_CORRUPT);
   return 1;
 }
 

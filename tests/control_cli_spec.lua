@@ -184,6 +184,31 @@ describe("relua controls: the stale re-pause race", function()
   end)
 end)
 
+describe("relua controls: the release SHA", function()
+  after_each(function() S.cleanup() G.cleanup() end)
+
+  it("is what the recipe's sha function returns, when it has one", function()
+    local s = sandbox()
+    local A = s.A
+    assert.are.equal(0, s:relua({ "pause", "--sha", A, "--reason", "ci-failed" }).code)
+    assert.are.equal(0, s:relua({ "unpause", "--sha", A, "--reason", "ci-failed" }).code)
+    G.commit(s.dir, "repair", "app.txt", "v2\n")   -- HEAD descends from A, the pinned SHA is A
+    s:write("pinned.lua", string.format([[
+return { lane = "main", sha = function(r) return %q end,
+  phases = { { name = "deploy", run = function(r) end } } }
+]], A))
+    local r = s:relua({ "pinned.lua", "T6" })
+    assert.are.equal(3, r.code, r.stderr)
+    assert.matches("this release's SHA " .. A .. " is the failed SHA itself", r.stderr, 1, true)
+    s:write("bad-sha.lua", [[
+return { sha = function(r) return "HEAD" end, phases = { { name = "deploy", run = function(r) end } } }
+]])
+    r = s:relua({ "bad-sha.lua", "T6b" })
+    assert.are.equal(2, r.code, r.stderr)
+    assert.matches("is not a full commit id", r.stderr, 1, true)
+  end)
+end)
+
 describe("relua controls: a new failure still pauses", function()
   after_each(function() S.cleanup() G.cleanup() end)
 

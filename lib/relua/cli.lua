@@ -88,13 +88,15 @@ command {
 -- The release engine (lib/relua/release.lua).
 command {
   name = "run", summary = "run a release, or continue where it stopped",
-  usage = { "relua run RECIPE TICKET [--from=PHASE] [--dry-run]", "relua RECIPE TICKET [--from=PHASE] [--dry-run]" },
+  usage = { "relua run RECIPE TICKET [--from=PHASE] [--dry-run] [--json]",
+    "relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json]" },
   description = "Runs the recipe's phases in order for TICKET, skipping those already done; a "
     .. "failed phase halts the release and says how to resume or roll back. A second run on the "
     .. "same ticket while one is under way is refused.",
   options = {
     { "--from=PHASE", "start at PHASE (every phase before it must be done)" },
     { "--dry-run", "print what would run and what relua's primitives would change; change nothing" },
+    { "--json", "print the run's summary as JSON on stdout (doc/json.md); the progress goes to stderr" },
   },
   exits = { [0] = "every phase done, or nothing to do", [1] = M.EXIT_FAILED, [2] = M.EXIT_CORRUPT,
     [3] = M.EXIT_LOCKED .. ", or the recipe's lane is paused (relua controls)", [130] = M.EXIT_INTERRUPTED, [143] = M.EXIT_TERMINATED },
@@ -109,8 +111,8 @@ command {
   usage = "relua status TICKET [--json]",
   description = "The ticket's phases with their status (a failed one with its rc and message), "
     .. "the recorded state values and steps, whether the recipe changed, and the next command.",
-  options = { { "--json", "print it as one JSON object (doc/json.md)" } },
-  exits = { [0] = "shown", [2] = "no ticket given, an invalid ticket name, no release recorded for it, or a corrupt state file" },
+  options = { { "--json", "print it as one JSON object (doc/json.md); a ticket never run is {\"status\": \"none\"}, exit 0" } },
+  exits = { [0] = "shown", [2] = "no ticket given, an invalid ticket name, no release recorded for it (without --json), or a corrupt state file" },
   examples = { "relua status 1.4.0", "relua status 1.4.0 --json | jq -r .status" },
   args = { "ticket" },
   run = function(...) return require("relua.release").status_command(...) end,
@@ -118,11 +120,12 @@ command {
 
 command {
   name = "log", summary = "a ticket's audit log",
-  usage = "relua log TICKET",
+  usage = "relua log TICKET [--json]",
   description = "The ticket's audit log as written: one logfmt line per event (run, start, done, "
     .. "failed, state, step, revert...).",
+  options = { { "--json", "one JSON object per event and line (doc/json.md)" } },
   exits = { [0] = "shown", [2] = "no ticket given, an invalid ticket name, or no release recorded for it" },
-  examples = { "relua log 1.4.0", "relua log 1.4.0 | grep event=failed" },
+  examples = { "relua log 1.4.0", "relua log 1.4.0 | grep event=failed", "relua log 1.4.0 --json | jq -r .event" },
   args = { "ticket" },
   run = function(...) return require("relua.release").log_command(...) end,
 }
@@ -138,12 +141,13 @@ command {
 
 command {
   name = "revert", summary = "undo a ticket's phases, newest first",
-  usage = "relua revert TICKET [--recipe=PATH] [--dry-run]",
+  usage = "relua revert TICKET [--recipe=PATH] [--dry-run] [--json]",
   description = "Runs the revert function of every phase that is done, failed or was running, "
     .. "in reverse order; a phase without one is left as it is and said so.",
   options = {
     { "--recipe=PATH", "the recipe to take the reverts from (default: the one the ticket ran)" },
     { "--dry-run", "print what would be reverted; change nothing" },
+    { "--json", "print the revert's summary as JSON on stdout (doc/json.md); the progress goes to stderr" },
   },
   exits = { [0] = "reverted, or nothing to revert", [1] = "a revert failed: fix the cause and run it again",
     [2] = "no ticket given, no release recorded, the recipe is gone or invalid", [3] = M.EXIT_LOCKED,
@@ -241,6 +245,8 @@ function M.run_file(path, ...)
           "relua runs a Lua script or a recipe: relua FILE [args]; relua help lists the commands.")
       end
       f:close()
+      -- run with a ticket, the file is a recipe: one that does not parse is invalid (2)
+      require("relua.release").check_script(path, nil, err, ...)
     end
     errors.raise("syntax", err, { exit = 1 })
   end
@@ -248,6 +254,9 @@ function M.run_file(path, ...)
   local result = chunk(...)
   if recipe_like(result) then
     return require("relua.release").main(result, path, ...)
+  end
+  if path and select("#", ...) > 0 then
+    require("relua.release").check_script(path, result, nil, ...)
   end
   return 0
 end

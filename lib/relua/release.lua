@@ -8,6 +8,7 @@ local core = require "relua.core.ledger"
 local errors = require "relua.error"
 local fsc = require "relua.core.fs"  -- cwd only: relua.fs loads libcrypto, not needed on a no-op run
 local json = require "relua.json"
+local schema = require "relua.release.schema"
 local mask = require("relua.core.secret").mask
 local storelib = require "relua.store"
 
@@ -132,6 +133,22 @@ local function one_line(s)
   return (s:gsub("\n.*", ""))
 end
 
+-- "nothing to do: all 4 phases of ticket X are done", "... the 1 phase of ticket X is done"
+local function nothing_to_do(n, ticket)
+  return string.format("nothing to do: %s of ticket %s %s done", n == 1 and "the 1 phase" or "all " .. n .. " phases",
+    ticket, n == 1 and "is" or "are")
+end
+
+-- What a run tells a reader besides its progress lines: CI groups and annotations, the
+-- job summary, --json (relua.release.report); loaded only when there is such a reader.
+local QUIET = setmetatable({}, { __index = function() return function() end end })
+local function reporter(o)
+  if o.json or os.getenv("GITHUB_ACTIONS") == "true" or os.getenv("GITLAB_CI") == "true" then
+    return require("relua.release.report").new(o)
+  end
+  return QUIET
+end
+
 -- ------------------------------------------------------------------ recipes
 
 local PHASE_NAME = "^[%w%._%-]+$"
@@ -149,6 +166,11 @@ function M.validate(recipe, path)
     bad("it returns " .. (recipe == nil and "nothing" or "a " .. type(recipe)) .. ", not a table of phases")
   end
   local phases = recipe.phases
+  if phases == nil and recipe[1] ~= nil then
+    bad("it has no phases (the list of phases goes in phases = { ... })")
+  end
+  local key, advice = schema.unknown(schema.recipe, recipe)
+  if key then bad(string.format("unknown key %s (%s)", key, advice)) end
   if phases == nil then bad("it has no phases") end
   if type(phases) ~= "table" then bad("phases is a " .. type(phases) .. ", not a list") end
   if #phases == 0 then bad("phases is empty") end
@@ -172,6 +194,8 @@ function M.validate(recipe, path)
     if p.revert ~= nil and type(p.revert) ~= "function" then
       bad(string.format("phase %s: revert must be a function", p.name))
     end
+    key, advice = schema.unknown(schema.phase, p)
+    if key then bad(string.format("phase %s: unknown key %s (%s)", p.name, key, advice)) end
   end
   if recipe.lane ~= nil and not require("relua.control").valid_lane(recipe.lane) then
     bad(string.format("invalid lane %q (use 1-64 characters of A-Z a-z 0-9 . _ -)", tostring(recipe.lane)))
@@ -180,6 +204,37 @@ function M.validate(recipe, path)
     bad("sha must be a function(r) returning the release's commit id")
   end
   return recipe
+end
+
+--- `relua FILE TICKET ...` with a file that is not a recipe. A file run with a ticket as
+--- its first argument is held to the recipe contract when it looks meant as one: it does
+--- not parse (syntax_err), returns a value that is not a recipe, is empty, or defines
+--- phases without returning them. Those are usage errors (exit 2) saying what a recipe
+--- returns; a script that takes arguments and returns nothing runs as before.
+---@param path string
+---@param result any what the file returned
+---@param syntax_err string? loadfile's message
+function M.check_script(path, result, syntax_err, ...)
+  local first = ...
+  if type(first) ~= "string" or first:sub(1, 1) == "-" or not core.valid_ticket(first) then return end
+  local hint = "a recipe returns { phases = { { name = \"prepare\", run = function(r) ... end }, ... } } (see doc/recipes.md)"
+  if syntax_err then usage(string.format("invalid recipe %s: %s", path, syntax_err), hint) end
+  if type(result) == "table" then M.validate(result, path) end   -- names what is wrong
+  if result ~= nil then
+    usage(string.format("%s was run with the ticket %s but returned a %s, not a recipe", path, first,
+      type(result)), hint)
+  end
+  local f = io.open(path, "r")
+  local src = f and f:read("a") or ""
+  if f then f:close() end
+  local code = src:gsub("^#![^\n]*", ""):gsub("%-%-%[(=*)%[.-%]%1%]", ""):gsub("%-%-[^\n]*", "")
+  if not code:find("%S") then
+    usage(string.format("%s was run with the ticket %s but is empty", path, first), hint)
+  end
+  if src:find("phases%s*=") then
+    usage(string.format("%s was run with the ticket %s but returned nothing: it defines phases "
+      .. "without returning them (end it with return { phases = ... })", path, first), hint)
+  end
 end
 
 --- Loads and validates a recipe file; any problem is a usage error (exit 2).
@@ -318,7 +373,7 @@ local function parse_args(args, allowed)
   return o
 end
 
-local RUN_USAGE = "usage: relua RECIPE TICKET [--from=PHASE] [--dry-run]"
+local RUN_USAGE = "usage: relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json]"
 
 -- The dry run: reads the ledger (no lock, no writes) and runs the phases that would run
 -- with an r whose state writes, steps and processes only say what they would do.
@@ -356,6 +411,7 @@ function M.execute(o)
     local start = start_index(state and state.phases or fresh_phases(recipe), o.from)
     return require("relua.release.commands").dry_run(o, recipe, start, state, say)
   end
+  local report = reporter({ ticket = o.ticket, path = o.path, json = o.json })
 
   local lg, err, code, holder = store:ledger(o.ticket)
   if not lg then
@@ -412,7 +468,8 @@ function M.execute(o)
   local start = start_index(lg:state().phases, o.from)
   if not start then
     lg:log("nothing-to-do", fields)
-    say(string.format("nothing to do: all %d phases of ticket %s are done", #recipe.phases, o.ticket))
+    say(nothing_to_do(#recipe.phases, o.ticket))
+    report:finish(0, lg:state(), { nothing_to_do = true })
     lg:close()
     return 0
   end
@@ -425,7 +482,10 @@ function M.execute(o)
   })
   local plan = {}
   for i, p in ipairs(recipe.phases) do
-    if i < start then say(string.format("phase %s: done earlier, skipped", p.name)) end
+    if i < start then
+      say(string.format("phase %s: done earlier, skipped", p.name))
+      report:skipped(p.name, "done earlier")
+    end
     plan[i] = {
       name = p.name,
       fn = function(ctx)
@@ -433,32 +493,37 @@ function M.execute(o)
         ctx.out = out .. "/" .. p.name .. ".out"
         local _, entry = status_of(lg:state(), p.name)
         context.append_out(ctx, string.format("--- %s phase %s, attempt %d ---\n", core.now(), p.name, entry.attempts or 1))
+        report:start(p.name)
         say(string.format("phase %s: running", p.name))
         local t0 = core.clock()
         local ok, err = xpcall(p.run, masked_error, ctx)
         if not ok then error(err, 0) end
         say(string.format("phase %s: done (%.2fs)", p.name, core.clock() - t0))
+        report:done(p.name)
       end,
     }
   end
   local ok, name, rc, msg, perr = lg:run(plan, r, "run", o.from)
   r.phase, r.out = nil, nil
   if ok then
-    say(string.format("release %s done: all %d phases done", o.ticket, #recipe.phases))
+    say(string.format("release %s done: %s done", o.ticket,
+      #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"))
+    report:finish(0, lg:state())
     lg:close()
     return 0
   end
-  M.complain(string.format("relua: phase %s failed: %s", name, msg))
+  M.complain(require("relua.ci").paint("stderr", "red", string.format("relua: phase %s failed: %s", name, msg)))
   if type(perr) == "table" and type(perr.hint) == "string" then M.complain(perr.hint) end
   if type(perr) == "table" and perr.traceback and os.getenv("RELUA_TRACE") then
     M.complain(perr.traceback)
   end
-  for _, line in ipairs(M.failure_hints(release_ctx(o, name, rc, msg, lg:state()))) do
-    M.complain(line)
-  end
+  local ctx = release_ctx(o, name, rc, msg, lg:state())
+  for _, line in ipairs(M.failure_hints(ctx)) do M.complain(line) end
+  local exit = (rc == 130 or rc == 143) and rc or 1  -- Ctrl-C, SIGTERM
+  report:failed(name, rc, msg, string.format("Resume: %s. Roll back: %s.", ctx.resume, ctx.revert))
+  report:finish(exit, lg:state(), { resume = ctx.resume, revert = ctx.revert })
   lg:close()
-  if rc == 130 or rc == 143 then return rc end  -- Ctrl-C, SIGTERM
-  return 1
+  return exit
 end
 
 --- `relua RECIPE TICKET ...`: called by relua.cli with the recipe the script returned.
@@ -468,12 +533,13 @@ end
 function M.main(recipe, path, ...)
   if path == nil then usage("a recipe must be a file", RUN_USAGE) end
   M.validate(recipe, path)
-  local o = parse_args({ ... }, { from = "value", ["dry-run"] = "flag" })
+  local o = parse_args({ ... }, { from = "value", ["dry-run"] = "flag", json = "flag" })
   if #o.positional == 0 then usage("no ticket given", RUN_USAGE) end
   if #o.positional > 1 then usage("unexpected argument " .. o.positional[2], RUN_USAGE) end
+  if o.json and o["dry-run"] then usage("--json and --dry-run do not go together: a dry run is for reading", RUN_USAGE) end
   return M.execute({
     recipe = recipe, path = path, ticket = o.positional[1], from = o.from,
-    dry_run = o["dry-run"] or false,
+    dry_run = o["dry-run"] or false, json = o.json,
   })
 end
 
@@ -509,7 +575,8 @@ function M.list_command(...) return require("relua.release.commands").list_comma
 -- For relua.release.context and relua.release.commands.
 M._internal = {
   quote_arg = quote_arg, usage = usage, check_ticket = check_ticket, abspath = abspath,
-  shown = shown, recipe_hash = recipe_hash, short = short, one_line = one_line,
+  shown = shown, recipe_hash = recipe_hash, short = short, one_line = one_line, nothing_to_do = nothing_to_do,
+  reporter = reporter,
   status_of = status_of, find_phase = find_phase, parse_args = parse_args,
 }
 

@@ -28,6 +28,30 @@ function M.open(home)
   return st
 end
 
+--- relua's own folders on this machine, as absolute paths: the relua home ($RELUA_HOME,
+--- else .relua: the phases' output files live there whatever the store) and the folder
+--- store's, when one is used. A cleanliness check never counts what is in them.
+---@return string[]
+function M.own_folders()
+  local fsc = require "relua.core.fs"
+  local function abs(p)
+    p = p:gsub("^file://", ""):gsub("^folder:", "")
+    if p:sub(1, 1) ~= "/" then p = (fsc.cwd() or ".") .. "/" .. p end
+    local parts = {}
+    for seg in p:gmatch("[^/]+") do
+      if seg == ".." then parts[#parts] = nil elseif seg ~= "." then parts[#parts + 1] = seg end
+    end
+    return "/" .. table.concat(parts, "/")
+  end
+  local home = os.getenv("RELUA_HOME")
+  local out = { abs((home and home ~= "") and home or ".relua") }
+  local url = M.url or os.getenv("RELUA_STORE")
+  if url and url ~= "" and not url:match("^%a[%w+.-]*://") or (url and url:match("^file://")) then
+    out[#out + 1] = abs(url)
+  end
+  return out
+end
+
 --- Raises the structured error of a failed store operation (nil, message, code).
 ---@param err string
 ---@param code string?
