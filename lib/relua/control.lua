@@ -11,7 +11,7 @@ local errors = require "relua.error"
 local M = {}
 
 M.SCHEMA = 1
-M.DEFAULT_LANE = "main"
+M.DEFAULT_LANE = "main"  -- relua.control.gate.DEFAULT_LANE
 
 --- What an unpause lets through while its recovery owns the failed SHA: descendants of
 --- the failed SHA only (default), also the failed SHA itself, or any SHA.
@@ -19,14 +19,11 @@ M.ADMIT = { descendants = true, failed = true, any = true }
 
 -- ------------------------------------------------------------------ validation
 
+local gate = require "relua.control.gate"
+
 --- Checks a lane name: 1-64 characters of A-Z a-z 0-9 . _ - (not "." or "..", not
 --- starting with "-"), as the store names things.
----@param lane any
----@return boolean
-function M.valid_lane(lane)
-  return type(lane) == "string" and #lane >= 1 and #lane <= 64 and lane:match("^[%w%._%-]+$") ~= nil
-    and lane ~= "." and lane ~= ".." and not lane:match("^%-")
-end
+M.valid_lane = gate.valid_lane
 
 --- Checks a commit id: 40 (SHA-1) or 64 (SHA-256) hexadecimal digits, lower case.
 ---@param sha any

@@ -197,7 +197,7 @@ function M.validate(recipe, path)
     key, advice = schema.unknown(schema.phase, p)
     if key then bad(string.format("phase %s: unknown key %s (%s)", p.name, key, advice)) end
   end
-  if recipe.lane ~= nil and not require("relua.control").valid_lane(recipe.lane) then
+  if recipe.lane ~= nil and not require("relua.control.gate").valid_lane(recipe.lane) then
     bad(string.format("invalid lane %q (use 1-64 characters of A-Z a-z 0-9 . _ -)", tostring(recipe.lane)))
   end
   if recipe.sha ~= nil and type(recipe.sha) ~= "function" then
@@ -428,7 +428,7 @@ function M.execute(o)
   local guard <close> = lg  -- the lock goes whatever happens below
   local state = lg:state()
   -- Admission: the recipe's lane's delivery controls (relua.control, doc/controls.md).
-  local ok, admitted = pcall(require("relua.control").admission, recipe, o.ticket, state and state.state, store)
+  local ok, admitted = pcall(require("relua.control.gate").admission, recipe, o.ticket, state and state.state, store)
   if not ok then
     if state and errors.is(admitted) and admitted.exit == 3 then lg:log("refused", { msg = admitted.message }) end
     error(admitted, 0)
