@@ -24,7 +24,7 @@ M.commands = {}
 ---@field exits table<integer,string> exit status -> what it means
 ---@field examples string[]     command lines (a "# comment" after two spaces is fine)
 ---@field args string[]?        positional kinds for completion: "ticket", "recipe", "phase", "playbook", "file", "command"
----@field hidden boolean?       not listed (internal helpers)
+---@field hidden boolean?       not listed, and its arguments are its own (no --help): internal helpers
 ---@field run fun(...:string):integer?
 
 -- Exit statuses most commands share (README, "Exit codes").
@@ -67,12 +67,102 @@ command {
 command {
   name = "version", summary = "show relua's version and its libraries'",
   usage = "relua version",
-  exits = { [0] = "shown" },
-  examples = { "relua version" },
-  run = function()
-    print(require("relua.version").describe())
-    return 0
+  description = "relua's own version. The versions of a project: relua version next, notes, last, "
+    .. "set, get, bump, compare (doc/version.md).",
+  exits = { [0] = "shown", [2] = "an unknown subcommand" },
+  examples = { "relua version", "relua version next" },
+  run = function(...)
+    return require("relua.versioning").run(nil, ...)
   end,
+}
+
+-- The versions of a project (lib/relua/versioning.lua, doc/version.md).
+local NEXT_OPTIONS = {
+  { "--bump=KIND", "auto (default: from the Conventional Commits), patch, minor or major" },
+  { "--pre-major", "while the major is 0, a breaking change bumps the minor" },
+  { "--prefix=P", "the release tags' prefix (default v)" },
+  { "--from=REV", "what to release (default HEAD)" },
+  { "--repo=DIR", "the repository (default: the one around the current folder)" },
+  { "--initial=VERSION", "the version when no release tag exists (default 1.0.0)" },
+  { "--commit-url=URL", "link each commit in the notes to URL followed by its id" },
+  { "--compare-url=URL", "link the notes heading; {from} and {to} become the tags" },
+  { "--date=YYYY-MM-DD", "the notes heading's date (default today, UTC)" },
+}
+local NEXT_EXITS = { [0] = "shown, or nothing to release (said on stderr)",
+  [1] = "the repository could not be read", [2] = "a bad option, not a repository, or an unknown revision" }
+
+command {
+  name = "version next", summary = "the next version from the commits since the last tag",
+  usage = "relua version next [--json] [--bump=KIND] [--pre-major] [--prefix=v] [--from=REV] [--repo=DIR]",
+  description = "The highest SemVer release tag merged into HEAD, bumped by the commits since: fix "
+    .. "(and perf, revert) a patch, feat a minor, `!` or a BREAKING CHANGE: footer a major. With "
+    .. "nothing to release, prints nothing and says why on stderr.",
+  options = { { "--json", "version, tag, bump, last release, commit count, changes and notes as JSON" },
+    table.unpack(NEXT_OPTIONS) },
+  exits = NEXT_EXITS,
+  examples = { "relua version next", "relua version next --json | jq -r .tag", "relua version next --bump=minor" },
+  run = function(...) return require("relua.versioning").run("next", ...) end,
+}
+
+command {
+  name = "version notes", summary = "the next version's release notes (Markdown)",
+  usage = "relua version notes [--commit-url=URL] [--bump=KIND] [--prefix=v] [--from=REV] [--repo=DIR]",
+  description = "Breaking changes, then Features, Bug Fixes, Performance Improvements and Reverts, "
+    .. "each entry linked to its commit when --commit-url is given.",
+  options = NEXT_OPTIONS,
+  exits = NEXT_EXITS,
+  examples = { "relua version notes --commit-url=https://github.com/me/app/commit/ > NOTES.md" },
+  run = function(...) return require("relua.versioning").run("notes", ...) end,
+}
+
+command {
+  name = "version last", summary = "the last release tag reachable from HEAD",
+  usage = "relua version last [--prefix=v] [--from=REV] [--repo=DIR] [--json]",
+  options = { { "--json", "{tag, version, commit} or null" }, NEXT_OPTIONS[3], NEXT_OPTIONS[4], NEXT_OPTIONS[5] },
+  exits = { [0] = "shown", [1] = "no release tag", [2] = "not a repository, or an unknown revision" },
+  examples = { "relua version last" },
+  run = function(...) return require("relua.versioning").run("last", ...) end,
+}
+
+command {
+  name = "version set", summary = "write a version into project files, nothing else",
+  usage = "relua version set VERSION FILE...",
+  description = "Changes only the version's bytes ([project] or [tool.poetry] version, the top-level "
+    .. "\"version\", [package] version, a top-level __version__ line); the version is checked first "
+    .. "(PEP 440 for Python files, SemVer for the others).",
+  exits = { [0] = "written (each file's old and new version shown)",
+    [2] = "a bad version, a missing file, or a file without a version (left untouched)" },
+  examples = { "relua version set 1.5.0 pyproject.toml src/app/__init__.py package.json" },
+  args = { "file" },
+  run = function(...) return require("relua.versioning").run("set", ...) end,
+}
+
+command {
+  name = "version get", summary = "the version a project file declares",
+  usage = "relua version get FILE",
+  exits = { [0] = "shown", [2] = "a missing file, or a file without a version" },
+  examples = { "relua version get Cargo.toml" },
+  args = { "file" },
+  run = function(...) return require("relua.versioning").run("get", ...) end,
+}
+
+command {
+  name = "version bump", summary = "bump a SemVer version (major, minor, patch, ...)",
+  usage = "relua version bump VERSION KIND [--preid=ID] [--build=META]",
+  options = { { "--preid=ID", "the pre-release identifier (rc, beta, ...)" },
+    { "--build=META", "build metadata to attach" } },
+  exits = { [0] = "shown", [2] = "a bad version or kind" },
+  examples = { "relua version bump 1.2.3 minor", "relua version bump 1.3.0-rc.1 prerelease --preid=rc" },
+  run = function(...) return require("relua.versioning").run("bump", ...) end,
+}
+
+command {
+  name = "version compare", summary = "compare two versions: -1, 0 or 1",
+  usage = "relua version compare A B [--pep440]",
+  options = { { "--pep440", "Python's order (epochs, pre, post, dev, local) instead of SemVer" } },
+  exits = { [0] = "shown", [2] = "a bad version" },
+  examples = { "relua version compare 1.0.0-rc.10 1.0.0-rc.9", "relua version compare 1.0.post1 1.0 --pep440" },
+  run = function(...) return require("relua.versioning").run("compare", ...) end,
 }
 
 command {
@@ -222,6 +312,132 @@ command {
   run = function(...) return require("relua.release").store_copy_command(...) end,
 }
 
+-- Recovery playbooks (lib/relua/playbook.lua, lib/relua/playbook/commands.lua, doc/playbooks.md).
+local function playbooks(fn)
+  return function(...) return require("relua.playbook.commands")[fn](...) end
+end
+
+command {
+  name = "diagnose", summary = "match a failed ticket's failure to the recovery playbooks",
+  usage = "relua diagnose TICKET [--json]",
+  description = "Selects the playbooks whose symptom matches the ticket's recorded failure, runs "
+    .. "their detection checks (each killed with its process group after its timeout, 30 s by "
+    .. "default) and prints the matches, confirmed ones first, with root cause, fix and verify. "
+    .. "With no match: the failure (phase, rc, message, output tail) and how to start a playbook "
+    .. "from it. Changes nothing. A malformed playbook is reported (file:line) and skipped.",
+  options = { { "--json", "print the failure and the matches as JSON" } },
+  exits = { [0] = "diagnosed (matches or not)", [2] = "usage error, unknown ticket, or the ticket has not failed" },
+  examples = { "relua diagnose 1234", "relua diagnose 1234 --json" },
+  args = { "ticket" },
+  run = playbooks("diagnose_command"),
+}
+
+command {
+  name = "recover", summary = "apply a playbook to a failed ticket: fix, verify, resume",
+  usage = "relua recover TICKET [--playbook ID] [--yes] [--adhoc] [--dry-run]",
+  description = "Takes the ticket's lock for the whole sequence, runs the detection of the best "
+    .. "matching playbook (or --playbook ID), shows the plan and asks; then runs the fix, the "
+    .. "verify checks, and only when verify passes resumes the release at the playbook's resume "
+    .. "phase. Each stage is an audit event (playbook-detect, -fix, -verify, -verified, -failed); "
+    .. "the state records the playbook applied. A fix or verify that fails leaves the ticket "
+    .. "failed and resumable.",
+  options = {
+    { "--playbook ID", "apply this playbook (its detection must still confirm)" },
+    { "--yes", "do not ask (required without a terminal)" },
+    { "--adhoc", "also run the playbook's ad hoc fix commands (otherwise shown, not run)" },
+    { "--dry-run", "run the detection and show the plan; change nothing" },
+  },
+  exits = { [0] = "recovered: the release completed", [1] = "no playbook confirmed, the fix or verify failed, or the resumed release failed",
+    [2] = "usage error, or the ticket has not failed", [3] = M.EXIT_LOCKED },
+  examples = { "relua recover 1234 --dry-run", "relua recover 1234", "relua recover 1234 --playbook release-verify-race --yes" },
+  args = { "ticket" },
+  run = playbooks("recover_command"),
+}
+
+command {
+  name = "playbook list", summary = "the playbooks on the search path",
+  usage = "relua playbook list [--recipe PATH]",
+  description = "The recipe's playbooks/ folder (with --recipe), each folder of RELUA_PLAYBOOKS, "
+    .. "and the set shipped with relua; a bad file or a duplicate id is reported and skipped.",
+  options = { { "--recipe PATH", "also search the playbooks/ folder beside this recipe" } },
+  exits = { [0] = "listed", [2] = "usage error" },
+  examples = { "relua playbook list", "relua playbook list --recipe recipes/release.lua" },
+  run = playbooks("list_command"),
+}
+
+command {
+  name = "playbook show", summary = "one playbook: symptom, detection, root cause, fix, verify",
+  usage = "relua playbook show ID [--recipe PATH]",
+  options = { { "--recipe PATH", "also search the playbooks/ folder beside this recipe" } },
+  exits = { [0] = "shown", [2] = "no such playbook" },
+  examples = { "relua playbook show release-verify-race" },
+  args = { "playbook" },
+  run = playbooks("show_command"),
+}
+
+command {
+  name = "playbook lint", summary = "check playbook files: file:line for every problem",
+  usage = "relua playbook lint [PATH...] [--recipe PATH]",
+  description = "Checks the given files or folders (default: the search path): bad YAML or Lua, "
+    .. "a missing id, an unknown field, a wrong type, a pattern that does not compile, a "
+    .. "duplicate id; warns about a free-text symptom that quotes no error line.",
+  options = { { "--recipe PATH", "also check the playbooks/ folder beside this recipe" } },
+  exits = { [0] = "no problems", [1] = "problems found (printed as file:line: message)", [2] = "no such path" },
+  examples = { "relua playbook lint", "relua playbook lint recovery/playbooks" },
+  args = { "file" },
+  run = playbooks("lint_command"),
+}
+
+command {
+  name = "playbook new", summary = "write a commented playbook skeleton",
+  usage = "relua playbook new ID [--from TICKET] [--yaml] [--dir DIR]",
+  description = "Writes DIR/ID.lua (or .yaml): with --from, the symptom is filled in from the "
+    .. "ticket's recorded failure and the file goes to the playbooks/ folder beside its recipe.",
+  options = {
+    { "--from TICKET", "fill the symptom in from this ticket's failure" },
+    { "--yaml", "write the YAML template instead of Lua" },
+    { "--dir DIR", "the folder to write to (default playbooks/)" },
+  },
+  exits = { [0] = "written", [2] = "usage error, the file or the id exists, or the ticket has not failed" },
+  examples = { "relua playbook new release-db-full --from 1234" },
+  args = { "playbook", "ticket" },
+  run = playbooks("new_command"),
+}
+
+-- For recipe authors.
+command {
+  name = "init", summary = "start a project: a starter recipe, playbooks/, .luarc.json",
+  usage = "relua init [--template=NAME] [DIR]",
+  description = "Writes DIR/release.lua copied from a shipped recipe (the template), a "
+    .. "playbooks/ folder, a .luarc.json that points the editor (LuaLS) at relua's type "
+    .. "definitions, and makes sure .gitignore ignores the ledger folder .relua/. It writes "
+    .. "nothing when release.lua, .luarc.json or playbooks/README.md already exists.",
+  options = { { "--template=NAME", "the shipped recipe to start from (default release); the templates are the recipes relua ships" } },
+  exits = { [0] = "written", [2] = "a file exists (nothing written), an unknown template, or a usage error" },
+  examples = { "relua init", "relua init --template=release myproject" },
+  args = { "dir" },
+  run = function(...) return require("relua.cli.scaffold").command(...) end,
+}
+
+command {
+  name = "check", summary = "validate a recipe and its playbooks without running anything",
+  usage = "relua check RECIPE [--from=PHASE]",
+  description = "Loads RECIPE with relua's primitives guarded as in a dry run and lists every "
+    .. "problem: unknown keys, bad or duplicate phase names, missing run or revert functions, "
+    .. "a --from that names no phase, and the problems of the playbooks in the playbooks/ "
+    .. "folder beside it.",
+  options = { { "--from=PHASE", "also check that PHASE is a phase a run could start from" } },
+  exits = { [0] = "valid", [2] = "problems found (each printed on stderr), or the recipe cannot be read" },
+  examples = { "relua check release.lua", "relua check release.lua --from=publish" },
+  args = { "recipe" },
+  run = function(...) return require("relua.cli.check").command(...) end,
+}
+
+command {
+  name = "__complete", hidden = true,
+  run = function(...) return require("relua.cli.complete").command(M, ...) end,
+}
+
 -- ------------------------------------------------------------------ dispatch
 
 -- A table that looks like a recipe: has phases, or is a list of phase-like tables (a
@@ -298,6 +514,7 @@ end
 ---@param args string[]
 ---@return integer exit status
 function M.dispatch(cmd, args)
+  if cmd.hidden then return cmd.run(table.unpack(args)) or 0 end
   local help = require "relua.cli.help"
   if wants_help(args) then
     io.stdout:write(help.render(cmd))

@@ -61,10 +61,9 @@ end
 ---@param ctx table
 ---@return string[]
 function M.failure_hints(ctx)
-  local lines = {
-    string.format("release %s in phase %s (rc=%d). Resume: %s. Roll back: %s.",
-      (ctx.rc == 130 or ctx.rc == 143) and "interrupted" or "failed", ctx.phase, ctx.rc, ctx.resume, ctx.revert),
-  }
+  -- The first line knows the point of no return; the playbooks register their hint on load.
+  local lines = { require("relua.release.noreturn").headline(ctx) }
+  pcall(require, "relua.playbook")
   for _, fn in ipairs(M.hints) do
     local ok, more = pcall(fn, ctx)
     if ok and type(more) == "string" then lines[#lines + 1] = more
@@ -153,55 +152,76 @@ end
 
 local PHASE_NAME = "^[%w%._%-]+$"
 
---- Checks a recipe; raises a usage error (exit 2) naming the file and the problem.
+--- Every problem of a recipe, in order (an empty list: it is valid). The structural ones
+--- (not a table, no phases, phases not a list) end the list: nothing after them can be
+--- checked. `relua check` prints them all; M.validate raises the first.
 ---@param recipe any
----@param path string
----@return table recipe
-function M.validate(recipe, path)
-  local function bad(what)
-    usage(string.format("invalid recipe %s: %s", path, what),
-      "a recipe returns { phases = { { name = \"prepare\", run = function(r) ... end }, ... } } (see doc/recipes.md)")
-  end
+---@return string[]
+function M.problems(recipe)
+  local list = {}
+  local function bad(what) list[#list + 1] = what end
   if type(recipe) ~= "table" then
     bad("it returns " .. (recipe == nil and "nothing" or "a " .. type(recipe)) .. ", not a table of phases")
+    return list
   end
   local phases = recipe.phases
   if phases == nil and recipe[1] ~= nil then
     bad("it has no phases (the list of phases goes in phases = { ... })")
+    return list
   end
   local key, advice = schema.unknown(schema.recipe, recipe)
   if key then bad(string.format("unknown key %s (%s)", key, advice)) end
-  if phases == nil then bad("it has no phases") end
-  if type(phases) ~= "table" then bad("phases is a " .. type(phases) .. ", not a list") end
-  if #phases == 0 then bad("phases is empty") end
-  for k in pairs(phases) do
-    if math.type(k) ~= "integer" or k < 1 or k > #phases then
-      bad("phases must be a list (found the key " .. tostring(k) .. ")")
-    end
-  end
-  local seen = {}
-  for i, p in ipairs(phases) do
-    if type(p) ~= "table" then bad(string.format("phase %d is a %s, not a table", i, type(p))) end
-    if p.name == nil then bad(string.format("phase %d has no name", i)) end
-    if type(p.name) ~= "string" or #p.name > 64 or not p.name:match(PHASE_NAME) then
-      bad(string.format("phase %d has an invalid name %q (use 1-64 characters of A-Z a-z 0-9 . _ -)", i, tostring(p.name)))
-    end
-    if seen[p.name] then bad(string.format("phase %s appears twice (phases %d and %d)", p.name, seen[p.name], i)) end
-    seen[p.name] = i
-    if type(p.run) ~= "function" then
-      bad(string.format("phase %s has no run function", p.name))
-    end
-    if p.revert ~= nil and type(p.revert) ~= "function" then
-      bad(string.format("phase %s: revert must be a function", p.name))
-    end
-    key, advice = schema.unknown(schema.phase, p)
-    if key then bad(string.format("phase %s: unknown key %s (%s)", p.name, key, advice)) end
-  end
   if recipe.lane ~= nil and not require("relua.control.gate").valid_lane(recipe.lane) then
     bad(string.format("invalid lane %q (use 1-64 characters of A-Z a-z 0-9 . _ -)", tostring(recipe.lane)))
   end
   if recipe.sha ~= nil and type(recipe.sha) ~= "function" then
     bad("sha must be a function(r) returning the release's commit id")
+  end
+  if phases == nil then bad("it has no phases") return list end
+  if type(phases) ~= "table" then bad("phases is a " .. type(phases) .. ", not a list") return list end
+  if #phases == 0 then bad("phases is empty") return list end
+  for k in pairs(phases) do
+    if math.type(k) ~= "integer" or k < 1 or k > #phases then
+      bad("phases must be a list (found the key " .. tostring(k) .. ")")
+      return list
+    end
+  end
+  local seen = {}
+  for i, p in ipairs(phases) do
+    if type(p) ~= "table" then bad(string.format("phase %d is a %s, not a table", i, type(p)))
+    else
+      local name = p.name
+      if name == nil then bad(string.format("phase %d has no name", i))
+      elseif type(name) ~= "string" or #name > 64 or not name:match(PHASE_NAME) then
+        bad(string.format("phase %d has an invalid name %q (use 1-64 characters of A-Z a-z 0-9 . _ -)", i, tostring(name)))
+      elseif seen[name] then bad(string.format("phase %s appears twice (phases %d and %d)", name, seen[name], i))
+      else seen[name] = i end
+      local shown_name = type(name) == "string" and name or tostring(i)
+      if type(p.run) ~= "function" then
+        bad(string.format("phase %s has no run function", shown_name))
+      end
+      if p.revert ~= nil and type(p.revert) ~= "function" then
+        bad(string.format("phase %s: revert must be a function", shown_name))
+      end
+      key, advice = schema.unknown(schema.phase, p)
+      if key then bad(string.format("phase %s: unknown key %s (%s)", shown_name, key, advice)) end
+    end
+  end
+  return list
+end
+
+--- Checks a recipe; raises a usage error (exit 2) naming the file and the first problem.
+---@param recipe any
+---@param path string
+---@return table recipe
+function M.validate(recipe, path)
+  local first = M.problems(recipe)[1]
+  if first then
+    usage(string.format("invalid recipe %s: %s", path, first),
+      "a recipe returns { phases = { { name = \"prepare\", run = function(r) ... end }, ... } } (see doc/recipes.md)")
+  end
+  if recipe.preflight ~= nil and type(recipe.preflight) ~= "table" then
+    bad("preflight must be a list of checks (see doc/preflight.md)")
   end
   return recipe
 end
@@ -413,7 +433,9 @@ function M.execute(o)
   end
   local report = reporter({ ticket = o.ticket, path = o.path, json = o.json })
 
-  local lg, err, code, holder = store:ledger(o.ticket)
+  -- o.ledger: a caller that already holds the ticket's lock (relua recover) hands it over.
+  local lg, err, code, holder = o.ledger, nil, nil, nil
+  if not lg then lg, err, code, holder = store:ledger(o.ticket) end
   if not lg then
     if code == "locked" then
       errors.raise("locked", err, { exit = 3,
@@ -474,6 +496,10 @@ function M.execute(o)
     return 0
   end
 
+  if recipe.preflight then  -- fail closed: all checks before the first phase (doc/preflight.md)
+    require("relua.preflight").enforce(recipe.preflight, { ticket = o.ticket, recipe = recipe,
+      state = state.state or {}, say = say, log = function(ev, f) lg:log(ev, f) end })
+  end
   local out = lg:paths().out
   local context = require "relua.release.context"
   local r = context.new_context({
@@ -506,8 +532,18 @@ function M.execute(o)
   local ok, name, rc, msg, perr = lg:run(plan, r, "run", o.from)
   r.phase, r.out = nil, nil
   if ok then
-    say(string.format("release %s done: %s done", o.ticket,
-      #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"))
+    local warnings = require("relua.ticket").warnings(lg:state())
+    local phases = #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"
+    if #warnings > 0 then
+      local names, seen = {}, {}
+      for _, w in ipairs(warnings) do
+        if not seen[w.target] then seen[w.target] = true; names[#names + 1] = w.target end
+      end
+      say(string.format("release %s done with warnings: %s done; fallback target%s %s did not get the release (relua status %s)",
+        o.ticket, phases, #names > 1 and "s" or "", table.concat(names, ", "), o.ticket))
+    else
+      say(string.format("release %s done: %s done", o.ticket, phases))
+    end
     report:finish(0, lg:state())
     lg:close()
     return 0
