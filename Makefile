@@ -12,14 +12,15 @@ SAN_FLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 # some thirty shared libraries: gnutls, krb5, ldap...; libcrypto is large). Each is built as a shared object
 # that the binary carries inside and loads on the first require, so `relua -e ''` does
 # not pay for libraries it does not use. `make LAZY=` links everything directly.
-LAZY       ?= http git archive crypto readline
+LAZY       ?= http git archive crypto readline store_pg
 LIBS_http  := libcurl
 LIBS_git   := libgit2
 LIBS_archive := libarchive
 LIBS_crypto := libcrypto
 LIBS_readline := readline
+LIBS_store_pg := libpq
 MAIN_PKGS  := lua5.4 yaml-0.1
-ALL_PKGS   := $(MAIN_PKGS) libcurl libgit2 libarchive libcrypto readline
+ALL_PKGS   := $(MAIN_PKGS) libcurl libgit2 libarchive libcrypto readline libpq
 CJSON      := -l:liblua5.4-cjson.so.0
 
 # Evaluated when used, so a sub-make after `make deps` sees freshly installed packages.
