@@ -2,59 +2,158 @@
 -- `relua FILE args...` runs FILE as a Lua script; a script that returns a recipe (a table
 -- with `phases`) is handed to the release engine with its arguments. A first argument that
 -- names a subcommand runs that instead (`relua ./status` runs a file called status).
+--
+-- Every subcommand is one `command { ... }` table below: its help (usage, options, exit
+-- codes, examples) sits beside the function that runs it, and `relua help NAME`,
+-- `relua NAME --help`, the man page and the shell completions all read it from here.
+-- To add a command, add one table (see `command` for the fields).
 local errors = require "relua.error"
 
 local M = {}
 
---- Subcommands: name -> {summary, function(...) returning an exit status}.
+--- Subcommands by name ("status", or "store copy" for a two-word command).
+---@type table<string, relua.Command>
 M.commands = {}
 
-local function command(name, summary, fn)
-  M.commands[name] = { summary = summary, run = fn }
-end
+---@class relua.Command
+---@field name string           "status", or two words: "store copy"
+---@field summary string        one line for `relua help`
+---@field usage string|string[] "relua status TICKET [--json]" (each line a way to call it)
+---@field description string?   what it does, a paragraph
+---@field options (string[])[]? { {"--json", "print JSON (doc/json.md)"}, ... }
+---@field exits table<integer,string> exit status -> what it means
+---@field examples string[]     command lines (a "# comment" after two spaces is fine)
+---@field args string[]?        positional kinds for completion: "ticket", "recipe", "phase", "playbook", "file", "command"
+---@field hidden boolean?       not listed (internal helpers)
+---@field run fun(...:string):integer?
 
-command("help", "list the commands", function()
-  local names = {}
-  for name in pairs(M.commands) do names[#names + 1] = name end
-  table.sort(names)
-  print("usage: relua [options] [script [args]]")
-  print("       relua RECIPE TICKET [--from=PHASE] [--dry-run]")
-  print("commands:")
-  for _, name in ipairs(names) do
-    print(string.format("  %-10s %s", name, M.commands[name].summary))
+-- Exit statuses most commands share (README, "Exit codes").
+M.EXIT_OK = "done"
+M.EXIT_USAGE = "usage error: a missing or bad argument, an unknown option"
+M.EXIT_CORRUPT = "bad input: an invalid recipe or ticket name, or a corrupt state file (left untouched)"
+M.EXIT_LOCKED = "refused: another run holds the ticket's lock"
+M.EXIT_FAILED = "a phase (or its revert) failed: the message says how to resume"
+M.EXIT_INTERRUPTED = "interrupted by Ctrl-C; the running phase is recorded failed rc=130"
+M.EXIT_TERMINATED = "terminated by SIGTERM (a cancelled CI job); the running phase is recorded failed rc=143"
+
+--- Registers a subcommand (see relua.Command for the fields).
+---@param spec relua.Command
+function M.command(spec)
+  assert(type(spec.name) == "string" and type(spec.run) == "function", "command: name and run are required")
+  if not spec.hidden then
+    assert(spec.summary and spec.usage and spec.exits and spec.examples,
+      "command " .. spec.name .. ": summary, usage, exits and examples are required")
   end
-  return 0
-end)
+  if type(spec.usage) == "string" then spec.usage = { spec.usage } end
+  spec.options = spec.options or {}
+  M.commands[spec.name] = spec
+  return spec
+end
+local command = M.command
 
-command("version", "show relua's version and its libraries'", function()
-  print(require("relua.version").describe())
-  return 0
-end)
+-- ------------------------------------------------------------------ the commands
 
-command("repl", "open the interactive prompt", function()
-  return M.repl()
-end)
+command {
+  name = "help", summary = "list the commands, or show one command's help",
+  usage = "relua help [COMMAND]",
+  description = "Without a COMMAND: every command with a one-line summary. With one: its usage, "
+    .. "options, exit codes and an example (the same as `relua COMMAND --help`).",
+  exits = { [0] = "shown", [2] = "unknown command" },
+  examples = { "relua help", "relua help status" },
+  args = { "command" },
+  run = function(...) return require("relua.cli.help").help_command(M, ...) end,
+}
+
+command {
+  name = "version", summary = "show relua's version and its libraries'",
+  usage = "relua version",
+  exits = { [0] = "shown" },
+  examples = { "relua version" },
+  run = function()
+    print(require("relua.version").describe())
+    return 0
+  end,
+}
+
+command {
+  name = "repl", summary = "open the interactive prompt",
+  usage = "relua repl",
+  description = "Line editing, history, Tab completion, values pretty-printed; the host modules "
+    .. "are pre-bound as globals (doc/repl.md). `relua` alone on a terminal does the same.",
+  exits = { [0] = "the prompt was left (Ctrl-D, os.exit())" },
+  examples = { "relua repl" },
+  run = function() return M.repl() end,
+}
 
 -- The release engine (lib/relua/release.lua).
-command("run", "run a release: relua run RECIPE TICKET [--from=PHASE] [--dry-run]", function(...)
-  return require("relua.release").run_command(...)
-end)
+command {
+  name = "run", summary = "run a release, or continue where it stopped",
+  usage = { "relua run RECIPE TICKET [--from=PHASE] [--dry-run]", "relua RECIPE TICKET [--from=PHASE] [--dry-run]" },
+  description = "Runs the recipe's phases in order for TICKET, skipping those already done; a "
+    .. "failed phase halts the release and says how to resume or roll back. A second run on the "
+    .. "same ticket while one is under way is refused.",
+  options = {
+    { "--from=PHASE", "start at PHASE (every phase before it must be done)" },
+    { "--dry-run", "print what would run and what relua's primitives would change; change nothing" },
+  },
+  exits = { [0] = "every phase done, or nothing to do", [1] = M.EXIT_FAILED, [2] = M.EXIT_CORRUPT,
+    [3] = M.EXIT_LOCKED, [130] = M.EXIT_INTERRUPTED, [143] = M.EXIT_TERMINATED },
+  examples = { "relua run recipes/release.lua 1.4.0", "relua release.lua 1.4.0 --from=publish",
+    "relua release.lua 1.4.0 --dry-run" },
+  args = { "recipe", "ticket" },
+  run = function(...) return require("relua.release").run_command(...) end,
+}
 
-command("status", "where a ticket's release stands: relua status TICKET [--json]", function(...)
-  return require("relua.release").status_command(...)
-end)
+command {
+  name = "status", summary = "where a ticket's release stands and what to run next",
+  usage = "relua status TICKET [--json]",
+  description = "The ticket's phases with their status (a failed one with its rc and message), "
+    .. "the recorded state values and steps, whether the recipe changed, and the next command.",
+  options = { { "--json", "print it as one JSON object (doc/json.md)" } },
+  exits = { [0] = "shown", [2] = "no ticket given, an invalid ticket name, no release recorded for it, or a corrupt state file" },
+  examples = { "relua status 1.4.0", "relua status 1.4.0 --json | jq -r .status" },
+  args = { "ticket" },
+  run = function(...) return require("relua.release").status_command(...) end,
+}
 
-command("log", "a ticket's audit log: relua log TICKET", function(...)
-  return require("relua.release").log_command(...)
-end)
+command {
+  name = "log", summary = "a ticket's audit log",
+  usage = "relua log TICKET",
+  description = "The ticket's audit log as written: one logfmt line per event (run, start, done, "
+    .. "failed, state, step, revert...).",
+  exits = { [0] = "shown", [2] = "no ticket given, an invalid ticket name, or no release recorded for it" },
+  examples = { "relua log 1.4.0", "relua log 1.4.0 | grep event=failed" },
+  args = { "ticket" },
+  run = function(...) return require("relua.release").log_command(...) end,
+}
 
-command("list", "every ticket in the ledger and its status", function(...)
-  return require("relua.release").list_command(...)
-end)
+command {
+  name = "list", summary = "every ticket in the ledger and its status",
+  usage = "relua list [--json]",
+  options = { { "--json", "print a JSON array of tickets (doc/json.md)" } },
+  exits = { [0] = "shown (also when no release is recorded)", [2] = M.EXIT_USAGE },
+  examples = { "relua list", "relua list --json" },
+  run = function(...) return require("relua.release").list_command(...) end,
+}
 
-command("revert", "undo a ticket's phases in reverse order: relua revert TICKET", function(...)
-  return require("relua.release").revert_command(...)
-end)
+command {
+  name = "revert", summary = "undo a ticket's phases, newest first",
+  usage = "relua revert TICKET [--recipe=PATH] [--dry-run]",
+  description = "Runs the revert function of every phase that is done, failed or was running, "
+    .. "in reverse order; a phase without one is left as it is and said so.",
+  options = {
+    { "--recipe=PATH", "the recipe to take the reverts from (default: the one the ticket ran)" },
+    { "--dry-run", "print what would be reverted; change nothing" },
+  },
+  exits = { [0] = "reverted, or nothing to revert", [1] = "a revert failed: fix the cause and run it again",
+    [2] = "no ticket given, no release recorded, the recipe is gone or invalid", [3] = M.EXIT_LOCKED,
+    [130] = M.EXIT_INTERRUPTED, [143] = M.EXIT_TERMINATED },
+  examples = { "relua revert 1.4.0 --dry-run", "relua revert 1.4.0" },
+  args = { "ticket" },
+  run = function(...) return require("relua.release").revert_command(...) end,
+}
+
+-- ------------------------------------------------------------------ dispatch
 
 -- A table that looks like a recipe: has phases, or is a list of phase-like tables (a
 -- recipe that forgot `phases =`, which the engine then reports).
@@ -88,11 +187,68 @@ function M.run_file(path, ...)
   return 0
 end
 
+--- The command named by the first one or two words ("store copy" before "store"), and the
+--- number of words it took; nil when none is.
+---@return relua.Command?, integer?
+function M.find(first, second)
+  if first == nil then return nil end
+  if second ~= nil and M.commands[first .. " " .. second] then
+    return M.commands[first .. " " .. second], 2
+  end
+  if M.commands[first] then return M.commands[first], 1 end
+end
+
+--- The two-word commands whose first word is `group`, sorted.
+---@return relua.Command[]
+function M.group(group)
+  local list = {}
+  for name, c in pairs(M.commands) do
+    if name:sub(1, #group + 1) == group .. " " and not c.hidden then list[#list + 1] = c end
+  end
+  table.sort(list, function(a, b) return a.name < b.name end)
+  return list
+end
+
+-- Is --help (or -h) among the arguments, before any "--"?
+local function wants_help(args)
+  for _, a in ipairs(args) do
+    if a == "--" then return false end
+    if a == "--help" or a == "-h" then return true end
+  end
+  return false
+end
+
+--- Runs a command: its help when asked for, else its function, with its usage line as the
+--- hint of any usage error raised without one (a missing argument prints the usage).
+---@param cmd relua.Command
+---@param args string[]
+---@return integer exit status
+function M.dispatch(cmd, args)
+  local help = require "relua.cli.help"
+  if wants_help(args) then
+    io.stdout:write(help.render(cmd))
+    return 0
+  end
+  errors.usage_hint = help.usage_hint(cmd)
+  return cmd.run(table.unpack(args)) or 0
+end
+
 --- `relua FILE args...` or `relua COMMAND args...`
 ---@return integer exit status
 function M.main(first, ...)
-  local cmd = M.commands[first]
-  if cmd then return cmd.run(...) or 0 end
+  local args = { ... }
+  local cmd, words = M.find(first, args[1])
+  if cmd then return M.dispatch(cmd, { table.unpack(args, words) }) end
+  if first ~= nil and #M.group(first) > 0 then
+    -- "relua store" alone: a group of two-word commands.
+    local help = require "relua.cli.help"
+    if wants_help(args) then
+      io.stdout:write(help.render_group(M, first))
+      return 0
+    end
+    errors.usage(args[1] == nil and string.format("relua %s needs a subcommand", first)
+      or string.format("unknown command: relua %s %s", first, args[1]), help.group_hint(M, first))
+  end
   return M.run_file(first, ...)
 end
 

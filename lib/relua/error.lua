@@ -37,11 +37,16 @@ function M.raise(code, message, opts)
   error(M.new(code, message, opts), 0)
 end
 
+--- The usage of the command being run (set by relua.cli): the hint of a usage error
+--- raised without one, so a missing argument prints the usage line.
+---@type string?
+M.usage_hint = nil
+
 --- Raises a usage error (exit 2): bad command line, invalid recipe, bad input.
 ---@param message string
----@param hint string?
+---@param hint string?  default: the running command's usage
 function M.usage(message, hint)
-  error(M.new("usage", message, { hint = hint, exit = M.EXIT.usage }), 0)
+  error(M.new("usage", message, { hint = hint or M.usage_hint, exit = M.EXIT.usage }), 0)
 end
 
 --- True when v is a structured error.

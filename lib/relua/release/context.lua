@@ -70,6 +70,7 @@ local function store_for(lg, state, dry, say)
 end
 
 local function new_context(opts)
+  errors.usage_hint = nil  -- phases run now: the command line's usage is no hint for their errors
   local store = opts.store
   local r = setmetatable({
     ticket = opts.ticket, phase = nil, dry_run = opts.dry_run or false,
