@@ -107,10 +107,14 @@ local function ctl(self, args, timeout)
   return proc.run(as_user(argv), { timeout = timeout or 30, cwd = "/" })
 end
 
+-- The server's settings. The suite's server skips fsync (nothing here survives a power
+-- cut anyway; a killed server still loses no committed transaction); the benchmark's is
+-- durable, as a real one is.
 local function opts_for(self)
   return string.format("-c port=%d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s"
-    .. " -c fsync=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=16MB"
-    .. " -c log_min_messages=warning -c logging_collector=off", self.port, self.dir)
+    .. "%s -c max_connections=200 -c shared_buffers=16MB"
+    .. " -c log_min_messages=warning -c logging_collector=off", self.port, self.dir,
+    self.durable and "" or " -c fsync=off -c full_page_writes=off")
 end
 
 --- Restarts the server on the same port (a clean shutdown: every session is cut).
@@ -152,11 +156,12 @@ local function start_watchdog(self)
 end
 
 --- Starts a server (see the top of this file). Raises when it cannot within 20 s.
-function M.start()
+--- opts.durable: fsync as a real server does (the benchmarks), else fsync=off.
+function M.start(opts)
   local bin = M.bindir()
   if not bin then error("postgres: PostgreSQL 15 is not installed (make deps installs postgresql-15)") end
   ensure_user()
-  local self = setmetatable({ bin = bin }, Server)
+  local self = setmetatable({ bin = bin, durable = opts and opts.durable }, Server)
   self.dir = assert(fs.tmpdir("relua-pg"))
   self.data = self.dir .. "/data"
   math.randomseed(math.floor(proc.clock() * 1e6) + proc.pid())

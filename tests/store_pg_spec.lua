@@ -1,0 +1,277 @@
+-- The PostgreSQL store, as teams running releases on many CI runners meet it: the relua
+-- binary run in separate working folders (separate clones) that share RELUA_STORE, against
+-- a real PostgreSQL 15 server started by the suite (tests/support/postgres.lua).
+local h = require "support.h"
+local S = require "support.release"
+local pg = require "support.postgres"
+local proc = require "relua.proc"
+
+local srv
+
+-- A runner: a folder of its own holding the recipes (a clone), no ledger folder shared.
+local function runner(recipes)
+  local s = S.sandbox()
+  for name, src in pairs(recipes or {}) do s:write(name, src) end
+  return s
+end
+
+-- Runs relua in runner s against the store url: {code=, stdout=, stderr=}.
+local function run(s, url, args, env)
+  local e = { RELUA_STORE = url }
+  for k, v in pairs(env or {}) do e[k] = v end
+  return s:relua(args, e)
+end
+
+-- Starts relua in the background in runner s; returns the process handle.
+local function spawn(s, url, args, env)
+  local argv = { S.bin() }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local e = { RELUA_STORE = url, RELUA_HOME = false }
+  for k, v in pairs(env or {}) do e[k] = v end
+  return assert(proc.spawn(argv, { cwd = s.dir, env = e, timeout = 120 }))
+end
+
+-- Waits (at most 30 s) until path exists.
+local function await(path)
+  local deadline = proc.clock() + 30
+  while proc.clock() < deadline do
+    if io.open(path) then return true end
+    proc.sleep(0.02)
+  end
+  error("timed out waiting for " .. path)
+end
+
+-- A phase body that marks the shared file `marks` with key, once per step (r:step).
+local MARK = [[
+local function mark(k)
+  local f = assert(io.open(os.getenv("MARKS"), "a")) f:write(k, "\n") f:close()
+end
+]]
+
+local function count_lines(path)
+  local c = {}
+  for line in (h.slurp(path)):gmatch("([^\n]+)") do c[line] = (c[line] or 0) + 1 end
+  return c
+end
+
+setup(function()
+  srv = pg.shared()
+end)
+
+describe("RELUA_STORE=postgres://", function()
+  after_each(S.cleanup)
+
+  it("lets a re-run on a fresh runner resume where the first one failed, without redoing its steps", function()
+    local url = srv:database()
+    local marks = h.tmpdir() .. "/marks"
+    local src = MARK .. [[
+local phases = {}
+for i = 1, 4 do
+  phases[i] = { name = "p" .. i, run = function(r)
+    r:step("s" .. i, function() mark("p" .. i) return { i = i } end)
+    r.state["P" .. i] = "v" .. i
+    if i == 3 and io.open("broken") then error("phase 3 is broken on this runner") end
+  end }
+end
+return { name = "ci", phases = phases }
+]]
+    local a = runner({ ["release.lua"] = src, broken = "" })
+    local b = runner({ ["release.lua"] = src })
+    local r = run(a, url, { "release.lua", "1.0" }, { MARKS = marks })
+    assert.are.equal(1, r.code, r.stderr)
+    assert.matches("phase 3 is broken", r.stderr)
+    assert.is_false(a:exists(".relua/releases/1.0.json"))   -- nothing in the runner's folder
+    -- runner B: another folder, the same store
+    r = run(b, url, { "release.lua", "1.0" }, { MARKS = marks })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("phase p3: running", r.stdout)
+    assert.not_matches("phase p1: running", r.stdout)
+    assert.same({ p1 = 1, p2 = 1, p3 = 2, p4 = 1 }, count_lines(marks))
+    -- any third folder sees the whole story
+    local c = runner()
+    r = run(c, url, { "status", "1.0" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("ticket 1%.0: done", r.stdout)
+    r = run(c, url, { "log", "1.0" })
+    assert.matches("phase=p3 event=failed rc=1", r.stdout)
+    assert.matches("phase=p4 event=done", r.stdout)
+    r = run(c, url, { "list" })
+    assert.matches("1%.0", r.stdout)
+  end)
+
+  it("frees a ticket the moment its runner is killed (kill -9): another runner takes it", function()
+    local url = srv:database()
+    local src = [[return { name = "slow", phases = {
+      { name = "a", run = function(r) end },
+      { name = "b", run = function(r)
+          if not io.open("fast") then io.open("started", "w"):close() require("relua.proc").sleep(60) end
+        end },
+      { name = "c", run = function(r) end } } }]]
+    local a = runner({ ["release.lua"] = src })
+    local b = runner({ ["release.lua"] = src, fast = "" })
+    local ha = spawn(a, url, { "release.lua", "T1" })
+    await(a:path("started"))
+    assert(ha:kill("KILL"))
+    ha:wait()
+    ha:close()
+    -- no wait: the server drops the dead session's lock as its connection closes
+    local r = run(b, url, { "release.lua", "T1" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("phase b: running", r.stdout)
+    assert.matches("ticket T1: done", run(b, url, { "status", "T1" }).stdout)
+  end)
+
+  it("runs 20 runners on 20 tickets at once: none waits for another", function()
+    local url = srv:database()
+    local gate = h.tmpdir()
+    -- each run's phase waits until all 20 are inside their phase at the same time: if one
+    -- waited for another's lock, none would get past the gate
+    local src = [[
+local proc = require "relua.proc"
+return { name = "many", phases = { { name = "meet", run = function(r)
+  local gate = os.getenv("GATE")
+  io.open(gate .. "/" .. r.ticket, "w"):close()
+  local deadline = proc.clock() + 60
+  while #require("relua.fs").list(gate) < 20 do
+    if proc.clock() > deadline then error("not all 20 runs got in") end
+    proc.sleep(0.02)
+  end
+end } } }]]
+    local handles = {}
+    for i = 1, 20 do
+      local s = runner({ ["release.lua"] = src })
+      handles[i] = spawn(s, url, { "release.lua", "T" .. i }, { GATE = gate })
+    end
+    for i = 1, 20 do
+      local res = handles[i]:wait()
+      handles[i]:close()
+      assert.are.equal(0, res.code, res.stderr)
+    end
+    local r = run(runner(), url, { "list" })
+    for i = 1, 20 do assert.matches("T" .. i .. "%s", r.stdout) end
+  end)
+
+  it("runs 20 runners on one ticket: exactly one runs, the others exit 3 naming it", function()
+    local url = srv:database()
+    local dir = h.tmpdir()
+    local src = [[
+local proc = require "relua.proc"
+return { name = "one", phases = { { name = "only", run = function(r)
+  local f = assert(io.open(os.getenv("DIR") .. "/ran-" .. proc.pid(), "w")) f:close()
+  local deadline = proc.clock() + 60
+  while not io.open(os.getenv("DIR") .. "/go") and proc.clock() < deadline do proc.sleep(0.02) end
+end } } }]]
+    local handles, refused, winner = {}, 0, nil
+    for i = 1, 20 do
+      handles[i] = spawn(runner({ ["release.lua"] = src }), url, { "release.lua", "ONE" }, { DIR = dir })
+    end
+    -- the 19 refused ones end by themselves while the winner waits for "go"
+    local results = {}
+    local deadline = proc.clock() + 60
+    while refused < 19 and proc.clock() < deadline do
+      refused = 0
+      for i = 1, 20 do
+        if not results[i] and not handles[i]:running() then results[i] = handles[i]:wait() end
+        if results[i] and results[i].code == 3 then refused = refused + 1 end
+      end
+      proc.sleep(0.02)
+    end
+    h.spit(dir .. "/go", "")
+    local codes = {}
+    for i = 1, 20 do
+      results[i] = results[i] or handles[i]:wait()
+      handles[i]:close()
+      codes[results[i].code] = (codes[results[i].code] or 0) + 1
+      if results[i].code == 0 then winner = results[i].pid end
+    end
+    assert.same({ [0] = 1, [3] = 19 }, codes)
+    local ran = require("relua.fs").list(dir)
+    assert.same({ "go", "ran-" .. winner }, ran)
+    for i = 1, 20 do
+      if results[i].code == 3 then
+        assert.matches("ticket ONE is locked by another run %(pid=" .. winner .. " host=%S+ since=", results[i].stderr)
+      end
+    end
+  end)
+end)
+
+describe("a lost connection to the store", function()
+  after_each(S.cleanup)
+
+  -- Phase b waits for `go` once it has recorded something; the connection is cut meanwhile.
+  local SRC = [[return { name = "cut", phases = {
+    { name = "a", run = function(r) r.state.A = 1 end },
+    { name = "b", run = function(r)
+        r.state.B1 = 1
+        io.open("started", "w"):close()
+        local proc = require "relua.proc"
+        local deadline = proc.clock() + 60
+        while not io.open("go") and proc.clock() < deadline do proc.sleep(0.02) end
+        r.state.B2 = 2
+        io.open("b-after", "w"):close()
+      end },
+    { name = "c", run = function(r) io.open("c-ran", "w"):close() end } } }]]
+
+  local function cut_and_resume(cut)
+    local url, db = srv:database()
+    local a = runner({ ["release.lua"] = SRC })
+    local ha = spawn(a, url, { "release.lua", "L1" })
+    await(a:path("started"))
+    cut(db)
+    h.spit(a:path("go"), "")
+    local res = ha:wait()
+    ha:close()
+    assert.are.equal(1, res.code, res.stderr)
+    assert.matches("connection to the store postgres://relua@127%.0%.0%.1:%d+/" .. db .. " was lost", res.stderr)
+    assert.matches("no longer holds ticket L1", res.stderr)
+    assert.is_false(a:exists("c-ran"))                      -- nothing after the loss ran
+    -- no event lost: everything recorded before the cut is there; nothing after it
+    local b = runner({ ["release.lua"] = SRC, go = "" })
+    local log = run(b, url, { "log", "L1" }).stdout
+    assert.matches("phase=a event=done", log)
+    assert.matches("phase=b event=running", log)
+    assert.not_matches("phase=b event=done", log)
+    assert.not_matches("B2", log)
+    -- resumable by any runner
+    local r = run(b, url, { "release.lua", "L1" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("phase b: running", r.stdout)
+    assert.is_true(b:exists("c-ran"))
+  end
+
+  it("when the session is terminated (pg_terminate_backend): the run stops, the ticket resumes elsewhere", function()
+    cut_and_resume(function(db)
+      srv:psql("select pg_terminate_backend(pid) from pg_stat_activity where datname = '" .. db ..
+        "' and application_name = 'relua'")
+    end)
+  end)
+
+  it("when the server restarts mid-run: the run stops, the ticket resumes elsewhere", function()
+    cut_and_resume(function() srv:restart() end)
+  end)
+end)
+
+describe("the store's connection string", function()
+  after_each(S.cleanup)
+
+  it("never shows the password, whether in the URL or in PGPASSWORD", function()
+    local url = srv:database()
+    local s = runner({ ["release.lua"] = [[return { phases = { { name = "x", run = function(r) error("boom") end } } }]] })
+    local outs = {}
+    local function keep(r) outs[#outs + 1] = r.stdout .. r.stderr return r end
+    keep(run(s, url, { "release.lua", "P1" }))
+    keep(run(s, url, { "status", "P1" }))
+    -- a wrong database name: the error names the store without the password
+    local bad = url:gsub("/[^/]*$", "/missing")
+    local r = keep(run(s, bad, { "status", "P1" }))
+    assert.are_not.equal(0, r.code)
+    assert.matches("postgres://relua@127%.0%.0%.1:%d+/missing", r.stderr)
+    -- the password from PGPASSWORD
+    local nopw = srv:url(url:match("/([^/]*)$"), { password = false })
+    r = keep(run(s, nopw, { "status", "P1" }, { PGPASSWORD = srv.password }))
+    assert.are.equal(0, r.code, r.stderr)
+    r = keep(run(s, nopw, { "status", "P1" }, { PGPASSWORD = "wrong-" .. srv.password }))
+    assert.are_not.equal(0, r.code)
+    for _, o in ipairs(outs) do assert.is_nil(o:find(srv.password, 1, true)) end
+  end)
+end)
