@@ -86,6 +86,10 @@ typedef struct relua_StoreOps {
      "postgres postgres://relua@db:5432/rel"): no password, no secret. Always OK. */
   int (*describe)(relua_Store *s, lua_State *L);
 
+  /* Pushes where a ticket's state is, for messages ("/srv/x/.relua/releases/5.json",
+     "ticket 5 in postgres://relua@db/rel"): no secret. Always OK. */
+  int (*where)(relua_Store *s, lua_State *L, const char *ticket);
+
   /* Pushes the local folder where a ticket's phase outputs go (PHASE.out files); the
      folder backend: RELEASES/TICKET. Created by the core when needed. Always OK. */
   int (*outdir)(relua_Store *s, lua_State *L, const char *ticket);
@@ -194,5 +198,18 @@ void relua_store_holder_record(char *buf, size_t n);
 const char *relua_store_code(int status);
 /* 1 when name is a valid ticket or lane name. */
 int relua_store_valid_name(const char *s, size_t n);
+
+/*
+** Test-only crash points (RELUA_TEST_CRASH_AT=POINT[:N[:INT]], see doc/recipes.md): the
+** process kills itself (SIGKILL; SIGINT with ":INT") the N-th time it reaches POINT.
+** replace calls, in this order: relua_store_crash_due(L, "state-write") just before the
+** state is written (when due, the folder backend leaves a half-written temp file and
+** kills itself), relua_store_crash(L, "state-saved") once the state is durable, and
+** relua_store_crash(L, "log-event") before the event is appended (append: the core calls
+** it). A backend that writes state and event in one transaction calls all three before
+** its commit (so a crash there loses both, never one).
+*/
+int relua_store_crash_due(lua_State *L, const char *point);   /* the signal, or 0 */
+void relua_store_crash(lua_State *L, const char *point);
 
 #endif
