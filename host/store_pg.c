@@ -1,38 +1,41 @@
 /*
-** store_pg.c: the PostgreSQL backend of the store (module relua.store.pg), through libpq.
+** store_pg.c: the PostgreSQL backend of the store (host/store.h), through libpq.
 ** A lazy module (see the Makefile): libpq and what it brings (libssl, gssapi, ldap) are
 ** loaded the first time a postgres:// store is opened, so start-up and the folder store
-** pay nothing.
+** pay nothing. luaopen_relua_core_store_pg pushes the backend for store.c;
+** luaopen_relua_store_pg is the schema's Lua face for `relua store migrate`.
 **
 ** Everything lives in the schema "relua" of the database the URL names, created on first
 ** use and versioned in relua.meta (schema_version). A schema newer than this relua knows
 ** is refused; an older one is upgraded only by `relua store migrate`.
 **
-**   relua.tickets  (ticket, version, state, nevents, updated): the state document, as the
-**                  folder store writes it, replaced with compare-and-swap on version
-**   relua.events   (ticket, seq, line): the audit log, append-only; seq comes from the
+**   relua.tickets  (ticket, version, state, nevents, updated): the state document, byte for
+**                  byte as the core encoded it, replaced with compare-and-swap on version
+**   relua.events   (ticket, seq, data): the audit log, append-only; seq comes from the
 **                  ticket row's nevents, incremented under that row's lock in the same
-**                  statement, so per ticket the event order is the commit order
+**                  statement, so per ticket the event order is the commit order. A state
+**                  change and its event are one statement: one transaction.
 **   relua.locks    (ticket, holder, pid, since): who holds a ticket (for the refusal)
 **   relua.controls (lane, seq, record): a lane's control records, append-only
 **
 ** The per-ticket lock is a session-level ADVISORY lock, pg_try_advisory_lock on a 64-bit
 ** hash of the ticket (hashtextextended), held by the runner's own connection: PostgreSQL
-** releases it the moment that session ends (kill -9, a lost VM, pg_terminate_backend),
-** with no lease to expire and no row to clean up. Not a row lock, because a row lock
-** lives in an open transaction and the run must commit its state and events as it goes.
-** Not one fixed lock id (Terraform's pg backend): each ticket has its own key, so
-** unrelated tickets never wait for each other. A lane's control records are appended
-** under a transaction-level advisory lock on the lane's key, so deciding and appending is
-** atomic.
+** releases it the moment that session ends (kill -9, a lost VM, pg_terminate_backend), with
+** no lease to expire and no row to clean up. Not a row lock: a row lock lives in an open
+** transaction, and a run commits its state and events as it goes. Not one fixed lock id
+** (as Terraform's pg backend has): each ticket has its own key, so unrelated tickets never
+** wait for each other. A lane's control records are appended under a transaction-level
+** advisory lock on the lane's key, so deciding and appending is atomic.
 **
-** A lost connection is never reconnected: the lock went with the session, so the run stops
-** (code "store-lost") and records nothing further; the ticket is resumable by any runner.
-** The URL's password never appears in anything relua prints (where() shows the URL
-** without it; PQerrorMessage does not carry it).
+** A lost connection is never reconnected: the lock went with the session, so every later
+** operation under the lock answers RELUA_STORE_LOST and records nothing; the ticket is
+** resumable by any runner. The URL's password never appears in anything relua prints
+** (describe() shows the URL without it; libpq's messages do not carry it, and every
+** message goes through relua_mask).
 */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,25 +44,32 @@
 #include <libpq-fe.h>
 
 #include "relua.h"
+#include "store.h"
 
-#define PG_MT "relua.store.pg.Conn"
 #define SCHEMA_VERSION 1
 
-typedef struct Pg {
+typedef struct PgStore {
+  relua_Store base;   /* first: the ops */
   PGconn *conn;
   int lost;           /* the connection dropped: the session (and its locks) are gone */
-} Pg;
+  char *where;        /* the URL without its password, for messages */
+  char *home;         /* the runner's local relua home, for phase outputs */
+} PgStore;
 
-/* Uservalue 1 of a Pg: the URL without its password, for messages. */
+/* A held ticket lock: the session holds the advisory lock; this names it. */
+struct relua_StoreLock {
+  PgStore *s;
+  char ticket[72];
+};
 
 /* ---------------------------------------------------------------- schema */
 
-/* Each step moves the schema from version i to i + 1 (steps[0]: nothing to version 1). */
+/* steps[i] moves the schema from version i to i + 1 (steps[0]: nothing to version 1). */
 static const char *const steps[] = {
   "create schema if not exists relua;"
   "create table relua.meta (key text primary key, value text not null);"
   "create table relua.tickets ("
-  "  ticket text primary key,"
+  "  ticket text collate \"C\" primary key,"
   "  version bigint not null default 0,"
   "  state text,"
   "  nevents bigint not null default 0,"
@@ -68,7 +78,7 @@ static const char *const steps[] = {
   "  ticket text not null,"
   "  seq bigint not null,"
   "  at timestamptz not null default now(),"
-  "  line text not null,"
+  "  data text not null,"
   "  primary key (ticket, seq));"
   "create table relua.locks ("
   "  ticket text primary key,"
@@ -76,118 +86,255 @@ static const char *const steps[] = {
   "  pid integer not null,"
   "  since timestamptz not null default now());"
   "create table relua.controls ("
-  "  lane text not null,"
+  "  lane text collate \"C\" not null,"
   "  seq bigint not null,"
   "  at timestamptz not null default now(),"
   "  record text not null,"
   "  primary key (lane, seq));"
   "insert into relua.meta values ('schema_version', '1');",
 };
-#define NSTEPS ((int)(sizeof steps / sizeof steps[0]))
+#define NSTEPS ((long)(sizeof steps / sizeof steps[0]))
 
 /* ---------------------------------------------------------------- helpers */
 
-static Pg *check_pg(lua_State *L, int idx) {
-  Pg *p = (Pg *)luaL_checkudata(L, idx, PG_MT);
-  if (p->conn == NULL) luaL_error(L, "store: the PostgreSQL connection is closed");
-  return p;
-}
-
-static const char *where(lua_State *L, int self) {
-  const char *w;
-  lua_getiuservalue(L, self, 1);
-  w = lua_tostring(L, -1);
-  lua_pop(L, 1);           /* the uservalue keeps it alive */
-  return w ? w : "postgres";
-}
-
-/* Pushes libpq's last error, one line, masked. */
-static const char *push_pqerror(lua_State *L, PGconn *conn, PGresult *res) {
+/* Pushes libpq's last error, its first line, masked. */
+static void push_pqerror(lua_State *L, PGconn *conn, const PGresult *res) {
   const char *m = res ? PQresultErrorMessage(res) : NULL;
+  const char *nl;
   size_t n;
-  if (m == NULL || *m == '\0') m = PQerrorMessage(conn);
+  if (m == NULL || *m == '\0') m = conn ? PQerrorMessage(conn) : NULL;
   if (m == NULL || *m == '\0') m = "unknown error";
   n = strlen(m);
   while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' ')) n--;
-  {
-    const char *nl = memchr(m, '\n', n);     /* libpq's detail lines: keep the first */
-    if (nl != NULL && (size_t)(nl - m) > 0) n = (size_t)(nl - m);
-  }
-  return relua_mask(L, m, n, NULL);
+  nl = memchr(m, '\n', n);            /* libpq's DETAIL/HINT lines: keep the first */
+  if (nl != NULL && nl > m) n = (size_t)(nl - m);
+  relua_mask(L, m, n, NULL);
+}
+
+/* Pushes a message "store WHERE: what: libpq's reason" and returns status. */
+static int fail(lua_State *L, PgStore *s, int status, const char *what, const PGresult *res) {
+  push_pqerror(L, s->conn, res);
+  lua_pushfstring(L, "store %s: %s: %s", s->where, what, lua_tostring(L, -1));
+  lua_remove(L, -2);
+  return status;
 }
 
 /*
 ** Was the connection lost? Reads what the server may have sent meanwhile (a FATAL
-** "terminating connection" when the session is killed or the server shut down) without
-** blocking. Once lost, always lost.
+** "terminating connection" when the session is killed or the server shuts down) without
+** blocking. Once lost, always lost: no reconnection, the session's locks are gone.
 */
-static int lost(Pg *p) {
-  if (p->lost) return 1;
-  if (PQstatus(p->conn) != CONNECTION_OK) return p->lost = 1;
-  {
-    struct pollfd pfd;
-    pfd.fd = PQsocket(p->conn);
-    pfd.events = POLLIN;
-    pfd.revents = 0;
-    if (pfd.fd < 0) return p->lost = 1;
-    if (poll(&pfd, 1, 0) > 0) {
-      if (!PQconsumeInput(p->conn) || PQstatus(p->conn) != CONNECTION_OK) return p->lost = 1;
-      {
-        PGnotify *n;
-        while ((n = PQnotifies(p->conn)) != NULL) PQfreemem(n);
-      }
-    }
+static int lost(PgStore *s) {
+  struct pollfd pfd;
+  if (s->lost) return 1;
+  if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) return s->lost = 1;
+  pfd.fd = PQsocket(s->conn);
+  pfd.events = POLLIN;
+  pfd.revents = 0;
+  if (pfd.fd < 0) return s->lost = 1;
+  if (poll(&pfd, 1, 0) > 0) {
+    PGnotify *n;
+    if (!PQconsumeInput(s->conn) || PQstatus(s->conn) != CONNECTION_OK) return s->lost = 1;
+    while ((n = PQnotifies(s->conn)) != NULL) PQfreemem(n);
   }
   return 0;
 }
 
-/* Raises the structured "store-lost" error (exit 1). */
-static int raise_lost(lua_State *L, int self, Pg *p, const char *ticket) {
-  const char *why = push_pqerror(L, p->conn, NULL);
+/* Pushes the message of a lost connection; returns RELUA_STORE_LOST. */
+static int fail_lost(lua_State *L, PgStore *s, const char *ticket) {
+  push_pqerror(L, s->conn, NULL);
   if (ticket != NULL)
-    return relua_raise(L, 1, "store-lost",
-      "the connection to the store %s was lost (%s): this run no longer holds ticket %s "
-      "and records nothing more; the ticket is resumable: run the same command again "
-      "(on any runner)", where(L, self), why, ticket);
-  return relua_raise(L, 1, "store-lost", "the connection to the store %s was lost (%s)",
-                     where(L, self), why);
+    lua_pushfstring(L, "the connection to the store %s was lost (%s): this run no longer "
+      "holds ticket %s and records nothing more; the ticket is resumable: run the same "
+      "command again (on any runner)", s->where, lua_tostring(L, -1), ticket);
+  else
+    lua_pushfstring(L, "the connection to the store %s was lost (%s)", s->where,
+                    lua_tostring(L, -1));
+  lua_remove(L, -2);
+  return RELUA_STORE_LOST;
 }
 
 /*
-** Runs one statement with text parameters. Returns the result (PGRES_COMMAND_OK or
-** PGRES_TUPLES_OK), or NULL with the masked error message pushed; a lost connection
-** marks the Pg lost (the caller decides how to say it).
+** Runs one statement; parameters go as binary text (bytes with a length: no NUL needed,
+** nothing interpreted); lens may be NULL (each value a C string then). On failure pushes
+** the message and returns the status: LOST when the connection
+** went (under a lock: the lock went with it), else ERROR.
 */
-static PGresult *exec(lua_State *L, Pg *p, const char *sql, int n, const char *const *vals) {
+static int query(lua_State *L, PgStore *s, const char *ticket, const char *what,
+                 const char *sql, int n, const char *const *vals, const int *lens,
+                 PGresult **out) {
   PGresult *res;
+  int fmts[8], ls[8], i;
   ExecStatusType st;
-  if (lost(p)) {
-    push_pqerror(L, p->conn, NULL);
-    return NULL;
+  if (lost(s)) return fail_lost(L, s, ticket);
+  for (i = 0; i < n && i < 8; i++) {
+    fmts[i] = 1;
+    ls[i] = lens ? lens[i] : (int)strlen(vals[i]);
   }
-  res = n > 0 ? PQexecParams(p->conn, sql, n, NULL, vals, NULL, NULL, 0) : PQexec(p->conn, sql);
+  res = n > 0 ? PQexecParams(s->conn, sql, n, NULL, vals, ls, fmts, 0) : PQexec(s->conn, sql);
   st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return res;
-  push_pqerror(L, p->conn, res);
-  if (PQstatus(p->conn) != CONNECTION_OK) p->lost = 1;
-  PQclear(res);
-  return NULL;
-}
-
-/* exec, raising on failure: "store-lost" when the connection went, else "store". */
-static PGresult *exec_or_raise(lua_State *L, int self, Pg *p, const char *ticket,
-                               const char *sql, int n, const char *const *vals) {
-  PGresult *res = exec(L, p, sql, n, vals);
-  if (res != NULL) return res;
-  if (p->lost) {
-    lua_pop(L, 1);
-    raise_lost(L, self, p, ticket);
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+    *out = res;
+    return RELUA_STORE_OK;
   }
-  relua_raise(L, 1, "store", "store %s: %s", where(L, self), lua_tostring(L, -1));
-  return NULL;
+  if (PQstatus(s->conn) != CONNECTION_OK) {
+    s->lost = 1;
+    PQclear(res);
+    return fail_lost(L, s, ticket);
+  }
+  fail(L, s, RELUA_STORE_ERROR, what, res);
+  PQclear(res);
+  return RELUA_STORE_ERROR;
 }
 
-/* The connection parameters relua sets unless the URL or a PG* variable says otherwise. */
+/* Runs a statement whose result is not needed; OK or a pushed message. */
+static int command(lua_State *L, PgStore *s, const char *ticket, const char *what,
+                   const char *sql, int n, const char *const *vals, const int *lens) {
+  PGresult *res;
+  int st = query(L, s, ticket, what, sql, n, vals, lens, &res);
+  if (st == RELUA_STORE_OK) PQclear(res);
+  return st;
+}
+
+static void rollback(PgStore *s) {
+  if (!lost(s)) PQclear(PQexec(s->conn, "rollback"));
+}
+
+/* Pushes column 0 of every row as an array of strings. */
+static void push_column(lua_State *L, PGresult *res) {
+  int i, n = PQntuples(res);
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    lua_pushlstring(L, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0));
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+static int64_t value64(PGresult *res, int row, int col) {
+  return (int64_t)strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* ---------------------------------------------------------------- the URL */
+
+/* The URL without its password (userinfo "user:pw@" -> "user@"; "password=" parameters
+   dropped), malloc'd; NULL when memory ran out. */
+static char *display_url(const char *url) {
+  size_t n = strlen(url);
+  char *out = malloc(n + 1), *o = out;
+  const char *p = url, *scheme = strstr(url, "://");
+  if (out == NULL) return NULL;
+  if (scheme != NULL) {
+    const char *auth = scheme + 3, *end = auth + strcspn(auth, "/?#"), *at = NULL, *q;
+    for (q = auth; q < end; q++) if (*q == '@') at = q;
+    memcpy(o, url, (size_t)(auth - url));
+    o += auth - url;
+    p = auth;
+    if (at != NULL) {
+      const char *colon = memchr(auth, ':', (size_t)(at - auth));
+      size_t k = (size_t)((colon ? colon : at) - auth);
+      memcpy(o, auth, k);
+      o += k;
+      p = at;
+    }
+  }
+  while (*p) {
+    if ((*p == '?' || *p == '&') && strncmp(p + 1, "password=", 9) == 0) {
+      const char *next = strchr(p + 1, '&');
+      if (next == NULL) { p += strlen(p); continue; }
+      if (*p == '?') { *o++ = '?'; p = next + 1; }
+      else p = next;
+      continue;
+    }
+    *o++ = *p++;
+  }
+  *o = '\0';
+  return out;
+}
+
+/* ---------------------------------------------------------------- the schema */
+
+/* The schema's version into *v (0 when there is none): two questions, since relua.meta must
+   exist before a query naming it can be planned. */
+static int read_version(lua_State *L, PgStore *s, long *v) {
+  PGresult *res;
+  int st = query(L, s, NULL, "reading the schema version",
+                 "select to_regclass('relua.meta') is not null", 0, NULL, NULL, &res);
+  if (st != RELUA_STORE_OK) return st;
+  *v = 0;
+  if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+    PQclear(res);
+    st = query(L, s, NULL, "reading the schema version",
+               "select value from relua.meta where key = 'schema_version'", 0, NULL, NULL, &res);
+    if (st != RELUA_STORE_OK) return st;
+    if (PQntuples(res) == 1) *v = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+  }
+  PQclear(res);
+  return RELUA_STORE_OK;
+}
+
+/*
+** Makes sure the schema is this relua's. It is created on first use; migrate != 0 also
+** upgrades an older one. Serialized by a transaction-level advisory lock on a fixed key,
+** held only for the moment of a creation or migration: two runners on a new database do
+** not both create it. *found: the version before.
+*/
+static int ensure_schema(lua_State *L, PgStore *s, int migrate, long *found) {
+  long v;
+  int st = read_version(L, s, found);
+  char ver[32];
+  const char *vals[1];
+  if (st != RELUA_STORE_OK) return st;
+  if (*found == SCHEMA_VERSION) return RELUA_STORE_OK;
+  if (*found > SCHEMA_VERSION) {
+    lua_pushfstring(L, "the store %s has relua schema version %d, newer than this relua "
+      "knows (%d): upgrade relua on this runner", s->where, (int)*found, SCHEMA_VERSION);
+    return RELUA_STORE_CORRUPT;
+  }
+  if (*found > 0 && !migrate) {
+    lua_pushfstring(L, "the store %s has relua schema version %d, older than this relua's "
+      "(%d): upgrade it with `relua store migrate` (the same RELUA_STORE)", s->where,
+      (int)*found, SCHEMA_VERSION);
+    return RELUA_STORE_CORRUPT;
+  }
+  st = command(L, s, NULL, "creating relua's schema",
+               "begin; select pg_advisory_xact_lock(hashtextextended('relua.schema', 0))",
+               0, NULL, NULL);
+  if (st != RELUA_STORE_OK) return st;
+  st = read_version(L, s, &v);                             /* again, under the lock */
+  for (; st == RELUA_STORE_OK && v < SCHEMA_VERSION && v < NSTEPS; v++) {
+    st = command(L, s, NULL, "creating relua's schema", steps[v], 0, NULL, NULL);
+    if (st == RELUA_STORE_OK && v > 0) {
+      snprintf(ver, sizeof ver, "%ld", v + 1);
+      vals[0] = ver;
+      st = command(L, s, NULL, "upgrading relua's schema",
+                   "update relua.meta set value = $1 where key = 'schema_version'", 1, vals,
+                   NULL);
+    }
+  }
+  if (st == RELUA_STORE_OK && v > SCHEMA_VERSION) {        /* someone newer got there first */
+    rollback(s);
+    return ensure_schema(L, s, 0, found);
+  }
+  if (st == RELUA_STORE_OK)
+    st = command(L, s, NULL, "creating relua's schema", "commit", 0, NULL, NULL);
+  else
+    rollback(s);
+  return st;
+}
+
+/* ---------------------------------------------------------------- opening and closing */
+
+static void pg_close(relua_Store *base) {
+  PgStore *s = (PgStore *)base;
+  if (s == NULL) return;
+  if (s->conn != NULL) PQfinish(s->conn);   /* the session ends: its locks go with it */
+  free(s->where);
+  free(s->home);
+  free(s);
+}
+
+/* The connection parameters relua sets, unless a PG* variable says otherwise (and the
+   URL's own parameters override them all: it comes last). */
 static void add_default(const char **kw, const char **val, int *n, const char *key,
                         const char *env, const char *value) {
   if (env != NULL && getenv(env) != NULL) return;
@@ -196,163 +343,21 @@ static void add_default(const char **kw, const char **val, int *n, const char *k
   (*n)++;
 }
 
-/*
-** Pushes url without its password, for messages: postgres://user:PW@host/db ->
-** postgres://user@host/db, and password=... in the query string dropped. relua_mask then
-** catches anything else that looks like a credential.
-*/
-static void push_display(lua_State *L, const char *url) {
-  luaL_Buffer b;
-  const char *s = url, *scheme = strstr(url, "://");
-  luaL_buffinit(L, &b);
-  if (scheme != NULL) {
-    const char *auth = scheme + 3;
-    const char *end = auth + strcspn(auth, "/?#");
-    const char *at = NULL, *q;
-    for (q = auth; q < end; q++) if (*q == '@') at = q;
-    luaL_addlstring(&b, url, (size_t)(auth - url));
-    if (at != NULL) {
-      const char *colon = memchr(auth, ':', (size_t)(at - auth));
-      luaL_addlstring(&b, auth, (size_t)((colon ? colon : at) - auth));
-      s = at;                          /* "@host..." */
-    } else
-      s = auth;
+static const relua_StoreOps pg_ops;
+
+static int open_store(lua_State *L, const char *url, int migrate, long *found,
+                      relua_Store **out) {
+  const char *kw[12], *val[12], *home = getenv("RELUA_HOME");
+  int n = 0, st;
+  PgStore *s = calloc(1, sizeof *s);
+  if (s == NULL) return luaL_error(L, "store: out of memory");
+  s->base.ops = &pg_ops;
+  s->where = display_url(url);
+  s->home = strdup(home != NULL && *home != '\0' ? home : ".relua");
+  if (s->where == NULL || s->home == NULL) {
+    pg_close(&s->base);
+    return luaL_error(L, "store: out of memory");
   }
-  while (*s) {                          /* copy, leaving out password=... parameters */
-    if ((*s == '?' || *s == '&') && strncmp(s + 1, "password=", 9) == 0) {
-      const char *next = strchr(s + 1, '&');
-      if (*s == '?') {
-        luaL_addchar(&b, '?');
-        s = next ? next + 1 : s + strlen(s);
-        if (*s == '\0') { luaL_buffsub(&b, 1); }
-      } else
-        s = next ? next : s + strlen(s);
-      continue;
-    }
-    luaL_addchar(&b, *s++);
-  }
-  luaL_pushresult(&b);
-  {
-    size_t n;
-    const char *d = lua_tolstring(L, -1, &n);
-    relua_mask(L, d, n, NULL);
-    lua_remove(L, -2);
-  }
-}
-
-/* ---------------------------------------------------------------- schema on first use */
-
-/*
-** The schema's version: 0 when there is none. Two questions: relua.meta must exist
-** before a query that names it can even be planned. Returns -1 with the message pushed
-** when a query fails.
-*/
-static long read_version(lua_State *L, Pg *p) {
-  long v = 0;
-  PGresult *res = exec(L, p, "select to_regclass('relua.meta') is not null", 0, NULL);
-  if (res == NULL) return -1;
-  if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
-    PQclear(res);
-    res = exec(L, p, "select value from relua.meta where key = 'schema_version'", 0, NULL);
-    if (res == NULL) return -1;
-    if (PQntuples(res) == 1) v = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-  }
-  PQclear(res);
-  return v;
-}
-
-/* read_version, raising on failure. */
-static long schema_version(lua_State *L, int self, Pg *p) {
-  long v = read_version(L, p);
-  if (v >= 0) return v;
-  if (p->lost) {
-    lua_pop(L, 1);
-    raise_lost(L, self, p, NULL);
-  }
-  return relua_raise(L, 1, "store", "store %s: %s", where(L, self), lua_tostring(L, -1));
-}
-
-/*
-** Moves the schema up to SCHEMA_VERSION (create = 0: only from nothing, i.e. first use).
-** Serialized by a transaction-level advisory lock on a fixed key, held only for the
-** moment of the migration: two runners on a new database do not both create it.
-** Returns the version found before; raises when the schema is newer than this relua, or
-** older and create == 0 ("run relua store migrate").
-*/
-static long ensure_schema(lua_State *L, int self, Pg *p, int migrate) {
-  long found, v;
-  PGresult *res;
-  found = schema_version(L, self, p);
-  if (found == SCHEMA_VERSION) return found;
-  if (found > SCHEMA_VERSION)
-    return relua_raise(L, 2, "store-schema",
-      "the store %s has schema version %I, newer than this relua knows (%d): upgrade "
-      "relua on this runner", where(L, self), (lua_Integer)found, SCHEMA_VERSION);
-  if (found > 0 && !migrate)
-    return relua_raise(L, 2, "store-schema",
-      "the store %s has schema version %I, older than this relua's (%d): run "
-      "`relua store migrate` (with the same RELUA_STORE) to upgrade it", where(L, self),
-      (lua_Integer)found, SCHEMA_VERSION);
-  res = exec_or_raise(L, self, p, NULL,
-    "begin; select pg_advisory_xact_lock(hashtextextended('relua.schema', 0))", 0, NULL);
-  PQclear(res);
-  v = read_version(L, p);                                  /* again, under the lock */
-  if (v < 0) goto failed;
-  for (; v < SCHEMA_VERSION; v++) {
-    res = exec(L, p, steps[v], 0, NULL);
-    if (res == NULL) goto failed;
-    PQclear(res);
-    if (v > 0) {
-      char ver[32];
-      const char *vals[1];
-      snprintf(ver, sizeof ver, "%ld", v + 1);
-      vals[0] = ver;
-      res = exec(L, p, "update relua.meta set value = $1 where key = 'schema_version'", 1, vals);
-      if (res == NULL) goto failed;
-      PQclear(res);
-    }
-  }
-  res = exec(L, p, "commit", 0, NULL);
-  if (res == NULL) goto failed;
-  PQclear(res);
-  return found;
-failed:                                                    /* [msg] */
-  if (!p->lost) PQclear(PQexec(p->conn, "rollback"));
-  if (p->lost) { lua_pop(L, 1); return raise_lost(L, self, p, NULL); }
-  return relua_raise(L, 1, "store", "store %s: cannot create relua's schema: %s",
-                     where(L, self), lua_tostring(L, -1));
-}
-
-/* ---------------------------------------------------------------- open and close */
-
-static void pg_close_conn(Pg *p) {
-  if (p->conn != NULL) {
-    PQfinish(p->conn);      /* the session ends: its advisory locks are released */
-    p->conn = NULL;
-  }
-}
-
-static int pg_close(lua_State *L) {
-  pg_close_conn((Pg *)luaL_checkudata(L, 1, PG_MT));
-  return 0;
-}
-
-/*
-** Connects (libpq: the URL, then the PG* variables for what it leaves out) and makes sure
-** the schema is there (created on first use; migrate != 0 also upgrades an older one).
-** Pushes the connection and returns the schema version found, or pushes nil, message,
-** code and returns -1.
-*/
-static long open_store(lua_State *L, const char *url, int migrate) {
-  const char *kw[12], *val[12];
-  int n = 0, self;
-  Pg *p = (Pg *)lua_newuserdatauv(L, sizeof(Pg), 1);      /* box first: [p] */
-  self = lua_gettop(L);
-  p->conn = NULL;
-  p->lost = 0;
-  luaL_setmetatable(L, PG_MT);
-  push_display(L, url);
-  lua_setiuservalue(L, self, 1);
   add_default(kw, val, &n, "application_name", "PGAPPNAME", "relua");
   add_default(kw, val, &n, "connect_timeout", "PGCONNECT_TIMEOUT", "10");
   /* a dead peer (a lost VM, a cut network) is noticed within about 15 s, not hours */
@@ -364,364 +369,401 @@ static long open_store(lua_State *L, const char *url, int migrate) {
   val[n] = url;
   n++;
   kw[n] = val[n] = NULL;
-  p->conn = PQconnectdbParams(kw, val, 1);
-  if (p->conn == NULL) luaL_error(L, "store: out of memory");
-  if (PQstatus(p->conn) != CONNECTION_OK) {
-    const char *why = push_pqerror(L, p->conn, NULL);    /* [p, why] */
-    lua_pushfstring(L, "cannot connect to the store %s: %s", where(L, self), why);
-    pg_close_conn(p);
-    lua_replace(L, self + 1);                              /* [p, msg] */
-    lua_pushnil(L);
-    lua_replace(L, self);                                  /* [nil, msg] */
-    lua_pushliteral(L, "store-connect");                   /* [nil, msg, code] */
-    return -1;
+  s->conn = PQconnectdbParams(kw, val, 1);
+  if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
+    push_pqerror(L, s->conn, NULL);
+    lua_pushfstring(L, "cannot connect to the store %s: %s", s->where, lua_tostring(L, -1));
+    lua_remove(L, -2);
+    pg_close(&s->base);
+    return RELUA_STORE_ERROR;
   }
-  return ensure_schema(L, self, p, migrate);
+  st = ensure_schema(L, s, migrate, found);
+  if (st != RELUA_STORE_OK) {
+    pg_close(&s->base);
+    return st;
+  }
+  *out = &s->base;
+  return RELUA_STORE_OK;
 }
 
-/* pg.open(url) -> conn | nil, message, code */
-static int l_open(lua_State *L) {
-  const char *url = luaL_checkstring(L, 1);
-  lua_settop(L, 1);
-  if (open_store(L, url, 0) < 0) return 3;
-  lua_settop(L, 2);
-  return 1;
+static int pg_open(lua_State *L, const char *url, relua_Store **out) {
+  long found;
+  return open_store(L, url, 0, &found, out);
+}
+
+static int pg_describe(relua_Store *base, lua_State *L) {
+  lua_pushfstring(L, "postgres %s", ((PgStore *)base)->where);
+  return RELUA_STORE_OK;
+}
+
+static int pg_where(relua_Store *base, lua_State *L, const char *ticket) {
+  lua_pushfstring(L, "ticket %s in %s", ticket, ((PgStore *)base)->where);
+  return RELUA_STORE_OK;
+}
+
+/* Phase outputs stay on the runner: HOME/releases/TICKET, as with the folder store. */
+static int pg_outdir(relua_Store *base, lua_State *L, const char *ticket) {
+  lua_pushfstring(L, "%s/releases/%s", ((PgStore *)base)->home, ticket);
+  return RELUA_STORE_OK;
+}
+
+/* ---------------------------------------------------------------- the ticket lock */
+
+#define TICKET_KEY "hashtextextended('relua.ticket:' || $1::text, 0)"
+
+/* The holder record of whoever holds ticket's lock now, pushed (nil when none). */
+static int push_live_holder(lua_State *L, PgStore *s, const char *ticket) {
+  PGresult *res;
+  const char *vals[1];
+  int st;
+  vals[0] = ticket;
+  st = query(L, s, NULL, "reading a lock's holder",
+    "select k.holder from relua.locks k where k.ticket = $1 and exists ("
+    "select 1 from pg_locks a where a.locktype = 'advisory' and a.granted "
+    "and a.pid = k.pid and a.objsubid = 1 "
+    "and ((a.classid::bigint << 32) | a.objid::bigint) = " TICKET_KEY ")", 1, vals, NULL, &res);
+  if (st != RELUA_STORE_OK) return st;
+  if (PQntuples(res) == 1)
+    lua_pushlstring(L, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+  else
+    lua_pushnil(L);
+  PQclear(res);
+  return RELUA_STORE_OK;
 }
 
 /*
+** Takes the ticket's advisory lock without waiting and records the holder in the same
+** statement. Refused, the live holder is named: its row may be a moment behind its lock,
+** and a holder whose session is ending (its client killed) lets go a moment later, so
+** both are looked at again, briefly (at most 1 s), until one of them answers.
+*/
+static int pg_lock(relua_Store *base, lua_State *L, const char *ticket, const char *holder,
+                   relua_StoreLock **lk) {
+  PgStore *s = (PgStore *)base;
+  const char *vals[2];
+  int tries, st;
+  relua_StoreLock *l = calloc(1, sizeof *l);
+  if (l == NULL) return luaL_error(L, "store: out of memory");
+  l->s = s;
+  snprintf(l->ticket, sizeof l->ticket, "%s", ticket);
+  vals[0] = ticket;
+  vals[1] = holder;
+  for (tries = 0; tries < 100; tries++) {
+    PGresult *res;
+    st = query(L, s, NULL, "taking a ticket's lock",
+      "with l as (select pg_try_advisory_lock(" TICKET_KEY ") as ok) "
+      "insert into relua.locks as k (ticket, holder, pid) "
+      "select $1, $2, pg_backend_pid() from l where ok "
+      "on conflict (ticket) do update set holder = excluded.holder, pid = excluded.pid, "
+      "since = now() returning pid", 2, vals, NULL, &res);
+    if (st != RELUA_STORE_OK) break;
+    if (PQntuples(res) == 1) {
+      PQclear(res);
+      *lk = l;
+      return RELUA_STORE_OK;
+    }
+    PQclear(res);
+    st = push_live_holder(L, s, ticket);
+    if (st != RELUA_STORE_OK) break;
+    if (!lua_isnil(L, -1)) {
+      free(l);
+      return RELUA_STORE_LOCKED;                           /* [holder] */
+    }
+    lua_pop(L, 1);
+    usleep(10000);
+  }
+  free(l);
+  if (st == RELUA_STORE_OK) {
+    lua_pushliteral(L, "pid=? host=? since=?");
+    return RELUA_STORE_LOCKED;
+  }
+  return st == RELUA_STORE_LOST ? RELUA_STORE_ERROR : st;  /* nothing was held yet */
+}
+
+static void pg_unlock(relua_Store *base, relua_StoreLock *lk) {
+  PgStore *s = (PgStore *)base;
+  const char *vals[1];
+  PGresult *res;
+  if (lk == NULL) return;
+  vals[0] = lk->ticket;
+  if (!lost(s)) {          /* else the session, and its lock, are gone already */
+    res = PQexecParams(s->conn, "select pg_advisory_unlock(" TICKET_KEY ")", 1, NULL, vals,
+                       NULL, NULL, 0);
+    PQclear(res);
+  }
+  free(lk);
+}
+
+static int pg_holder(relua_Store *base, lua_State *L, const char *ticket) {
+  return push_live_holder(L, (PgStore *)base, ticket);
+}
+
+/* ---------------------------------------------------------------- state and events */
+
+static int pg_read(relua_Store *base, lua_State *L, const char *ticket, int64_t *version) {
+  PgStore *s = (PgStore *)base;
+  PGresult *res;
+  const char *vals[1];
+  int st;
+  vals[0] = ticket;
+  st = query(L, s, NULL, "reading a ticket's state",
+             "select state, version from relua.tickets where ticket = $1 and state is not null",
+             1, vals, NULL, &res);
+  if (st != RELUA_STORE_OK) return st;
+  if (PQntuples(res) == 0) {
+    PQclear(res);
+    lua_pushfstring(L, "no state for ticket %s in the store %s", ticket, s->where);
+    return RELUA_STORE_NOTFOUND;
+  }
+  lua_pushlstring(L, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+  *version = value64(res, 0, 1);
+  PQclear(res);
+  return RELUA_STORE_OK;
+}
+
+/*
+** The new state and its event in one statement (one transaction): the ticket row's update
+** is the compare-and-swap (version = expect) and locks the row, the event's seq is taken
+** from it. expect == 0: the ticket must have no state (a row made by events alone is fine).
+*/
+static int pg_replace(relua_Store *base, lua_State *L, relua_StoreLock *lk, const char *ticket,
+                      const char *doc, size_t len, int64_t expect, const char *event,
+                      size_t elen, int64_t *version) {
+  PgStore *s = (PgStore *)base;
+  PGresult *res;
+  const char *vals[4];
+  int lens[4], st;
+  char ver[32];
+  (void)lk;
+  if (len > 0x7fffffff || elen > 0x7fffffff) {
+    lua_pushfstring(L, "store %s: the state of ticket %s is too large", s->where, ticket);
+    return RELUA_STORE_ERROR;
+  }
+  snprintf(ver, sizeof ver, "%lld", (long long)expect);
+  vals[0] = ticket; lens[0] = (int)strlen(ticket);
+  vals[1] = doc;    lens[1] = (int)len;
+  vals[2] = event;  lens[2] = event ? (int)elen : 0;    /* NULL: SQL null, no event */
+  vals[3] = ver;    lens[3] = (int)strlen(ver);
+  /* the test crash points: all before the one commit, so a crash loses both or neither */
+  {
+    int sig = relua_store_crash_due(L, "state-write");
+    if (sig != 0) kill(getpid(), sig);
+  }
+  relua_store_crash(L, "state-saved");
+  relua_store_crash(L, "log-event");
+  if (expect == 0)
+    st = query(L, s, ticket, "replacing a ticket's state",
+      "with t as (insert into relua.tickets as t (ticket, version, state, nevents) "
+      "values ($1, 1, $2, case when $3::text is null then 0 else 1 end) "
+      "on conflict (ticket) do update set version = t.version + 1, state = excluded.state, "
+      "nevents = t.nevents + excluded.nevents, updated = now() "
+      "where t.state is null returning version, nevents), "
+      "e as (insert into relua.events (ticket, seq, data) "
+      "select $1, nevents, $3 from t where $3::text is not null) "
+      "select version from t", 3, vals, lens, &res);
+  else
+    st = query(L, s, ticket, "replacing a ticket's state",
+      "with t as (update relua.tickets set version = version + 1, state = $2, "
+      "nevents = nevents + case when $3::text is null then 0 else 1 end, updated = now() "
+      "where ticket = $1 and version = $4::text::bigint and state is not null "
+      "returning version, nevents), "
+      "e as (insert into relua.events (ticket, seq, data) "
+      "select $1, nevents, $3 from t where $3::text is not null) "
+      "select version from t", 4, vals, lens, &res);
+  if (st != RELUA_STORE_OK) return st;
+  if (PQntuples(res) == 1) {
+    *version = value64(res, 0, 0);
+    PQclear(res);
+    return RELUA_STORE_OK;
+  }
+  PQclear(res);
+  lua_pushfstring(L, "the state of ticket %s in the store %s is newer than the one this run "
+                  "read (version %s): a stale writer cannot overwrite it", ticket, s->where,
+                  ver);
+  return RELUA_STORE_CONFLICT;
+}
+
+static int pg_append(relua_Store *base, lua_State *L, relua_StoreLock *lk, const char *ticket,
+                     const char *data, size_t len) {
+  PgStore *s = (PgStore *)base;
+  const char *vals[2];
+  int lens[2];
+  (void)lk;
+  if (len > 0x7fffffff) {
+    lua_pushfstring(L, "store %s: an event of ticket %s is too large", s->where, ticket);
+    return RELUA_STORE_ERROR;
+  }
+  vals[0] = ticket; lens[0] = (int)strlen(ticket);
+  vals[1] = data;   lens[1] = (int)len;
+  return command(L, s, lk ? ticket : NULL, "recording an event",
+    "with t as (insert into relua.tickets as t (ticket, nevents) values ($1, 1) "
+    "on conflict (ticket) do update set nevents = t.nevents + 1 returning nevents) "
+    "insert into relua.events (ticket, seq, data) select $1, nevents, $2 from t",
+    2, vals, lens);
+}
+
+static int pg_events(relua_Store *base, lua_State *L, const char *ticket) {
+  PgStore *s = (PgStore *)base;
+  PGresult *res;
+  const char *vals[1];
+  luaL_Buffer b;
+  int i, n, st;
+  vals[0] = ticket;
+  st = query(L, s, NULL, "reading a ticket's events",
+             "select data from relua.events where ticket = $1 order by seq", 1, vals, NULL,
+             &res);
+  if (st != RELUA_STORE_OK) return st;
+  n = PQntuples(res);
+  luaL_buffinit(L, &b);
+  for (i = 0; i < n; i++) luaL_addlstring(&b, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0));
+  PQclear(res);
+  luaL_pushresult(&b);
+  return RELUA_STORE_OK;
+}
+
+/* Runs a query and pushes its first column as an array. */
+static int push_list(lua_State *L, PgStore *s, const char *what, const char *sql,
+                     const char *param) {
+  PGresult *res;
+  const char *vals[1];
+  int st;
+  vals[0] = param;
+  st = query(L, s, NULL, what, sql, param ? 1 : 0, vals, NULL, &res);
+  if (st != RELUA_STORE_OK) return st;
+  push_column(L, res);
+  PQclear(res);
+  return RELUA_STORE_OK;
+}
+
+static int pg_tickets(relua_Store *base, lua_State *L) {
+  return push_list(L, (PgStore *)base, "listing tickets",
+    "select ticket from relua.tickets where state is not null order by ticket",
+    NULL);
+}
+
+/* ---------------------------------------------------------------- lane control records */
+
+#define LANE_KEY "hashtextextended('relua.lane:' || $1::text, 0)"
+
+static int pg_controls(relua_Store *base, lua_State *L, const char *lane) {
+  return push_list(L, (PgStore *)base, "reading a lane's control records",
+    "select record from relua.controls where lane = $1 order by seq", lane);
+}
+
+static int pg_lanes(relua_Store *base, lua_State *L) {
+  return push_list(L, (PgStore *)base, "listing lanes",
+    "select distinct lane from relua.controls order by lane", NULL);
+}
+
+/*
+** In one transaction: the lane's lock (a transaction-level advisory lock: deciders on the
+** same lane wait for each other, on other lanes they do not), its records, decide, the
+** append, commit. Anything but OK rolls back: nothing is appended.
+*/
+static int pg_control_append(relua_Store *base, lua_State *L, const char *lane,
+                             relua_StoreDecide decide, void *ud) {
+  PgStore *s = (PgStore *)base;
+  PGresult *res;
+  const char *vals[2];
+  int lens[2], st;
+  vals[0] = lane;
+  st = command(L, s, NULL, "appending a control record", "begin", 0, NULL, NULL);
+  if (st != RELUA_STORE_OK) return st;
+  st = command(L, s, NULL, "taking a lane's lock", "select pg_advisory_xact_lock(" LANE_KEY ")",
+               1, vals, NULL);
+  if (st == RELUA_STORE_OK)
+    st = query(L, s, NULL, "reading a lane's control records",
+               "select record from relua.controls where lane = $1 order by seq", 1, vals, NULL,
+               &res);
+  if (st != RELUA_STORE_OK) {
+    rollback(s);
+    return st;
+  }
+  push_column(L, res);                                     /* [records] */
+  PQclear(res);
+  st = decide(L, ud);                                      /* [record | nil] or [msg] */
+  if (st != RELUA_STORE_OK || lua_isnil(L, -1)) {
+    rollback(s);
+    return st;
+  }
+  {
+    size_t n;
+    vals[1] = lua_tolstring(L, -1, &n);                    /* alive on the stack */
+    lens[0] = (int)strlen(lane);
+    lens[1] = (int)n;
+  }
+  st = command(L, s, NULL, "appending a control record",
+    "insert into relua.controls (lane, seq, record) select $1, coalesce(max(seq), 0) + 1, $2 "
+    "from relua.controls where lane = $1", 2, vals, lens);
+  if (st == RELUA_STORE_OK)
+    st = command(L, s, NULL, "appending a control record", "commit", 0, NULL, NULL);
+  if (st != RELUA_STORE_OK) {
+    rollback(s);
+    lua_remove(L, -2);                                     /* [msg] */
+    return st;
+  }
+  return RELUA_STORE_OK;                                   /* [record] */
+}
+
+static const relua_StoreOps pg_ops = {
+  "postgres",
+  pg_close,
+  pg_describe,
+  pg_where,
+  pg_outdir,
+  pg_lock,
+  pg_unlock,
+  pg_holder,
+  pg_read,
+  pg_replace,
+  pg_append,
+  pg_events,
+  pg_tickets,
+  pg_controls,
+  pg_control_append,
+  pg_lanes,
+};
+
+static const relua_StoreBackend backend = { "postgres", pg_open };
+
+/* require "relua.core.store.pg" (store.c, through relua_open_owned): the backend. */
+int luaopen_relua_core_store_pg(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&backend);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- relua store migrate */
+
+/*
 ** pg.migrate(url) -> the schema version found, the version now | nil, message, code
-** Creates the schema, or upgrades an older one to this relua's.
+** Creates relua's schema, or upgrades an older one to this relua's.
 */
 static int l_migrate(lua_State *L) {
   const char *url = luaL_checkstring(L, 1);
-  long found;
-  lua_settop(L, 1);
-  found = open_store(L, url, 1);
-  if (found < 0) return 3;
-  pg_close_conn((Pg *)lua_touserdata(L, 2));
+  relua_Store *st = NULL;
+  long found = 0;
+  int status = open_store(L, url, 1, &found, &st);
+  if (status != RELUA_STORE_OK) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_pushstring(L, relua_store_code(status));
+    return 3;
+  }
+  pg_close(st);
   lua_pushinteger(L, found);
   lua_pushinteger(L, SCHEMA_VERSION);
   return 2;
 }
 
-/* ---------------------------------------------------------------- the ticket lock */
-
-#define TICKET_KEY "hashtextextended('relua.ticket:' || $1, 0)"
-
-/*
-** conn:lock(ticket, holder) -> true | nil, message, "locked", holder
-** Takes the ticket's advisory lock without waiting and records holder (the runner's
-** "pid=N host=H since=T") for whoever is refused.
-*/
-static int pg_lock(lua_State *L) {
-  Pg *p = check_pg(L, 1);
-  const char *vals[2];
-  PGresult *res;
-  int tries;
-  vals[0] = luaL_checkstring(L, 2);
-  vals[1] = luaL_checkstring(L, 3);
-  /* Refused, the live holder is named. Its row is written in the statement that took the
-     lock, so for a moment the lock can be held with the row not yet visible; and a holder
-     whose session is ending (its client killed) lets go a moment later: try again,
-     briefly, until one of the two is seen. */
-  for (tries = 0; tries < 100; tries++) {
-    res = exec_or_raise(L, 1, p, NULL,
-      "with l as (select pg_try_advisory_lock(" TICKET_KEY ") as ok) "
-      "insert into relua.locks as k (ticket, holder, pid) "
-      "select $1, $2, pg_backend_pid() from l where ok "
-      "on conflict (ticket) do update set holder = excluded.holder, pid = excluded.pid, "
-      "since = now() returning pid", 2, vals);
-    if (PQntuples(res) == 1) {
-      PQclear(res);
-      lua_pushboolean(L, 1);
-      return 1;
-    }
-    PQclear(res);
-    res = exec_or_raise(L, 1, p, NULL,
-      "select k.holder from relua.locks k where k.ticket = $1 and exists ("
-      "select 1 from pg_locks a where a.locktype = 'advisory' and a.granted "
-      "and a.pid = k.pid and a.objsubid = 1 "
-      "and ((a.classid::bigint << 32) | a.objid::bigint) = " TICKET_KEY ")", 1, vals);
-    if (PQntuples(res) == 1) {
-      lua_pushstring(L, PQgetvalue(res, 0, 0));
-      PQclear(res);
-      break;
-    }
-    PQclear(res);
-    usleep(10000);
-  }
-  if (tries == 100) lua_pushliteral(L, "holder not recorded");
-  lua_pushnil(L);
-  lua_pushfstring(L, "ticket %s is locked by another run (%s)", vals[0], lua_tostring(L, -2));
-  lua_pushliteral(L, "locked");
-  lua_pushvalue(L, -4);
-  return 4;
-}
-
-/* conn:unlock(ticket): releases the ticket's lock (closing the connection does too). */
-static int pg_unlock(lua_State *L) {
-  Pg *p = check_pg(L, 1);
-  const char *vals[1];
-  PGresult *res;
-  vals[0] = luaL_checkstring(L, 2);
-  if (lost(p)) return 0;                 /* the session, and so its lock, is gone */
-  res = exec(L, p, "select pg_advisory_unlock(" TICKET_KEY ")", 1, vals);
-  if (res != NULL) PQclear(res);
-  return 0;
-}
-
-/* conn:alive() -> false once the connection (and with it the session's locks) is gone. */
-static int pg_alive(lua_State *L) {
-  Pg *p = check_pg(L, 1);
-  lua_pushboolean(L, !lost(p));
-  return 1;
-}
-
-/* conn:check(ticket): raises "store-lost" when the connection is gone. */
-static int pg_check(lua_State *L) {
-  Pg *p = check_pg(L, 1);
-  const char *ticket = luaL_optstring(L, 2, NULL);
-  if (lost(p)) raise_lost(L, 1, p, ticket);
-  return 0;
-}
-
-/* ---------------------------------------------------------------- state and events */
-
-/* conn:get(ticket) -> state text | nil, version (0 for a ticket never saved) */
-static int pg_get(lua_State *L) {
-  Pg *p = check_pg(L, 1);
-  const char *vals[1];
-  PGresult *res;
-  vals[0] = luaL_checkstring(L, 2);
-  res = exec_or_raise(L, 1, p, vals[0],
-    "select state, version from relua.tickets where ticket = $1", 1, vals);
-  if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-    lua_pushnil(L);
-    lua_pushinteger(L, PQntuples(res) == 0 ? 0 : strtoll(PQgetvalue(res, 0, 1), NULL, 10));
-  } else {
-    lua_pushlstring(L, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
-    lua_pushinteger(L, strtoll(PQgetvalue(res, 0, 1), NULL, 10));
-  }
-  PQclear(res);
-  return 2;
-}
-
-/*
-** conn:put(ticket, state, expected [, line]) -> new version | nil, message, "conflict"
-** Replaces the state when its version is still `expected` (0: never saved), and appends
-** line (when given) as the event that describes the change, in one statement: one
-** transaction. The ticket row is locked by the update, so the event's seq follows the
-** commit order.
-*/
-static int pg_put(lua_State *L) {
-  Pg *p = check_pg(L, 1);
-  const char *vals[4];
-  char ver[32];
-  lua_Integer expected;
-  PGresult *res;
-  vals[0] = luaL_checkstring(L, 2);
-  vals[1] = luaL_checkstring(L, 3);
-  expected = luaL_checkinteger(L, 4);
-  vals[2] = luaL_optstring(L, 5, NULL);
-  snprintf(ver, sizeof ver, "%lld", (long long)expected);
-  vals[3] = ver;
-  if (expected == 0)
-    res = exec_or_raise(L, 1, p, vals[0],
-      "with t as (insert into relua.tickets as t (ticket, version, state, nevents) "
-      "values ($1, 1, $2, case when $3::text is null then 0 else 1 end) "
-      "on conflict (ticket) do update set version = t.version + 1, state = excluded.state, "
-      "nevents = t.nevents + excluded.nevents, updated = now() "
-      "where t.version = $4::bigint returning version, nevents), "
-      "e as (insert into relua.events (ticket, seq, line) "
-      "select $1, nevents, $3 from t where $3::text is not null) "
-      "select version from t", 4, vals);
-  else
-    res = exec_or_raise(L, 1, p, vals[0],
-      "with t as (update relua.tickets set version = version + 1, state = $2, "
-      "nevents = nevents + case when $3::text is null then 0 else 1 end, updated = now() "
-      "where ticket = $1 and version = $4::bigint returning version, nevents), "
-      "e as (insert into relua.events (ticket, seq, line) "
-      "select $1, nevents, $3 from t where $3::text is not null) "
-      "select version from t", 4, vals);
-  if (PQntuples(res) == 1) {
-    lua_pushinteger(L, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
-    PQclear(res);
-    return 1;
-  }
-  PQclear(res);
-  lua_pushnil(L);
-  lua_pushfstring(L, "the state of ticket %s changed since this run read it (version %s): "
-                  "a stale writer cannot overwrite a newer state", vals[0], ver);
-  lua_pushliteral(L, "conflict");
-  return 3;
-}
-
-/* conn:append(ticket, line) -> seq: one event, durable when the call returns. */
-static int pg_append(lua_State *L) {
-  Pg *p = check_pg(L, 1);
-  const char *vals[2];
-  PGresult *res;
-  vals[0] = luaL_checkstring(L, 2);
-  vals[1] = luaL_checkstring(L, 3);
-  res = exec_or_raise(L, 1, p, vals[0],
-    "with t as (insert into relua.tickets as t (ticket, nevents) values ($1, 1) "
-    "on conflict (ticket) do update set nevents = t.nevents + 1 returning nevents) "
-    "insert into relua.events (ticket, seq, line) select $1, nevents, $2 from t "
-    "returning seq", 2, vals);
-  lua_pushinteger(L, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
-  PQclear(res);
-  return 1;
-}
-
-/* Pushes column 0 of every row as an array. */
-static void push_column(lua_State *L, PGresult *res) {
-  int i, n = PQntuples(res);
-  lua_createtable(L, n, 0);
-  for (i = 0; i < n; i++) {
-    lua_pushlstring(L, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0));
-    lua_rawseti(L, -2, i + 1);
-  }
-}
-
-/* Runs a one-parameter query (param may be NULL) and pushes its first column. */
-static int query_column(lua_State *L, const char *sql, const char *param) {
-  Pg *p = check_pg(L, 1);
-  const char *vals[1];
-  PGresult *res;
-  vals[0] = param;
-  res = exec_or_raise(L, 1, p, NULL, sql, param ? 1 : 0, vals);
-  push_column(L, res);         /* raises only when memory runs out */
-  PQclear(res);
-  return 1;
-}
-
-/* conn:events(ticket) -> {line, ...} in order */
-static int pg_events(lua_State *L) {
-  return query_column(L, "select line from relua.events where ticket = $1 order by seq",
-                      luaL_checkstring(L, 2));
-}
-
-/* conn:list() -> {ticket, ...}: every ticket with a state, sorted */
-static int pg_list(lua_State *L) {
-  return query_column(L, "select ticket from relua.tickets where state is not null "
-                         "order by ticket collate \"C\"", NULL);
-}
-
-/* ---------------------------------------------------------------- lane control records */
-
-#define LANE_KEY "hashtextextended('relua.lane:' || $1, 0)"
-
-/* conn:controls(lane) -> {record, ...} in order */
-static int pg_controls(lua_State *L) {
-  return query_column(L, "select record from relua.controls where lane = $1 order by seq",
-                      luaL_checkstring(L, 2));
-}
-
-/*
-** conn:control(lane, decide) -> record | nil
-** Under the lane's lock (a transaction-level advisory lock: other deciders on this lane
-** wait, others do not), calls decide(records) with the lane's current records; when it
-** returns a string, appends it. An error in decide rolls back and is raised again.
-*/
-static int pg_control(lua_State *L) {
-  Pg *p = check_pg(L, 1);
-  const char *vals[2];
-  PGresult *res;
-  int status;
-  vals[0] = luaL_checkstring(L, 2);
-  luaL_checktype(L, 3, LUA_TFUNCTION);
-  lua_settop(L, 3);
-  res = exec_or_raise(L, 1, p, NULL, "begin", 0, NULL);
-  PQclear(res);
-  res = exec(L, p, "select pg_advisory_xact_lock(" LANE_KEY ")", 1, vals);
-  if (res == NULL) goto failed;
-  PQclear(res);
-  res = exec(L, p, "select record from relua.controls where lane = $1 order by seq", 1, vals);
-  if (res == NULL) goto failed;
-  lua_pushvalue(L, 3);                                     /* [.., decide] */
-  push_column(L, res);                                     /* [.., decide, records] */
-  PQclear(res);
-  status = lua_pcall(L, 1, 1, 0);                          /* [.., record | err] */
-  if (status != LUA_OK) {
-    if (!lost(p)) PQclear(PQexec(p->conn, "rollback"));
-    return lua_error(L);
-  }
-  if (!lua_isstring(L, -1)) {
-    res = exec(L, p, "rollback", 0, NULL);
-    if (res != NULL) PQclear(res);
-    lua_pushnil(L);
-    return 1;
-  }
-  vals[1] = lua_tostring(L, -1);
-  res = exec(L, p, "insert into relua.controls (lane, seq, record) select $1, "
-                   "coalesce(max(seq), 0) + 1, $2 from relua.controls where lane = $1", 2, vals);
-  if (res == NULL) goto failed;
-  PQclear(res);
-  res = exec(L, p, "commit", 0, NULL);
-  if (res == NULL) goto failed;
-  PQclear(res);
-  return 1;                                                /* the record */
-failed:                                                    /* [.., msg] */
-  if (!p->lost) PQclear(PQexec(p->conn, "rollback"));
-  if (p->lost) { lua_pop(L, 1); return raise_lost(L, 1, p, NULL); }
-  return relua_raise(L, 1, "store", "store %s: lane %s: %s", where(L, 1), vals[0],
-                     lua_tostring(L, -1));
-}
-
-/* ---------------------------------------------------------------- schema commands */
-
-/* conn:schema() -> the schema version in the database, and the one this relua knows */
-static int pg_schema(lua_State *L) {
-  Pg *p = check_pg(L, 1);
-  lua_pushinteger(L, schema_version(L, 1, p));
-  lua_pushinteger(L, SCHEMA_VERSION);
-  return 2;
-}
-
-/* conn:where() -> the store's URL without its password */
-static int pg_where(lua_State *L) {
-  check_pg(L, 1);
-  lua_pushstring(L, where(L, 1));
-  return 1;
-}
-
 static const luaL_Reg funcs[] = {
-  {"open", l_open},
   {"migrate", l_migrate},
   {NULL, NULL}
 };
 
-static const luaL_Reg methods[] = {
-  {"lock", pg_lock},
-  {"unlock", pg_unlock},
-  {"alive", pg_alive},
-  {"check", pg_check},
-  {"get", pg_get},
-  {"put", pg_put},
-  {"append", pg_append},
-  {"events", pg_events},
-  {"list", pg_list},
-  {"controls", pg_controls},
-  {"control", pg_control},
-  {"schema", pg_schema},
-  {"where", pg_where},
-  {"close", pg_close},
-  {NULL, NULL}
-};
-
-static const luaL_Reg metamethods[] = {
-  {"__gc", pg_close},
-  {"__close", pg_close},
-  {"__index", NULL},
-  {NULL, NULL}
-};
-
+/* require "relua.store.pg": the schema's Lua face (relua store migrate). */
 int luaopen_relua_store_pg(lua_State *L) {
-  luaL_newmetatable(L, PG_MT);
-  luaL_setfuncs(L, metamethods, 0);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
   luaL_newlib(L, funcs);
+  lua_pushinteger(L, SCHEMA_VERSION);
+  lua_setfield(L, -2, "SCHEMA_VERSION");
   return 1;
 }
