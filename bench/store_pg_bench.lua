@@ -59,15 +59,17 @@ local ok, err = pcall(function()
   local E = 1000
   local res = run({ relua, "-e", string.format([[
     local proc = require "relua.proc"
-    local store = require "relua.store.pg"
-    local c = assert(store.open(%q))
+    local store = require "relua.core.store"
+    local st = assert(store.open(%q))
+    local lg = assert(st:ledger("E1"))
     local t0 = proc.clock()
     for i = 1, %d do
-      c:append("E1", "2026-05-18T10:00:00Z ticket=E1 phase=phase01 event=bench n=" .. i ..
-        " msg=\"a log event of ordinary size\"")
+      lg:log("bench", { phase = "phase01", n = i, msg = "a log event of ordinary size" })
     end
     print(proc.clock() - t0)
-    assert(#c:events("E1") == %d)
+    lg:close()
+    local _, n = st:events("E1"):gsub("\n", "")
+    assert(n == %d, "bench: " .. n .. " events recorded")
   ]], url, E, E) })
   local took = tonumber(res.stdout:match("[%d.e-]+"))
   bench.report("record 1,000 events through PostgreSQL (durable, loopback)", "1,000 events", took,

@@ -54,11 +54,12 @@ typedef struct PgStore {
   int lost;           /* the connection dropped: the session (and its locks) are gone */
   char *where;        /* the URL without its password, for messages */
   char *home;         /* the runner's local relua home, for phase outputs */
+  struct relua_StoreLock *locks;   /* held, freed by close */
 } PgStore;
 
 /* A held ticket lock: the session holds the advisory lock; this names it. */
 struct relua_StoreLock {
-  PgStore *s;
+  struct relua_StoreLock *next;
   char ticket[72];
 };
 
@@ -328,6 +329,11 @@ static void pg_close(relua_Store *base) {
   PgStore *s = (PgStore *)base;
   if (s == NULL) return;
   if (s->conn != NULL) PQfinish(s->conn);   /* the session ends: its locks go with it */
+  while (s->locks != NULL) {
+    relua_StoreLock *next = s->locks->next;
+    free(s->locks);
+    s->locks = next;
+  }
   free(s->where);
   free(s->home);
   free(s);
@@ -444,7 +450,6 @@ static int pg_lock(relua_Store *base, lua_State *L, const char *ticket, const ch
   int tries, st;
   relua_StoreLock *l = calloc(1, sizeof *l);
   if (l == NULL) return luaL_error(L, "store: out of memory");
-  l->s = s;
   snprintf(l->ticket, sizeof l->ticket, "%s", ticket);
   vals[0] = ticket;
   vals[1] = holder;
@@ -459,6 +464,8 @@ static int pg_lock(relua_Store *base, lua_State *L, const char *ticket, const ch
     if (st != RELUA_STORE_OK) break;
     if (PQntuples(res) == 1) {
       PQclear(res);
+      l->next = s->locks;
+      s->locks = l;
       *lk = l;
       return RELUA_STORE_OK;
     }
@@ -484,7 +491,11 @@ static void pg_unlock(relua_Store *base, relua_StoreLock *lk) {
   PgStore *s = (PgStore *)base;
   const char *vals[1];
   PGresult *res;
+  relua_StoreLock **p;
   if (lk == NULL) return;
+  for (p = &s->locks; *p != NULL && *p != lk; p = &(*p)->next) {}
+  if (*p == NULL) return;                  /* not ours (or released already) */
+  *p = lk->next;
   vals[0] = lk->ticket;
   if (!lost(s)) {          /* else the session, and its lock, are gone already */
     res = PQexecParams(s->conn, "select pg_advisory_unlock(" TICKET_KEY ")", 1, NULL, vals,

@@ -275,3 +275,76 @@ describe("the store's connection string", function()
     for _, o in ipairs(outs) do assert.is_nil(o:find(srv.password, 1, true)) end
   end)
 end)
+
+describe("the store's data", function()
+  after_each(S.cleanup)
+
+  it("refuses a stale writer: a state changed behind a run's back is not overwritten", function()
+    local url, db = srv:database()
+    local s = runner({ ["release.lua"] = [[return { phases = { { name = "a", run = function(r) r.state.A = 1 end } } }]],
+      ["hold.lua"] = [[
+local store = require "relua.core.store"
+local st = assert(store.open(os.getenv("RELUA_STORE")))
+local lg = assert(st:ledger("W1"))
+io.open("holding", "w"):close()
+local proc = require "relua.proc"
+local deadline = proc.clock() + 60
+while not io.open("go") and proc.clock() < deadline do proc.sleep(0.02) end
+lg:set("STALE", "from the stale writer")
+]] })
+    assert.are.equal(0, run(s, url, { "release.lua", "W1" }).code)
+    local before = srv:psql("select version from relua.tickets where ticket = 'W1'", db)
+    local hold = spawn(s, url, { "hold.lua" })
+    await(s:path("holding"))
+    -- another writer (not through relua's lock) stores a newer state meanwhile
+    srv:psql("update relua.tickets set version = version + 1, state = replace(state, '\"A\": 1', '\"A\": 2') where ticket = 'W1'", db)
+    h.spit(s:path("go"), "")
+    local res = hold:wait()
+    hold:close()
+    assert.are_not.equal(0, res.code)
+    assert.matches("ticket W1 in the store postgres://relua@127%.0%.0%.1:%d+/" .. db ..
+      " is newer than the one this run read %(version " .. before:match("%d+") .. "%)", res.stderr)
+    local state = srv:psql("select state from relua.tickets where ticket = 'W1'", db)
+    assert.matches('"A": 2', state)
+    assert.not_matches("STALE", state)
+  end)
+
+  it("is created on first use, refused when newer than relua knows, and upgraded by relua store migrate", function()
+    local url, db = srv:database()
+    local s = runner({ ["release.lua"] = [[return { phases = { { name = "a", run = function(r) end } } }]] })
+    local r = s:relua({ "store", "migrate", "--store", url })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("relua schema 1 created", r.stdout)
+    assert.is_nil(r.stdout:find(srv.password, 1, true))
+    r = run(s, url, { "store", "migrate" })
+    assert.matches("relua schema 1, nothing to do", r.stdout)
+    assert.are.equal(0, run(s, url, { "release.lua", "M1" }).code)
+    srv:psql("update relua.meta set value = '99' where key = 'schema_version'", db)
+    r = run(s, url, { "status", "M1" })
+    assert.are.equal(2, r.code)
+    assert.matches("has relua schema version 99, newer than this relua knows %(1%): upgrade relua", r.stderr)
+    r = s:relua({ "store", "migrate" }, { RELUA_STORE = false })
+    assert.are.equal(2, r.code)
+    assert.matches("no store given", r.stderr)
+  end)
+
+  it("takes a local ledger in with relua store copy --to postgres://", function()
+    local url = srv:database()
+    local s = runner({ ["release.lua"] = [[return { phases = {
+      { name = "a", run = function(r) r.state.A = "one" end },
+      { name = "b", run = function(r) if io.open("broken") then error("b is broken") end end } } }]], broken = "" })
+    assert.are.equal(1, s:relua({ "release.lua", "C1" }).code)   -- the folder store
+    local r = s:relua({ "store", "copy", "--to", url })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.is_nil((r.stdout .. r.stderr):find(srv.password, 1, true))
+    -- on another runner, through the shared store
+    local b = runner({ ["release.lua"] = [[return { phases = {
+      { name = "a", run = function(r) error("a must not run again") end },
+      { name = "b", run = function(r) end } } }]] })
+    r = run(b, url, { "log", "C1" })
+    assert.matches("phase=b event=failed", r.stdout)
+    r = run(b, url, { "release.lua", "C1" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("ticket C1: done", run(b, url, { "status", "C1" }).stdout)
+  end)
+end)
