@@ -181,7 +181,8 @@ extern const relua_StoreBackend relua_store_folder;
 /*
 ** Runs the host's own opener of a C module by its module name ("relua.core.store_pg"),
 ** lazy or linked, as require would but without package.loaded, package.preload or any
-** Lua a script could replace (main.c). OK: the opener's first result is pushed. Else a
+** Lua a script could replace (store.c, through the loader main.c keeps in the registry
+** as "relua.owned"). OK: the opener's first result is pushed. Else a
 ** message is pushed and RELUA_STORE_ERROR returned.
 */
 int relua_open_owned(lua_State *L, const char *module);
