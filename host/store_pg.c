@@ -297,29 +297,34 @@ static int ensure_schema(lua_State *L, PgStore *s, int migrate, long *found) {
       (int)*found, SCHEMA_VERSION);
     return RELUA_STORE_CORRUPT;
   }
+  /* A session-level lock, taken before the transaction that reads the version again: a
+     transaction begun before the lock was granted could see the catalog as it was then,
+     without the tables another runner has just created. */
   st = command(L, s, NULL, "creating relua's schema",
-               "begin; select pg_advisory_xact_lock(hashtextextended('relua.schema', 0))",
-               0, NULL, NULL);
+               "select pg_advisory_lock(hashtextextended('relua.schema', 0))", 0, NULL, NULL);
   if (st != RELUA_STORE_OK) return st;
   st = read_version(L, s, &v);                             /* again, under the lock */
-  for (; st == RELUA_STORE_OK && v < SCHEMA_VERSION && v < NSTEPS; v++) {
-    st = command(L, s, NULL, "creating relua's schema", steps[v], 0, NULL, NULL);
-    if (st == RELUA_STORE_OK && v > 0) {
-      snprintf(ver, sizeof ver, "%ld", v + 1);
-      vals[0] = ver;
-      st = command(L, s, NULL, "upgrading relua's schema",
-                   "update relua.meta set value = $1 where key = 'schema_version'", 1, vals,
-                   NULL);
+  if (st == RELUA_STORE_OK && v < SCHEMA_VERSION) {
+    st = command(L, s, NULL, "creating relua's schema", "begin", 0, NULL, NULL);
+    for (; st == RELUA_STORE_OK && v < SCHEMA_VERSION && v < NSTEPS; v++) {
+      st = command(L, s, NULL, "creating relua's schema", steps[v], 0, NULL, NULL);
+      if (st == RELUA_STORE_OK && v > 0) {
+        snprintf(ver, sizeof ver, "%ld", v + 1);
+        vals[0] = ver;
+        st = command(L, s, NULL, "upgrading relua's schema",
+                     "update relua.meta set value = $1 where key = 'schema_version'", 1, vals,
+                     NULL);
+      }
     }
+    if (st == RELUA_STORE_OK)
+      st = command(L, s, NULL, "creating relua's schema", "commit", 0, NULL, NULL);
+    else
+      rollback(s);
   }
-  if (st == RELUA_STORE_OK && v > SCHEMA_VERSION) {        /* someone newer got there first */
-    rollback(s);
+  if (!lost(s))
+    PQclear(PQexec(s->conn, "select pg_advisory_unlock(hashtextextended('relua.schema', 0))"));
+  if (st == RELUA_STORE_OK && v > SCHEMA_VERSION)          /* a newer relua got there first */
     return ensure_schema(L, s, 0, found);
-  }
-  if (st == RELUA_STORE_OK)
-    st = command(L, s, NULL, "creating relua's schema", "commit", 0, NULL, NULL);
-  else
-    rollback(s);
   return st;
 }
 
@@ -351,6 +356,12 @@ static void add_default(const char **kw, const char **val, int *n, const char *k
 
 static const relua_StoreOps pg_ops;
 
+/* The server's notices ("schema relua already exists, skipping") are not for people. */
+static void quiet(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
 static int open_store(lua_State *L, const char *url, int migrate, long *found,
                       relua_Store **out) {
   const char *kw[12], *val[12], *home = getenv("RELUA_HOME");
@@ -376,6 +387,7 @@ static int open_store(lua_State *L, const char *url, int migrate, long *found,
   n++;
   kw[n] = val[n] = NULL;
   s->conn = PQconnectdbParams(kw, val, 1);
+  if (s->conn != NULL) PQsetNoticeProcessor(s->conn, quiet, NULL);
   if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
     push_pqerror(L, s->conn, NULL);
     lua_pushfstring(L, "cannot connect to the store %s: %s", s->where, lua_tostring(L, -1));

@@ -39,9 +39,7 @@ function M.migrate_command(...)
   end
   local pg = require "relua.store.pg"
   local found, now, code = pg.migrate(url)
-  if not found then
-    errors.raise(code or "store", now, { exit = code == "corrupt" and 2 or 1 })
-  end
+  if not found then require("relua.store").fail(now, code) end
   local where = url:gsub("//([^/@:]*):[^/@]*@", "//%1@")
   if found == now then
     print(string.format("store %s: relua schema %d, nothing to do", where, now))
