@@ -3,15 +3,28 @@
 
 VERSION    := 0.1.0
 PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+# The lazy modules' shared objects. The binary looks for them in ../lib/relua beside itself
+# first, then in LIBDIR as it was when the binary was linked.
+LIBDIR     ?= $(PREFIX)/lib/relua
+DATADIR    ?= $(PREFIX)/share
+MANDIR     ?= $(DATADIR)/man
 CC         ?= cc
 CFLAGS     ?= -O2 -g
 WARN       := -Wall -Wextra -Wpedantic -Werror
 SAN_FLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# Where everything is built (`make B=build/nolazy LAZY=` keeps a second build apart).
+B          ?= build
 
+# The host modules, in one place: host/STEM.c defines luaopen_relua_core_STEM, the Lua
+# module relua.core.STEM. A new module is one word here (and its libraries below).
+MODULES    := error fs json ledger proc secret store version yaml \
+              http git archive crypto readline store_pg
 # Lazy modules: host modules whose libraries are heavy to load (libcurl alone brings in
 # some thirty shared libraries: gnutls, krb5, ldap...; libcrypto is large). Each is built as a shared object
-# that the binary carries inside and loads on the first require, so `relua -e ''` does
-# not pay for libraries it does not use. `make LAZY=` links everything directly.
+# loaded on the first require, so `relua -e ''` does not pay for libraries it does not use:
+# installed as files beside the binary (LIBDIR), or carried inside it by `make single`.
+# `make LAZY=` links everything directly.
 LAZY       ?= http git archive crypto readline store_pg
 LIBS_http  := libcurl
 LIBS_git   := libgit2
@@ -23,89 +36,119 @@ MAIN_PKGS  := lua5.4 yaml-0.1
 ALL_PKGS   := $(MAIN_PKGS) libcurl libgit2 libarchive libcrypto readline libpq
 CJSON      := -l:liblua5.4-cjson.so.0
 
+ifneq ($(filter-out $(MODULES),$(LAZY)),)
+$(error LAZY names $(filter-out $(MODULES),$(LAZY)), which is not in MODULES)
+endif
+LINKED     := $(filter-out $(LAZY),$(MODULES))
+LINKED_PKGS := $(MAIN_PKGS) $(foreach m,$(LINKED),$(LIBS_$(m)))
+
 # Evaluated when used, so a sub-make after `make deps` sees freshly installed packages.
 PKG_CFLAGS  = $(shell pkg-config --cflags $(ALL_PKGS))
-BASE_FLAGS  = -std=c11 -D_GNU_SOURCE $(WARN) $(PKG_CFLAGS) -Ihost -Ibuild/gen \
+BASE_FLAGS  = -std=c11 -D_GNU_SOURCE $(WARN) $(PKG_CFLAGS) -Ihost -I$(B)/gen \
               -DRELUA_VERSION='"$(VERSION)"'
 
 HOST_SRC   := $(sort $(wildcard host/*.c))
 HOST_HDR   := $(wildcard host/*.h)
-LAZY_SRC   := $(filter $(LAZY:%=host/%.c),$(HOST_SRC))
-LAZY_STEMS := $(LAZY_SRC:host/%.c=%)
+LAZY_SRC   := $(LAZY:%=host/%.c)
 MAIN_SRC   := $(filter-out $(LAZY_SRC),$(HOST_SRC))
 LIB_SRC    := $(shell find lib -name '*.lua' | sort)
-OBJ        := $(MAIN_SRC:host/%.c=build/obj/%.o) build/obj/embedded.o build/obj/lazy.o
-LAZY_SO    := $(LAZY_STEMS:%=build/lazy/%.so)
-MAIN_LIBS   = $(shell pkg-config --libs $(MAIN_PKGS)) $(CJSON) -ldl -lm
+OBJ        := $(MAIN_SRC:host/%.c=$(B)/obj/%.o) $(B)/obj/embedded.o
+LAZY_SO    := $(LAZY:%=$(B)/lib/relua/%.so)
+MAIN_LIBS   = $(shell pkg-config --libs $(LINKED_PKGS)) $(CJSON) -ldl -lm
 ALL_LIBS    = $(shell pkg-config --libs $(ALL_PKGS)) $(CJSON) -ldl -lm
-# The ASan build links every module directly: sanitizer reports want real file names.
-ASAN_OBJ   := $(HOST_SRC:host/%.c=build/asan/%.o) build/asan/embedded.o
+# The same host under AddressSanitizer + UndefinedBehaviorSanitizer, loading its lazy
+# modules from files beside it as an installed relua does.
+ASAN_OBJ   := $(MAIN_SRC:host/%.c=$(B)/asan/obj/%.o) $(B)/asan/obj/embedded.o
+ASAN_SO    := $(LAZY:%=$(B)/asan/lib/relua/%.so)
 CTEST_SRC  := $(sort $(wildcard tests/c/*.c))
-CTEST_BIN  := $(CTEST_SRC:tests/c/%.c=build/ctest/%)
+CTEST_BIN  := $(CTEST_SRC:tests/c/%.c=$(B)/ctest/%)
 
-.PHONY: all deps test check asan ctest bench demo install clean
-all: relua
+.PHONY: all deps test test-nolazy check asan ctest single bench demo install uninstall clean FORCE
+all:
 
 deps:
 	@tools/deps.sh
 
-relua: $(OBJ)
+# ./relua is a link to $(B)/bin/relua, which finds its modules in $(B)/lib/relua: the
+# layout of an installed relua (bin/relua, lib/relua/*.so). Another B links $(B)/relua.
+LINK       := $(if $(filter build,$(B)),relua,$(B)/relua)
+all: $(LINK)
+$(LINK): $(B)/bin/relua | $(LAZY_SO)
+	ln -sfn $(abspath $(B))/bin/relua $@
+$(B)/bin/relua: $(OBJ) | $(LAZY_SO)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -rdynamic -o $@ $(OBJ) $(MAIN_LIBS)
 
-# The host's C modules are found by their luaopen_relua_* definitions.
-build/gen/modules.h: $(HOST_SRC) tools/modules.sh Makefile
+# The configuration the generated files depend on: they change when it does.
+$(B)/gen/config: FORCE
 	@mkdir -p $(@D)
-	tools/modules.sh RELUA_MODULE $(MAIN_SRC) > $@.tmp && mv $@.tmp $@
-build/gen/lazy.h: $(HOST_SRC) tools/modules.sh Makefile
-	@mkdir -p $(@D)
-	tools/modules.sh RELUA_LAZY $(LAZY_SRC) > $@.tmp && mv $@.tmp $@
-build/gen/modules-all.h: $(HOST_SRC) tools/modules.sh Makefile
-	@mkdir -p $(@D)
-	tools/modules.sh RELUA_MODULE $(HOST_SRC) > $@.tmp && mv $@.tmp $@
-build/gen/lazy-none.h:
-	@mkdir -p $(@D)
-	echo "/* no lazy modules */" > $@
-GEN_H := build/gen/modules.h build/gen/lazy.h build/gen/modules-all.h build/gen/lazy-none.h
+	@echo 'LAZY=$(LAZY) MODULES=$(MODULES)' | cmp -s - $@ || echo 'LAZY=$(LAZY) MODULES=$(MODULES)' > $@
+# The module tables of host/main.c, from MODULES and LAZY.
+$(B)/gen/modules.h: $(B)/gen/config
+	printf 'RELUA_MODULE(core_%s, %s)\n' $(foreach m,$(LINKED),$(m) $(m)) > $@
+$(B)/gen/lazy.h: $(B)/gen/config
+	printf '/* lazy modules */\n' > $@
+	$(if $(LAZY),printf 'RELUA_LAZY(core_%s, %s)\n' $(foreach m,$(LAZY),$(m) $(m)) >> $@)
+GEN_H := $(B)/gen/modules.h $(B)/gen/lazy.h
 
 # lib/ is carried inside the binary.
-build/gen/embedded.c: $(LIB_SRC) tools/embed.lua
+$(B)/gen/embedded.c: $(LIB_SRC) tools/embed.lua
 	@mkdir -p $(@D)
 	lua5.4 tools/embed.lua lib $@ $(LIB_SRC)
 
-build/obj/%.o: host/%.c $(HOST_HDR) $(GEN_H)
+# main.c's compiled-in fallback for the lazy modules: this build's own folder.
+MAIN_DEFS = -DRELUA_LIBDIR='"$(abspath $(@D)/../lib/relua)"'
+$(B)/obj/%.o: host/%.c $(HOST_HDR) $(GEN_H)
 	@mkdir -p $(@D)
+	$(CC) $(BASE_FLAGS) $(CFLAGS) $(if $(filter main,$*),$(MAIN_DEFS)) -c -o $@ $<
+$(B)/obj/embedded.o: $(B)/gen/embedded.c
 	$(CC) $(BASE_FLAGS) $(CFLAGS) -c -o $@ $<
-build/obj/embedded.o: build/gen/embedded.c
-	$(CC) $(BASE_FLAGS) $(CFLAGS) -c -o $@ $<
-build/lazy/%.so: host/%.c $(HOST_HDR)
+$(B)/lib/relua/%.so: host/%.c $(HOST_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_FLAGS) $(CFLAGS) -fPIC -shared -o $@ $< $(shell pkg-config --libs $(LIBS_$*))
-build/gen/lazy.S: $(LAZY_SO) tools/lazy.sh
-	@mkdir -p $(@D)
-	tools/lazy.sh build/lazy $(LAZY_STEMS) > $@
-build/obj/lazy.o: build/gen/lazy.S
-	$(CC) -c -o $@ $<
 
-# The same host under AddressSanitizer + UndefinedBehaviorSanitizer.
-ASAN_DEFS := -DRELUA_MODULES_H='"modules-all.h"' -DRELUA_LAZY_H='"lazy-none.h"'
-asan: build/asan/relua
-build/asan/relua: $(ASAN_OBJ)
-	$(CC) $(SAN_FLAGS) -g -rdynamic -o $@ $(ASAN_OBJ) $(ALL_LIBS)
-build/asan/%.o: host/%.c $(HOST_HDR) $(GEN_H)
+# `make single`: one self-contained file carrying its lazy modules (loaded from a memfd, or
+# a temporary file where /proc or memfd_create is unavailable).
+single: $(B)/single/relua
+$(B)/gen/lazy.S: $(LAZY_SO) tools/lazy.sh
 	@mkdir -p $(@D)
-	$(CC) $(BASE_FLAGS) $(ASAN_DEFS) $(SAN_FLAGS) -O1 -g -c -o $@ $<
-build/asan/embedded.o: build/gen/embedded.c
+	tools/lazy.sh $(B)/lib/relua $(LAZY) > $@
+$(B)/obj/lazy.o: $(B)/gen/lazy.S
+	$(CC) -c -o $@ $<
+$(B)/single/relua: $(OBJ) $(B)/obj/lazy.o
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -rdynamic -o $@ $(OBJ) $(B)/obj/lazy.o $(MAIN_LIBS)
+
+asan: $(B)/asan/relua
+$(B)/asan/relua: $(B)/asan/bin/relua | $(ASAN_SO)
+	ln -sfn bin/relua $@
+$(B)/asan/bin/relua: $(ASAN_OBJ) | $(ASAN_SO)
+	@mkdir -p $(@D)
+	$(CC) $(SAN_FLAGS) -g -rdynamic -o $@ $(ASAN_OBJ) $(MAIN_LIBS)
+$(B)/asan/obj/%.o: host/%.c $(HOST_HDR) $(GEN_H)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_FLAGS) $(SAN_FLAGS) $(if $(filter main,$*),$(MAIN_DEFS)) -O1 -g -c -o $@ $<
+$(B)/asan/obj/embedded.o: $(B)/gen/embedded.c
 	@mkdir -p $(@D)
 	$(CC) $(BASE_FLAGS) $(SAN_FLAGS) -O1 -g -c -o $@ $<
+$(B)/asan/lib/relua/%.so: host/%.c $(HOST_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_FLAGS) $(SAN_FLAGS) -O1 -g -fPIC -shared -o $@ $< $(shell pkg-config --libs $(LIBS_$*))
 # C tests link the host's objects (all but main) under the sanitizers.
+CTEST_OBJ  := $(filter-out $(B)/asan/obj/main.o,$(ASAN_OBJ)) $(LAZY_SRC:host/%.c=$(B)/asan/obj/%.o)
 ctest: $(CTEST_BIN)
-build/ctest/%: tests/c/%.c $(filter-out build/asan/main.o,$(ASAN_OBJ))
+$(B)/ctest/%: tests/c/%.c $(CTEST_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_FLAGS) $(SAN_FLAGS) -g -o $@ $^ $(ALL_LIBS)
 
 test: deps
-	@$(MAKE) --no-print-directory all asan ctest
+	@$(MAKE) --no-print-directory all single asan ctest
 	@tests/run-all.sh
+
+# The specs against a build that links every module directly (`make LAZY=`).
+test-nolazy: deps
+	@$(MAKE) --no-print-directory B=build/nolazy LAZY= all
+	@RELUA_BIN=build/nolazy/relua RELUA_WARNINGS_FATAL=1 build/nolazy/relua tests/run.lua
 
 check: test
 
@@ -127,10 +170,20 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@./relua demo/demo.lua
 
-install: relua
-	install -D -m 0755 relua $(DESTDIR)$(PREFIX)/bin/relua
-	install -d $(DESTDIR)$(PREFIX)/share/relua
-	cp -R recipes playbooks $(DESTDIR)$(PREFIX)/share/relua/
+# The installed binary differs from $(B)/bin/relua only by its compiled-in LIBDIR.
+install: all
+	@mkdir -p $(B)/install
+	$(CC) $(BASE_FLAGS) $(CFLAGS) -DRELUA_LIBDIR='"$(LIBDIR)"' -c -o $(B)/install/main.o host/main.c
+	$(CC) $(CFLAGS) -rdynamic -o $(B)/install/relua $(B)/install/main.o $(filter-out $(B)/obj/main.o,$(OBJ)) $(MAIN_LIBS)
+	install -D -m 0755 $(B)/install/relua $(DESTDIR)$(BINDIR)/relua
+	install -d $(DESTDIR)$(LIBDIR)
+	$(if $(LAZY_SO),install -m 0644 $(LAZY_SO) $(DESTDIR)$(LIBDIR)/)
+	install -d $(DESTDIR)$(DATADIR)/relua
+	cp -R recipes playbooks $(DESTDIR)$(DATADIR)/relua/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/relua
+	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DATADIR)/relua
 
 clean:
-	rm -rf build relua
+	rm -rf $(B) relua

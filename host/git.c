@@ -860,6 +860,16 @@ static const char *relpath(Repo *r, const char *path) {
 ** Stages paths (added or, when gone from the work tree, removed), then commits the index
 ** on HEAD. The index is written only after the commit exists.
 */
+/* Stages a folder as `git add DIR` does: its files (.gitignore honoured), and removes the
+   entries under it whose files are gone. */
+static int add_dir(git_index *index, const char *dir) {
+  char *path = (char *)dir;  /* git_strarray's strings are not const */
+  git_strarray spec = {&path, 1};
+  int err = git_index_add_all(index, &spec, GIT_INDEX_ADD_DEFAULT, NULL, NULL);
+  if (err == 0) err = git_index_update_all(index, &spec, NULL, NULL);
+  return err;
+}
+
 static int repo_commit(lua_State *L) {
   Repo *r = check_repo(L, 1);
   const char *message = luaL_checkstring(L, 2);
@@ -914,9 +924,12 @@ static int repo_commit(lua_State *L) {
       luaL_addstring(&b, wd);
       luaL_addstring(&b, p);
       luaL_pushresult(&b);  /* [.., path, fullpath] */
-      if (lstat(lua_tostring(L, -1), &st) == 0) err = git_index_add_bypath(index, p);
-      else if (errno == ENOENT) err = git_index_remove_bypath(index, p);
-      else {
+      if (lstat(lua_tostring(L, -1), &st) == 0)
+        err = S_ISDIR(st.st_mode) ? add_dir(index, p) : git_index_add_bypath(index, p);
+      else if (errno == ENOENT) {  /* a file or a whole folder gone from the work tree */
+        err = git_index_remove_bypath(index, p);
+        if (err == 0) err = git_index_remove_directory(index, p, 0);
+      } else {
         int e = errno;
         git_index_read(index, 1);
         errno = e;
@@ -2454,6 +2467,83 @@ static int repo_remote_add(lua_State *L) {
   return 1;
 }
 
+/* ---------------------------------------------------------------- stale lock files */
+
+/* When this process started, on the realtime clock (from /proc/self/stat's start time). */
+static int process_start(struct timespec *out) {
+  char buf[1024], *p;
+  unsigned long long ticks = 0;
+  long hz = sysconf(_SC_CLK_TCK);
+  struct timespec real, boot;
+  int i, fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  ssize_t n;
+  if (fd < 0) return -1;
+  n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0 || hz <= 0) return -1;
+  buf[n] = '\0';
+  p = strrchr(buf, ')');           /* the command name may hold spaces */
+  if (p == NULL) return -1;
+  for (i = 2; i < 22 && p != NULL; i++) p = strchr(p + 1, ' ');   /* field 22: starttime */
+  if (p == NULL || sscanf(p + 1, "%llu", &ticks) != 1) return -1;
+  clock_gettime(CLOCK_REALTIME, &real);
+  clock_gettime(CLOCK_BOOTTIME, &boot);
+  {
+    double start = (double)real.tv_sec + real.tv_nsec / 1e9 - ((double)boot.tv_sec + boot.tv_nsec / 1e9) +
+                   (double)ticks / (double)hz;
+    out->tv_sec = (time_t)start;
+    out->tv_nsec = (long)((start - (double)out->tv_sec) * 1e9);
+  }
+  return 0;
+}
+
+/*
+** core.lock_info(path) -> {holders=N, pid=P, older=bool} | nil (no such file)
+** The facts that tell a stale git lock file from a live one: how many processes on this
+** machine hold it open (libgit2 keeps a lock file open from its creation to its rename;
+** P is one of them) and whether it is older than this process. Policy is Lua's.
+*/
+static int l_lock_info(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st, fst;
+  struct timespec start;
+  DIR *proc;
+  struct dirent *e;
+  int holders = 0;
+  long pid = 0;
+  if (lstat(path, &st) != 0) return relua_oserror(L, "git.lock_info", path);
+  proc = opendir("/proc");
+  while (proc != NULL && (e = readdir(proc)) != NULL) {
+    char dir[300];
+    DIR *fds;
+    struct dirent *f;
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    snprintf(dir, sizeof dir, "/proc/%s/fd", e->d_name);
+    if ((fds = opendir(dir)) == NULL) continue;
+    while ((f = readdir(fds)) != NULL) {
+      char link[600];
+      if (f->d_name[0] == '.') continue;
+      snprintf(link, sizeof link, "%s/%s", dir, f->d_name);
+      if (stat(link, &fst) == 0 && fst.st_dev == st.st_dev && fst.st_ino == st.st_ino) {
+        holders++;
+        pid = strtol(e->d_name, NULL, 10);
+      }
+    }
+    closedir(fds);
+  }
+  if (proc != NULL) closedir(proc);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, holders);
+  lua_setfield(L, -2, "holders");
+  lua_pushinteger(L, pid);
+  lua_setfield(L, -2, "pid");
+  lua_pushboolean(L, process_start(&start) == 0 &&
+                         (st.st_mtim.tv_sec < start.tv_sec ||
+                          (st.st_mtim.tv_sec == start.tv_sec && st.st_mtim.tv_nsec < start.tv_nsec)));
+  lua_setfield(L, -2, "older");
+  return 1;
+}
+
 /* ---------------------------------------------------------------- registration */
 
 static const luaL_Reg funcs[] = {
@@ -2463,6 +2553,7 @@ static const luaL_Reg funcs[] = {
   {"clone", l_clone},
   {"ls_remote", l_ls_remote},
   {"is_valid_ref", l_is_valid_ref},
+  {"lock_info", l_lock_info},
   {NULL, NULL}
 };
 

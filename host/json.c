@@ -3,6 +3,7 @@
 ** integers, floats are written in the shortest form that reads back the same, so files
 ** written by relua diff cleanly. Decoding is lua-cjson's (lib/relua/json.lua).
 */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,30 @@ static void put(lua_State *L, Buf *b, const char *s, size_t n) {
 
 #define puts_(L, b, s) put(L, b, s, sizeof(s) - 1)
 
+/*
+** Length of the valid UTF-8 sequence at s[0..n) (1-4), or 0 when it is not one: overlong
+** forms, surrogates (U+D800..DFFF) and code points past U+10FFFF are invalid (RFC 3629).
+*/
+static size_t utf8_len(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  size_t len, i;
+  unsigned cp;
+  if (c < 0x80) return 1;
+  if (c < 0xc2) return 0;
+  if (c < 0xe0) { len = 2; cp = c & 0x1f; }
+  else if (c < 0xf0) { len = 3; cp = c & 0x0f; }
+  else if (c < 0xf5) { len = 4; cp = c & 0x07; }
+  else return 0;
+  if (n < len) return 0;
+  for (i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (s[i] & 0x3f);
+  }
+  if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))) return 0;
+  if (cp >= 0xd800 && cp <= 0xdfff) return 0;
+  return len;
+}
+
 static void put_string(lua_State *L, Buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   size_t i;
@@ -73,9 +98,16 @@ static void put_string(lua_State *L, Buf *b, const char *s, size_t n) {
     else if (c < 0x20 || c == 0x7f) {
       char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
       put(L, b, u, 6);
-    } else {
+    } else if (c < 0x80) {
       buf_grow(L, b, 1);
       b->p[b->n++] = (char)c;
+    } else {
+      size_t len = utf8_len((const unsigned char *)s + i, n - i);
+      if (len == 0)
+        luaL_error(L, "json.encode: a string is not valid UTF-8 (at byte %d): JSON holds "
+                   "text only; store binary data as hex or base64", (int)i + 1);
+      put(L, b, s + i, len);
+      i += len - 1;
     }
   }
   buf_grow(L, b, 1);
@@ -90,7 +122,9 @@ static void put_number(lua_State *L, Buf *b, int idx) {
   } else {
     double d = (double)lua_tonumber(L, idx);
     int prec;
-    if (isnan(d) || isinf(d)) luaL_error(L, "json.encode: cannot encode %f", d);
+    if (isnan(d) || isinf(d))
+      luaL_error(L, "json.encode: cannot encode %s: JSON has no NaN or Infinity",
+                 isnan(d) ? "NaN" : d > 0 ? "inf" : "-inf");
     for (prec = 15; prec <= 17; prec++) {  /* shortest form that reads back the same */
       len = snprintf(s, sizeof s, "%.*g", prec, d);
       if (strtod(s, NULL) == d) break;
@@ -280,8 +314,318 @@ static int l_array(lua_State *L) {
   return 1;
 }
 
+/* ---------------------------------------------------------------- decoding */
+
+#define MAX_DECODE_DEPTH 1000
+
+typedef struct Dec {
+  lua_State *L;
+  const unsigned char *start, *p, *end;
+  int depth;
+} Dec;
+
+/* Raises "WHAT at line L, column C" for the byte at pos (the caller adds the prefix). */
+static int dec_fail(Dec *d, const unsigned char *pos, const char *what) {
+  int line = 1, col = 1;
+  const unsigned char *q;
+  for (q = d->start; q < pos; q++) {
+    if (*q == '\n') { line++; col = 1; }
+    else col++;
+  }
+  return luaL_error(d->L, "%s at line %d, column %d", what, line, col);
+}
+
+/* What the byte at p is, for a message: 'x', end of text, or a byte value. */
+static const char *dec_found(Dec *d, const unsigned char *p) {
+  if (p >= d->end) return "the end of the text";
+  if (*p == 0) return "a NUL byte";
+  if (*p > 0x20 && *p < 0x7f) return lua_pushfstring(d->L, "'%c'", (int)*p);
+  return lua_pushfstring(d->L, "byte 0x%02X", (unsigned)*p);
+}
+
+static void dec_expected(Dec *d, const char *what) {
+  lua_pushfstring(d->L, "expected %s, found %s", what, dec_found(d, d->p));
+  dec_fail(d, d->p, lua_tostring(d->L, -1));
+}
+
+static void skip_ws(Dec *d) {
+  while (d->p < d->end && (*d->p == ' ' || *d->p == '\t' || *d->p == '\n' || *d->p == '\r'))
+    d->p++;
+}
+
+static int hex4(const unsigned char *p) {
+  int i, v = 0;
+  for (i = 0; i < 4; i++) {
+    int c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= c - '0';
+    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+    else return -1;
+  }
+  return v;
+}
+
+static void add_utf8(luaL_Buffer *b, unsigned cp) {
+  if (cp < 0x80) luaL_addchar(b, (char)cp);
+  else if (cp < 0x800) {
+    luaL_addchar(b, (char)(0xc0 | (cp >> 6)));
+    luaL_addchar(b, (char)(0x80 | (cp & 0x3f)));
+  } else if (cp < 0x10000) {
+    luaL_addchar(b, (char)(0xe0 | (cp >> 12)));
+    luaL_addchar(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+    luaL_addchar(b, (char)(0x80 | (cp & 0x3f)));
+  } else {
+    luaL_addchar(b, (char)(0xf0 | (cp >> 18)));
+    luaL_addchar(b, (char)(0x80 | ((cp >> 12) & 0x3f)));
+    luaL_addchar(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+    luaL_addchar(b, (char)(0x80 | (cp & 0x3f)));
+  }
+}
+
+/* A \uXXXX escape (d->p at the 'u'), a surrogate pair as one code point. */
+static unsigned dec_unicode(Dec *d) {
+  const unsigned char *at = d->p - 1;
+  int hi = -1, lo = -1;
+  if (d->end - d->p < 5 || (hi = hex4(d->p + 1)) < 0)
+    dec_fail(d, at, "\\u needs four hex digits");
+  d->p += 5;
+  if (hi >= 0xdc00 && hi <= 0xdfff) dec_fail(d, at, "a lone low surrogate (\\uDC00-\\uDFFF)");
+  if (hi < 0xd800 || hi > 0xdbff) return (unsigned)hi;
+  if (d->end - d->p < 6 || d->p[0] != '\\' || d->p[1] != 'u' || (lo = hex4(d->p + 2)) < 0 ||
+      lo < 0xdc00 || lo > 0xdfff)
+    dec_fail(d, at, "a lone high surrogate (\\uD800-\\uDBFF not followed by a low one)");
+  d->p += 6;
+  return 0x10000u + (((unsigned)hi - 0xd800u) << 10) + ((unsigned)lo - 0xdc00u);
+}
+
+/* Pushes the string that starts at d->p ('"'). */
+static void dec_string(Dec *d) {
+  luaL_Buffer b;
+  const unsigned char *open = d->p++;
+  luaL_buffinit(d->L, &b);
+  for (;;) {
+    const unsigned char *run = d->p;
+    while (d->p < d->end && *d->p >= 0x20 && *d->p < 0x80 && *d->p != '"' && *d->p != '\\')
+      d->p++;
+    luaL_addlstring(&b, (const char *)run, (size_t)(d->p - run));
+    if (d->p >= d->end) dec_fail(d, open, "a string is not closed");
+    if (*d->p == '"') break;
+    if (*d->p == '\\') {
+      unsigned char e = d->p + 1 < d->end ? d->p[1] : 0;
+      const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t", *hit;
+      d->p += 2;
+      if (e == 'u') {
+        d->p--;
+        add_utf8(&b, dec_unicode(d));
+      } else if (e != 0 && (hit = strchr(from, e)) != NULL) {
+        luaL_addchar(&b, to[hit - from]);
+      } else
+        dec_fail(d, d->p - 2, "an invalid escape (JSON has \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)");
+    } else if (*d->p < 0x20) {
+      dec_fail(d, d->p, *d->p == 0 ? "a NUL byte in a string (write it as \\u0000)"
+                                  : "a control character in a string (escape it: \\n, \\t, \\u00XX)");
+    } else {
+      size_t len = utf8_len(d->p, (size_t)(d->end - d->p));
+      if (len == 0) dec_fail(d, d->p, "invalid UTF-8 in a string");
+      luaL_addlstring(&b, (const char *)d->p, len);
+      d->p += len;
+    }
+  }
+  d->p++;
+  luaL_pushresult(&b);
+}
+
+static int is_digit(const unsigned char *p, const unsigned char *end) {
+  return p < end && *p >= '0' && *p <= '9';
+}
+
+/* Pushes the number at d->p: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static void dec_number(Dec *d) {
+  lua_State *L = d->L;
+  const unsigned char *start = d->p, *p = d->p, *end = d->end;
+  if (*p == '-') p++;
+  if (!is_digit(p, end)) {
+    d->p = p;
+    dec_expected(d, "a digit");
+  }
+  if (*p == '0') {
+    p++;
+    if (is_digit(p, end)) dec_fail(d, start, "a number with a leading zero");
+  } else
+    while (is_digit(p, end)) p++;
+  if (p < end && *p == '.') {
+    p++;
+    if (!is_digit(p, end)) dec_fail(d, start, "a number needs digits after its '.'");
+    while (is_digit(p, end)) p++;
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    p++;
+    if (p < end && (*p == '+' || *p == '-')) p++;
+    if (!is_digit(p, end)) dec_fail(d, start, "a number needs digits in its exponent");
+    while (is_digit(p, end)) p++;
+  }
+  if (p < end && (isalnum(*p) || *p == '.' || *p == '+' || *p == '-'))
+    dec_fail(d, start, "a malformed number (JSON has no hex, NaN or Infinity)");
+  lua_pushlstring(L, (const char *)start, (size_t)(p - start));   /* [text] */
+  if (lua_stringtonumber(L, lua_tostring(L, -1)) == 0)              /* [text, n] */
+    dec_fail(d, start, "a malformed number");
+  lua_remove(L, -2);
+  if (!lua_isinteger(L, -1)) {
+    lua_Number n = lua_tonumber(L, -1);
+    lua_Integer i;
+    if (isinf(n)) dec_fail(d, start, "a number too large for a double (more than 1.8e308)");
+    if (floor(n) == n && lua_numbertointeger(n, &i)) {   /* 3.0 reads back as 3 */
+      lua_pop(L, 1);
+      lua_pushinteger(L, i);
+    }
+  }
+  d->p = p;
+}
+
+static void dec_literal(Dec *d, const char *word) {
+  size_t n = strlen(word);
+  if ((size_t)(d->end - d->p) < n || memcmp(d->p, word, n) != 0 ||
+      ((size_t)(d->end - d->p) > n && isalnum(d->p[n])))
+    dec_expected(d, "a value");
+  d->p += n;
+}
+
+static void dec_value(Dec *d);
+
+static void dec_open(Dec *d) {
+  if (++d->depth > MAX_DECODE_DEPTH) dec_fail(d, d->p, "nested too deeply (more than 1000 levels)");
+  luaL_checkstack(d->L, 6, "json.decode: nested too deeply");
+  d->p++;
+  skip_ws(d);
+}
+
+static void dec_array(Dec *d) {
+  lua_State *L = d->L;
+  lua_Integer i = 0;
+  dec_open(d);
+  lua_newtable(L);                                       /* [arr] */
+  if (d->p < d->end && *d->p == ']') {
+    d->p++;
+    d->depth--;
+    return;
+  }
+  for (;;) {
+    dec_value(d);                                        /* [arr, v] */
+    lua_rawseti(L, -2, ++i);
+    skip_ws(d);
+    if (d->p < d->end && *d->p == ']') break;
+    if (d->p >= d->end || *d->p != ',') dec_expected(d, "',' or ']'");
+    d->p++;
+    skip_ws(d);
+  }
+  d->p++;
+  d->depth--;
+}
+
+static void dec_object(Dec *d) {
+  lua_State *L = d->L;
+  dec_open(d);
+  lua_newtable(L);                                       /* [obj] */
+  if (d->p < d->end && *d->p == '}') {
+    d->p++;
+    d->depth--;
+    return;
+  }
+  for (;;) {
+    const unsigned char *at = d->p;
+    if (d->p >= d->end || *d->p != '"') dec_expected(d, "a string key");
+    dec_string(d);                                       /* [obj, key] */
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) != LUA_TNIL) {
+      lua_pushfstring(L, "a duplicate key \"%s\"", lua_tostring(L, -2));
+      dec_fail(d, at, lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    skip_ws(d);
+    if (d->p >= d->end || *d->p != ':') dec_expected(d, "':'");
+    d->p++;
+    skip_ws(d);
+    dec_value(d);                                        /* [obj, key, v] */
+    lua_rawset(L, -3);
+    skip_ws(d);
+    if (d->p < d->end && *d->p == '}') break;
+    if (d->p >= d->end || *d->p != ',') dec_expected(d, "',' or '}'");
+    d->p++;
+    skip_ws(d);
+  }
+  d->p++;
+  d->depth--;
+}
+
+static void dec_value(Dec *d) {
+  if (d->p >= d->end) dec_expected(d, "a value");
+  switch (*d->p) {
+    case '{': dec_object(d); break;
+    case '[': dec_array(d); break;
+    case '"': dec_string(d); break;
+    case 't': dec_literal(d, "true"); lua_pushboolean(d->L, 1); break;
+    case 'f': dec_literal(d, "false"); lua_pushboolean(d->L, 0); break;
+    case 'n': dec_literal(d, "null"); lua_pushlightuserdata(d->L, NULL); break;
+    case 'N': case 'I':
+      dec_fail(d, d->p, "NaN and Infinity are not JSON");
+      break;
+    default:
+      if (*d->p == '-' || (*d->p >= '0' && *d->p <= '9')) dec_number(d);
+      else dec_expected(d, "a value");
+  }
+}
+
+/* Under lua_pcall: (lightuserdata text, integer length) -> value */
+static int decode_protected(lua_State *L) {
+  Dec d;
+  d.L = L;
+  d.start = d.p = (const unsigned char *)lua_touserdata(L, 1);
+  d.end = d.start + lua_tointeger(L, 2);
+  d.depth = 0;
+  lua_settop(L, 0);
+  if (d.end - d.p >= 3 && memcmp(d.p, "\xEF\xBB\xBF", 3) == 0)
+    dec_fail(&d, d.p, "a byte order mark (JSON text starts without one)");
+  skip_ws(&d);
+  if (d.p >= d.end) dec_fail(&d, d.p, "no value (the text is empty)");
+  dec_value(&d);
+  skip_ws(&d);
+  if (d.p < d.end) {
+    lua_pushfstring(L, "%s after the value", dec_found(&d, d.p));
+    dec_fail(&d, d.p, lua_tostring(L, -1));
+  }
+  return 1;
+}
+
+int relua_json_decode(lua_State *L, const char *s, size_t len, const char *name) {
+  int status;
+  luaL_checkstack(L, 4, "json.decode");
+  lua_pushcfunction(L, decode_protected);
+  lua_pushlightuserdata(L, (void *)s);
+  lua_pushinteger(L, (lua_Integer)len);
+  status = lua_pcall(L, 2, 1, 0);                        /* [value | message] */
+  if (status == LUA_OK) return 1;
+  if (status != LUA_ERRRUN) lua_error(L);                /* out of memory: raise */
+  lua_pushfstring(L, "json.decode: %s: %s", name != NULL ? name : "input",
+                  lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+  lua_remove(L, -2);
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  lua_pushliteral(L, "EJSON");
+  return 3;
+}
+
+/* json.decode(text [, name]) -> value | nil, message, "EJSON" */
+static int l_decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  const char *name = luaL_optstring(L, 2, "input");
+  return relua_json_decode(L, s, len, name);
+}
+
 static const luaL_Reg funcs[] = {
   {"encode", l_encode},
+  {"decode", l_decode},
   {"array", l_array},
   {NULL, NULL}
 };

@@ -64,9 +64,10 @@ const char *ledger_check_shape(lua_State *L, int idx, const char *ticket);
    structured error when the store fails. */
 int ledger_try_save(lua_State *L, int self, int eidx);
 void ledger_save(lua_State *L, int self, int eidx);
-/* Decodes the JSON text at idx with the core's own decoder (integers restored): 1 with
-   the value pushed, or 0 with the message pushed ("... at line L, column C"). */
-int ledger_json_decode(lua_State *L, int idx);
+/* Decodes the JSON text at idx with the host's strict decoder (relua_json_decode): 1 with
+   the value pushed, or 0 with the message pushed ("json.decode: NAME: ... at line L,
+   column C"). */
+int ledger_json_decode(lua_State *L, int idx, const char *name);
 /* relua.core.ledger.read(path [, ticket]) */
 int ledger_l_read(lua_State *L);
 

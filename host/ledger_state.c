@@ -3,7 +3,7 @@
 ** shape check guards every read and every write, so the core never writes a state it
 ** would later refuse as corrupt, and every field a command reads has the type it expects.
 ** The document is deterministic pretty JSON (relua_json_encode) with a schema version;
-** decoding uses the core's own lua-cjson instance (never the global require).
+** decoding is the host's strict RFC 8259 decoder (never the global require).
 */
 #include <errno.h>
 #include <signal.h>
@@ -13,71 +13,17 @@
 
 #include "ledger.h"
 
-int luaopen_cjson_safe(lua_State *L);   /* lua-cjson, linked into the host */
-
 /* ---------------------------------------------------------------- decoding */
 
-/* Pushes the core's private cjson.safe decode (made once, kept in the registry). */
-static void push_decoder(lua_State *L) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, "relua.ledger.decode") == LUA_TFUNCTION) return;
-  lua_pop(L, 1);
-  lua_pushcfunction(L, luaopen_cjson_safe);
-  lua_call(L, 0, 1);                                       /* [cjson.safe] */
-  lua_getfield(L, -1, "new");
-  lua_call(L, 0, 1);                                       /* [cjson.safe, instance] */
-  lua_getfield(L, -1, "decode");
-  lua_replace(L, -3);
-  lua_pop(L, 1);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, "relua.ledger.decode");
-}
-
-/* cjson gives every number as a float: integral ones become integers (as relua.json does). */
-static void to_integers(lua_State *L, int idx, int depth) {
-  if (depth > 200) return;
-  luaL_checkstack(L, 3, "ledger: state nested too deep");
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-      lua_Integer n;
-      if (lua_numbertointeger(lua_tonumber(L, -1), &n) && (lua_Number)n == lua_tonumber(L, -1)) {
-        lua_pushvalue(L, -2);
-        lua_pushinteger(L, n);
-        lua_settable(L, idx);   /* an existing key: allowed during lua_next */
-      }
-    } else if (lua_istable(L, -1))
-      to_integers(L, lua_gettop(L), depth + 1);
-    lua_pop(L, 1);
-  }
-}
-
-int ledger_json_decode(lua_State *L, int idx) {
+int ledger_json_decode(lua_State *L, int idx, const char *name) {
   size_t len;
   const char *text;
   idx = lua_absindex(L, idx);
   text = lua_tolstring(L, idx, &len);
-  push_decoder(L);
-  lua_pushvalue(L, idx);
-  lua_call(L, 1, 2);                                       /* [v, err] */
-  if (lua_isnil(L, -2)) {
-    const char *msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "not JSON";
-    const char *at = strstr(msg, " at character ");
-    if (at != NULL && text != NULL) {
-      size_t pos = (size_t)strtoul(at + 14, NULL, 10), i, line = 1, col = pos;
-      for (i = 0; i + 1 < pos && i < len; i++)
-        if (text[i] == '\n') { line++; col = pos - i - 1; }
-      lua_pushlstring(L, msg, (size_t)(at - msg));
-      lua_pushfstring(L, "%s at line %d, column %d", lua_tostring(L, -1), (int)line, (int)col);
-      lua_replace(L, -4);
-      lua_pop(L, 2);
-    } else {
-      lua_replace(L, -2);
-    }
-    return 0;
-  }
-  lua_pop(L, 1);
-  if (lua_istable(L, -1)) to_integers(L, lua_gettop(L), 0);
-  return 1;
+  if (relua_json_decode(L, text, len, name) == 1) return 1;   /* strict RFC 8259 */
+  lua_pop(L, 1);                                              /* [nil, message] */
+  lua_remove(L, -2);
+  return 0;
 }
 
 /* ---------------------------------------------------------------- the shape */
@@ -264,7 +210,7 @@ int ledger_decode_state(lua_State *L, int idx, const char *where, const char *ti
   lua_tolstring(L, idx, &len);
   if (len == 0)
     return relua_fail(L, "corrupt", "the state file %s is empty (truncated?)", where);
-  if (!ledger_json_decode(L, idx)) {                       /* [msg] */
+  if (!ledger_json_decode(L, idx, where)) {                /* [msg] */
     lua_pushfstring(L, "the state file %s does not parse: %s", where, lua_tostring(L, -1));
   } else {
     why = ledger_check_shape(L, top + 1, ticket);

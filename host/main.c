@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -39,17 +41,20 @@ static const luaL_Reg host_modules[] = {
 };
 
 /*
-** Lazy modules (see the Makefile): shared objects carried inside the binary, loaded on
-** the first require of their module, so start-up does not load libcurl or libgit2.
+** Lazy modules (see the Makefile): shared objects loaded on the first require of their
+** module, so start-up does not load libcurl or libgit2. A single-file build carries them
+** inside the binary (relua_lazy_STEM_start..end, from tools/lazy.sh); otherwise they are
+** files in ../lib/relua beside the binary, or in the LIBDIR compiled in.
 */
 typedef struct Lazy {
   const char *name;     /* "core_http": the module relua.core.http */
-  const char *stem;     /* "http" */
-  const unsigned char *start, *end;
+  const char *stem;     /* "http": the file http.so */
+  const unsigned char *start, *end;  /* the copy carried inside the binary, or NULL */
 } Lazy;
 
-#define RELUA_LAZY(n, stem) extern const unsigned char relua_lazy_##stem##_start[], \
-                                                       relua_lazy_##stem##_end[];
+/* Weak: absent (NULL) unless the binary was linked with the embedded copies. */
+#define RELUA_LAZY(n, stem) extern const unsigned char relua_lazy_##stem##_start[] \
+    __attribute__((weak)), relua_lazy_##stem##_end[] __attribute__((weak));
 #include RELUA_LAZY_H
 #undef RELUA_LAZY
 
@@ -59,6 +64,13 @@ static const Lazy lazy_modules[] = {
 #undef RELUA_LAZY
   {NULL, NULL, NULL, NULL}
 };
+
+#ifndef RELUA_LIBDIR
+#define RELUA_LIBDIR "/usr/local/lib/relua"
+#endif
+
+/* Registry key of the folder the lazy modules are looked for first: ../lib/relua of the binary. */
+#define LAZY_DIR_KEY "relua.lazy.dir"
 
 #define EXIT_USAGE 2
 
@@ -207,44 +219,153 @@ static void push_module_name(lua_State *L, const char *name) {
 }
 
 /*
-** Loads a lazy module's shared object from the bytes carried in the binary: a memfd holds
-** them while dlopen reads it. The handle is kept in the registry, so a module required
+** The binary's own path, symlinks resolved, pushed as a string (or nil): /proc/self/exe,
+** else the file the kernel executed (AT_EXECFN), else argv[0] (searched in PATH when it
+** has no '/'). Found at start-up, before anything can change the working directory.
+*/
+static void push_self_path(lua_State *L, const char *argv0) {
+  char buf[PATH_MAX], *real;
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  const char *name = (const char *)getauxval(AT_EXECFN);
+  if (n > 0) {
+    buf[n] = '\0';
+    lua_pushstring(L, buf);
+    return;
+  }
+  if (name == NULL || strchr(name, '/') == NULL) name = argv0;
+  if (name != NULL && strchr(name, '/') == NULL) {  /* a bare name: search PATH */
+    const char *path = getenv("PATH"), *p;
+    for (p = path; p != NULL && *p != '\0'; p = strchr(p, ':') ? strchr(p, ':') + 1 : NULL) {
+      size_t len = strcspn(p, ":");
+      if (len > 0 && (size_t)snprintf(buf, sizeof buf, "%.*s/%s", (int)len, p, name) < sizeof buf
+          && access(buf, X_OK) == 0) {
+        name = buf;
+        break;
+      }
+    }
+  }
+  real = name != NULL ? realpath(name, NULL) : NULL;
+  if (real == NULL) {
+    lua_pushnil(L);
+    return;
+  }
+  lua_pushstring(L, real);
+  free(real);
+}
+
+/* Records the folder of the lazy modules beside the binary (registry, LAZY_DIR_KEY). */
+static void find_lazy_dir(lua_State *L, const char *argv0) {
+  const char *self, *slash;
+  push_self_path(L, argv0);                 /* [path|nil] */
+  self = lua_tostring(L, -1);
+  if (self != NULL && (slash = strrchr(self, '/')) != NULL) {
+    lua_pushfstring(L, "%s/../lib/relua", lua_pushlstring(L, self, (size_t)(slash - self)));
+    lua_setfield(L, LUA_REGISTRYINDEX, LAZY_DIR_KEY);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/*
+** Writes a carried copy to a file that dlopen can read and opens it: a memfd named by
+** /proc/self/fd, or where that is unavailable (no /proc, memfd_create refused), a
+** temporary file removed as soon as it is loaded. Returns the handle, or NULL with the
+** reason pushed.
+*/
+static int write_copy(int fd, const Lazy *m) {
+  const unsigned char *p = m->start;
+  while (p < m->end) {
+    ssize_t w = write(fd, p, (size_t)(m->end - p));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -1;
+    p += w;
+  }
+  return 0;
+}
+
+static void *open_carried(lua_State *L, const Lazy *m) {
+  char path[PATH_MAX];
+  const char *tmp = getenv("TMPDIR");
+  void *h = NULL;
+  int fd = memfd_create(m->stem, MFD_CLOEXEC);
+  if (fd >= 0 && write_copy(fd, m) == 0) {
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    /* The memfd stays open for the life of the process: dlopen knows objects by path,
+       and a closed fd's number, reused for the next lazy module, would name this one. */
+    if (access(path, R_OK) == 0 && (h = dlopen(path, RTLD_NOW | RTLD_GLOBAL)) != NULL)
+      return h;
+  }
+  if (fd >= 0) close(fd);
+  if (tmp == NULL || *tmp == '\0') tmp = "/tmp";
+  snprintf(path, sizeof path, "%s/relua-%s-XXXXXX", tmp, m->stem);
+  fd = mkstemp(path);
+  if (fd < 0) {
+    lua_pushfstring(L, "cannot write a copy of %s.so to %s: %s", m->stem, tmp, strerror(errno));
+    return NULL;
+  }
+  if (write_copy(fd, m) != 0) {
+    lua_pushfstring(L, "cannot write %s: %s", path, strerror(errno));
+  } else if ((h = dlopen(path, RTLD_NOW | RTLD_GLOBAL)) == NULL) {
+    lua_pushfstring(L, "%s", dlerror());
+  }
+  close(fd);
+  unlink(path);
+  return h;
+}
+
+/* Opens STEM.so from the folder beside the binary, then LIBDIR; NULL with the reason pushed. */
+static void *open_file(lua_State *L, const Lazy *m) {
+  const char *dirs[2];
+  luaL_Buffer why;
+  int i;
+  void *h;
+  lua_getfield(L, LUA_REGISTRYINDEX, LAZY_DIR_KEY);  /* [dir|nil] */
+  dirs[0] = lua_tostring(L, -1);
+  dirs[1] = RELUA_LIBDIR;
+  luaL_buffinit(L, &why);
+  for (i = 0; i < 2; i++) {
+    const char *path;
+    if (dirs[i] == NULL) continue;
+    path = lua_pushfstring(L, "%s/%s.so", dirs[i], m->stem);
+    if (access(path, F_OK) == 0) {
+      /* RTLD_GLOBAL: the library's symbols are visible to the host (relua_need_curl). */
+      h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+      lua_pop(L, 1);
+      if (h != NULL) {
+        luaL_pushresult(&why);
+        lua_pop(L, 2);
+        return h;
+      }
+      luaL_addstring(&why, dlerror());
+    } else {
+      luaL_addvalue(&why);
+      luaL_addstring(&why, ": not found");
+    }
+    luaL_addstring(&why, "; ");
+  }
+  luaL_addstring(&why, "install relua with `make install`, or build the single-file `make single`");
+  luaL_pushresult(&why);                    /* [dir|nil, why] */
+  lua_remove(L, -2);
+  return NULL;
+}
+
+/*
+** The loader of a lazy module. The handle is kept in the registry, so a module required
 ** again (busted clears package.loaded between spec files) reuses the loaded object. It is
 ** never closed: userdata of the module may outlive a reload of package.loaded.
 */
 static int lazy_loader(lua_State *L) {
   const Lazy *m = (const Lazy *)lua_touserdata(L, lua_upvalueindex(1));
-  char path[64], symbol[96];
+  char symbol[96];
   lua_CFunction open;
   void *h;
   lua_pushfstring(L, "relua.lazy.%s", m->stem);
   if (lua_rawget(L, LUA_REGISTRYINDEX) == LUA_TLIGHTUSERDATA)
     h = lua_touserdata(L, -1);
   else {
-    const unsigned char *p = m->start;
-    int fd = memfd_create(m->stem, MFD_CLOEXEC);
-    if (fd < 0)
-      return luaL_error(L, "cannot load module 'relua.%s': memfd_create: %s", m->stem,
-                        strerror(errno));
-    while (p < m->end) {
-      ssize_t w = write(fd, p, (size_t)(m->end - p));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        int err = errno;
-        close(fd);
-        return luaL_error(L, "cannot load module 'relua.%s': %s", m->stem, strerror(err));
-      }
-      p += w;
-    }
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    /* RTLD_GLOBAL: the library's symbols are visible to the host (relua_need_curl).
-       The memfd stays open for the life of the process: dlopen knows objects by path,
-       and a closed fd's number, reused for the next lazy module, would name this one. */
-    h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
-    if (h == NULL) {
-      close(fd);
-      return luaL_error(L, "cannot load module 'relua.%s': %s", m->stem, dlerror());
-    }
+    h = m->start != NULL ? open_carried(L, m) : open_file(L, m);
+    if (h == NULL)
+      return luaL_error(L, "cannot load module 'relua.%s': %s", m->stem, lua_tostring(L, -1));
     lua_pushfstring(L, "relua.lazy.%s", m->stem);
     lua_pushlightuserdata(L, h);
     lua_rawset(L, LUA_REGISTRYINDEX);
@@ -292,7 +413,7 @@ static int owned_require(lua_State *L) {
   return luaL_error(L, "no host module %s in this build", lua_tostring(L, 1));
 }
 
-static void open_loaders(lua_State *L) {
+static void open_loaders(lua_State *L, const char *argv0) {
   const luaL_Reg *m;
   const Lazy *z;
   const char *dev = getenv("RELUA_LIB");
@@ -304,6 +425,7 @@ static void open_loaders(lua_State *L) {
     lua_pushcfunction(L, m->func);
     lua_settable(L, -3);
   }
+  if (lazy_modules[0].name != NULL) find_lazy_dir(L, argv0);
   for (z = lazy_modules; z->name != NULL; z++) {
     push_module_name(L, z->name);          /* [preload, name] */
     lua_pushlightuserdata(L, (void *)z);
@@ -415,6 +537,7 @@ static int call_lib(lua_State *L, const char *mod, const char *fn,
   if (status != 0) return status;
   lua_getfield(L, -1, fn);                  /* [mod, fn] */
   lua_remove(L, -2);
+  luaL_checkstack(L, argc - first + 1, "too many arguments");  /* a script given 200 wheels */
   for (i = first; i < argc; i++) lua_pushstring(L, argv[i]);
   status = docall(L, argc - first, 1);
   if (status != 0) return status;
@@ -432,7 +555,7 @@ static int pmain(lua_State *L) {
 
   luaL_checkversion(L);
   luaL_openlibs(L);
-  open_loaders(L);
+  open_loaders(L, argv[0]);
   relua_sigint_install(L);
 
   bad = collect(argc, argv, &o);

@@ -87,6 +87,12 @@ void relua_lock_push_record(lua_State *L, int fd);
 ** string. Raises (luaL_error) on values JSON cannot hold. pretty: 2-space indentation.
 */
 void relua_json_encode(lua_State *L, int idx, int pretty);
+/*
+** Strict RFC 8259 decode of s[0..len). Pushes the value and returns 1, or pushes nil,
+** "json.decode: NAME: what at line L, column C", "EJSON" and returns 3. null is a NULL
+** light userdata (cjson.null); integral numbers are integers. s must outlive the call.
+*/
+int relua_json_decode(lua_State *L, const char *s, size_t len, const char *name);
 
 /*
 ** Secrets (host/secret.c). relua_mask pushes s[0..len) with every secret replaced by ***

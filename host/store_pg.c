@@ -2,8 +2,8 @@
 ** store_pg.c: the PostgreSQL backend of the store (host/store.h), through libpq.
 ** A lazy module (see the Makefile): libpq and what it brings (libssl, gssapi, ldap) are
 ** loaded the first time a postgres:// store is opened, so start-up and the folder store
-** pay nothing. luaopen_relua_core_store_pg pushes the backend for store.c;
-** luaopen_relua_store_pg is the schema's Lua face for `relua store migrate`.
+** pay nothing. luaopen_relua_core_store_pg pushes the backend for store.c (open, and
+** migrate for `relua store migrate`).
 **
 ** Everything lives in the schema "relua" of the database the URL names, created on first
 ** use and versioned in relua.meta (schema_version). A schema newer than this relua knows
@@ -747,46 +747,23 @@ static const relua_StoreOps pg_ops = {
   pg_lanes,
 };
 
-static const relua_StoreBackend backend = { "postgres", pg_open };
+/* relua store migrate: creates relua's schema, or upgrades an older one. */
+static int pg_migrate(lua_State *L, const char *url, int64_t *found, int64_t *now) {
+  relua_Store *st = NULL;
+  long v = 0;
+  int status = open_store(L, url, 1, &v, &st);
+  if (status != RELUA_STORE_OK) return status;
+  pg_close(st);
+  *found = v;
+  *now = SCHEMA_VERSION;
+  return RELUA_STORE_OK;
+}
 
-/* require "relua.core.store.pg" (store.c, through relua_open_owned): the backend. */
+static const relua_StoreBackend backend = { "postgres", pg_open, pg_migrate };
+
+/* relua.core.store_pg (store.c loads it through relua_open_owned): the backend. */
 int luaopen_relua_core_store_pg(lua_State *L) {
   lua_pushlightuserdata(L, (void *)&backend);
   return 1;
 }
 
-/* ---------------------------------------------------------------- relua store migrate */
-
-/*
-** pg.migrate(url) -> the schema version found, the version now | nil, message, code
-** Creates relua's schema, or upgrades an older one to this relua's.
-*/
-static int l_migrate(lua_State *L) {
-  const char *url = luaL_checkstring(L, 1);
-  relua_Store *st = NULL;
-  long found = 0;
-  int status = open_store(L, url, 1, &found, &st);
-  if (status != RELUA_STORE_OK) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    lua_pushstring(L, relua_store_code(status));
-    return 3;
-  }
-  pg_close(st);
-  lua_pushinteger(L, found);
-  lua_pushinteger(L, SCHEMA_VERSION);
-  return 2;
-}
-
-static const luaL_Reg funcs[] = {
-  {"migrate", l_migrate},
-  {NULL, NULL}
-};
-
-/* require "relua.store.pg": the schema's Lua face (relua store migrate). */
-int luaopen_relua_store_pg(lua_State *L) {
-  luaL_newlib(L, funcs);
-  lua_pushinteger(L, SCHEMA_VERSION);
-  lua_setfield(L, -2, "SCHEMA_VERSION");
-  return 1;
-}

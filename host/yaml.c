@@ -20,6 +20,14 @@
 
 #define PARSER_MT "relua.yaml.Parser"
 #define MAX_DEPTH 1000
+/*
+** The node budget: what aliases may add to one document, counting every node of an
+** aliased subtree each time it is aliased. A 2 KB "billion laughs" text names 10^9 leaves
+** through nested aliases: shared in Lua, it decodes instantly, but anything that walks it
+** (an encoder, r.state) would not finish. Plain nodes are not counted: they cost their
+** own bytes of input.
+*/
+#define ALIAS_BUDGET 1000000
 
 typedef struct Parser {
   yaml_parser_t parser;
@@ -49,6 +57,8 @@ typedef struct Ctx {
   const char *text;
   size_t len;
   int anchors;          /* table: anchor name -> value, per document */
+  int sizes;            /* table: anchor name -> nodes in its subtree, once complete */
+  lua_Integer aliased;  /* nodes added by aliases so far in this document */
   int array_mt;         /* metatable that marks arrays, or 0 */
   int depth;
 } Ctx;
@@ -238,34 +248,65 @@ static void push_scalar(Ctx *c, yaml_event_t *ev) {
 
 /* ---------------------------------------------------------------- nodes */
 
-static void set_anchor(Ctx *c, yaml_char_t *anchor, int value) {
-  if (anchor == NULL) return;
+/* Records an anchor's value; pushes its name (kept until its size is known) or nothing. */
+static int set_anchor(Ctx *c, yaml_char_t *anchor, int value) {
+  if (anchor == NULL) return 0;
+  lua_pushstring(c->L, (const char *)anchor);     /* [name] */
   lua_pushvalue(c->L, value);
   lua_setfield(c->L, c->anchors, (const char *)anchor);
+  lua_pushnil(c->L);                               /* not complete yet: an alias now is a cycle */
+  lua_setfield(c->L, c->sizes, (const char *)anchor);
+  return 1;
 }
 
-/* Pushes the node that starts with the current event. */
-static void parse_node(Ctx *c) {
+/* The anchor's node is complete: records its size and pops its name. */
+static void anchor_done(Ctx *c, int named, lua_Integer size) {
+  if (!named) return;
+  lua_pushinteger(c->L, size);
+  lua_setfield(c->L, c->sizes, lua_tostring(c->L, -2));
+  lua_pop(c->L, 1);
+}
+
+/* Pushes the node that starts with the current event; returns how many nodes it is,
+   aliases counted as the nodes they stand for. */
+static lua_Integer parse_node(Ctx *c) {
   lua_State *L = c->L;
   yaml_event_t *ev = &c->p->event;
-  luaL_checkstack(L, 6, "yaml.decode: nested too deeply");
+  luaL_checkstack(L, 8, "yaml.decode: nested too deeply");
   switch (ev->type) {
-    case YAML_SCALAR_EVENT:
+    case YAML_SCALAR_EVENT: {
+      int named;
       push_scalar(c, ev);
-      set_anchor(c, ev->data.scalar.anchor, lua_gettop(L));
-      return;
+      named = set_anchor(c, ev->data.scalar.anchor, lua_gettop(L));
+      anchor_done(c, named, 1);
+      return 1;
+    }
 
-    case YAML_ALIAS_EVENT:
-      if (lua_getfield(L, c->anchors, (const char *)ev->data.alias.anchor) == LUA_TNIL) {
-        lua_pushfstring(L, "unknown alias *%s (no anchor &%s before it)",
-                        ev->data.alias.anchor, ev->data.alias.anchor);
+    case YAML_ALIAS_EVENT: {
+      const char *name = (const char *)ev->data.alias.anchor;
+      lua_Integer size;
+      if (lua_getfield(L, c->anchors, name) == LUA_TNIL) {
+        lua_pushfstring(L, "unknown alias *%s (no anchor &%s before it)", name, name);
         fail_at(c, ev->start_mark, lua_tostring(L, -1));
       }
-      return;
+      if (lua_getfield(L, c->sizes, name) != LUA_TNUMBER) {
+        lua_pushfstring(L, "alias *%s is inside the node &%s it names (a cycle)", name, name);
+        fail_at(c, ev->start_mark, lua_tostring(L, -1));
+      }
+      size = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      c->aliased += size;
+      if (c->aliased > ALIAS_BUDGET) {
+        lua_pushfstring(L, "aliases expand to more than %d nodes at *%s (an alias bomb?); "
+                        "write the document without so many nested aliases", ALIAS_BUDGET, name);
+        fail_at(c, ev->start_mark, lua_tostring(L, -1));
+      }
+      return size;
+    }
 
     case YAML_SEQUENCE_START_EVENT: {
-      int t;
-      lua_Integer i = 0;
+      int t, named;
+      lua_Integer i = 0, size = 1;
       if (++c->depth > MAX_DEPTH) fail_at(c, ev->start_mark, "nested too deeply");
       lua_newtable(L);                                /* [seq] */
       t = lua_gettop(L);
@@ -273,45 +314,49 @@ static void parse_node(Ctx *c) {
         lua_pushvalue(L, c->array_mt);
         lua_setmetatable(L, t);
       }
-      set_anchor(c, ev->data.sequence_start.anchor, t);
+      named = set_anchor(c, ev->data.sequence_start.anchor, t);   /* [seq, name?] */
       while (next_event(c)->type != YAML_SEQUENCE_END_EVENT) {
-        parse_node(c);                                /* [seq, item] */
+        size += parse_node(c);                        /* [seq, name?, item] */
         lua_rawseti(L, t, ++i);                       /* a null stays in place as json.null */
       }
+      anchor_done(c, named, size);                    /* [seq] */
       c->depth--;
-      return;
+      return size;
     }
 
     case YAML_MAPPING_START_EVENT: {
-      int t;
+      int t, named;
+      lua_Integer size = 1;
       if (++c->depth > MAX_DEPTH) fail_at(c, ev->start_mark, "nested too deeply");
       lua_newtable(L);                                /* [map] */
       t = lua_gettop(L);
-      set_anchor(c, ev->data.mapping_start.anchor, t);
+      named = set_anchor(c, ev->data.mapping_start.anchor, t);    /* [map, name?] */
       while (next_event(c)->type != YAML_MAPPING_END_EVENT) {
         yaml_mark_t key_mark = ev->start_mark;
-        parse_node(c);                                /* [map, key] */
+        size += parse_node(c);                        /* [map, name?, key] */
         if (is_null(L, -1)) fail_at(c, key_mark, "a null mapping key cannot be a Lua table key");
         if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))
           fail_at(c, key_mark, "a NaN mapping key cannot be a Lua table key");
         lua_pushvalue(L, -1);
-        if (lua_rawget(L, t) != LUA_TNIL) {           /* [map, key, old] */
+        if (lua_rawget(L, t) != LUA_TNIL) {           /* [map, name?, key, old] */
           lua_pushfstring(L, "duplicate key '%s'", luaL_tolstring(L, -2, NULL));
           fail_at(c, key_mark, lua_tostring(L, -1));
         }
-        lua_pop(L, 1);                                /* [map, key] */
+        lua_pop(L, 1);                                /* [map, name?, key] */
         next_event(c);
-        parse_node(c);                                /* [map, key, value] */
+        size += parse_node(c);                        /* [map, name?, key, value] */
         if (is_null(L, -1)) lua_pop(L, 2);            /* a null value: the key is absent */
         else lua_rawset(L, t);
       }
+      anchor_done(c, named, size);                    /* [map] */
       c->depth--;
-      return;
+      return size;
     }
 
     default:
       fail_at(c, ev->start_mark, "unexpected event");
   }
+  return 0;
 }
 
 /*
@@ -342,12 +387,15 @@ static int decode_stream(lua_State *L) {
   while (next_event(&c)->type == YAML_DOCUMENT_START_EVENT) {
     lua_newtable(L);                                  /* [.., anchors] */
     c.anchors = lua_gettop(L);
+    lua_newtable(L);                                  /* [.., anchors, sizes] */
+    c.sizes = lua_gettop(L);
+    c.aliased = 0;
     next_event(&c);
-    parse_node(&c);                                   /* [.., anchors, root] */
+    parse_node(&c);                                   /* [.., anchors, sizes, root] */
     next_event(&c);                                   /* DOCUMENT-END */
     if (!all) return 1;
     lua_rawseti(L, docs, ++ndoc);
-    lua_pop(L, 1);                                    /* anchors */
+    lua_pop(L, 2);                                    /* anchors, sizes */
   }
   if (!all) push_null(L);  /* an empty stream: the null document */
   return 1;

@@ -411,7 +411,9 @@ describe("relua revert", function()
     os.remove(s:path("ran.txt"))
     r = s:relua({ "revert", "1234" })
     assert.are.equal(0, r.code)
-    assert.matches("phase ticket has no revert", r.stdout)
+    -- listed in the order they are undone, newest first, with or without a revert
+    assert.matches("revert of ticket 1234, newest phase first:\n  verify: revert\n  ticket: has no revert: nothing undone, it stays done\n"
+      .. "  migrate: revert\n  prepare: revert\nphase verify: reverting\n", r.stdout)
     assert.are.equal("revert-verify\nrevert-migrate\nrevert-prepare\n", s:read("ran.txt"))
     assert.same({ "ticket:no-revert" }, s:events("1234", { ["no-revert"] = true }))
     r = s:relua({ "revert", "1234" })

@@ -159,18 +159,44 @@ h: !!int "17"
       assert.are.equal(json.null, yaml.null)
     end)
 
-    it("shares anchored values with their aliases, cycles included", function()
+    it("shares anchored values with their aliases", function()
       local v = assert(yaml.decode([[
 defaults: &d {retries: 3, services: [web]}
 prod: *d
 name: &n wiki
 again: *n
-loop: &l [1, *l]
 ]]))
       assert.are.equal(v.defaults, v.prod)
       assert.are.same({ retries = 3, services = { "web" } }, v.prod)
       assert.are.equal("wiki", v.again)
-      assert.are.equal(v.loop, v.loop[2])
+    end)
+
+    it("refuses an alias inside the node it names: a cycle nothing could encode", function()
+      local v, err, code = yaml.decode("ok: 1\nloop: &l [1, *l]\n", "p.yaml")
+      assert.is_nil(v)
+      assert.are.equal("EYAML", code)
+      assert.are.equal("yaml.decode: p.yaml:2:14: alias *l is inside the node &l it names (a cycle)", err)
+    end)
+
+    it("refuses an alias bomb at decode time, with a node budget", function()
+      -- 342 bytes that name 9^9 (387 million) leaves through nested aliases
+      local lines = { 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]' }
+      local prev = "a"
+      for n in ("bcdefghi"):gmatch(".") do
+        lines[#lines + 1] = n .. ": &" .. n .. " [" .. ("*" .. prev .. ","):rep(8) .. "*" .. prev .. "]"
+        prev = n
+      end
+      local v, err, code = yaml.decode(table.concat(lines, "\n"), "bomb.yaml")
+      assert.is_nil(v)
+      assert.are.equal("EYAML", code)
+      assert.matches("^yaml%.decode: bomb%.yaml:7:%d+: aliases expand to more than 1000000 nodes at %*f %(an alias bomb%?%)", err)
+      -- the same shape under the budget decodes, aliases shared
+      local small = assert(yaml.decode(table.concat(lines, "\n", 1, 5)))
+      assert.are.equal(small.a, small.b[9])
+      assert.are.equal(9, #small.e)
+      -- the budget counts per document: each document of a stream has its own
+      local docs = assert(yaml.decode_all(table.concat(lines, "\n", 1, 6) .. "\n---\n" .. table.concat(lines, "\n", 1, 6)))
+      assert.are.equal(2, #docs)
     end)
 
     it("returns the first document; decode_all returns them all", function()

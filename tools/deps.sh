@@ -12,6 +12,7 @@ packages=(
   libgit2-dev libcurl4-openssl-dev libyaml-dev libssl-dev libreadline-dev libarchive-dev
   libpq-dev postgresql-15
   git lighttpd openssh-server openssl curl twine python3 python3-pip nodejs npm
+  strace valgrind clang-14 libclang-rt-14-dev
 )
 
 missing=()

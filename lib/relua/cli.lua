@@ -205,6 +205,8 @@ function M.run_file(path, ...)
           "relua runs a Lua script or a recipe: relua FILE [args]; relua help lists the commands.")
       end
       f:close()
+      -- run with a ticket, the file is a recipe: one that does not parse is invalid (2)
+      require("relua.release").check_script(path, nil, err, ...)
     end
     errors.raise("syntax", err, { exit = 1 })
   end
@@ -212,6 +214,9 @@ function M.run_file(path, ...)
   local result = chunk(...)
   if recipe_like(result) then
     return require("relua.release").main(result, path, ...)
+  end
+  if path and select("#", ...) > 0 then
+    require("relua.release").check_script(path, result, nil, ...)
   end
   return 0
 end

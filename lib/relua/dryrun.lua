@@ -111,7 +111,9 @@ local function plan()
                       end },
     },
     ["relua.registry.npm"] = {
-      publish = { function(path, o) return "publish " .. tostring(path) .. " to " .. redact(o and o.registry) end,
+      publish = { function(path, o)
+                    return "publish " .. tostring(path) .. " to " .. redact(require("relua.registry.npm").registry_url(o))
+                  end,
                   function() return { status = "dry_run" } end },
       tag = { function(name, version, tag) return "set dist-tag " .. tostring(tag) .. " of " .. tostring(name) .. " to " .. tostring(version) end,
               function() return { status = "dry_run" } end },

@@ -3,7 +3,12 @@
 -- path ("fs.read: /x/y: No such file or directory"), the code is the errno name ("ENOENT").
 -- Wrong argument types raise. fs.write is atomic and durable; fs.append is one write(2).
 local core = require "relua.core.fs"
-local crypto = require "relua.core.crypto"
+-- libcrypto is loaded on the first digest or base64, not when relua.fs is required.
+local crypto = setmetatable({}, { __index = function(t, k)
+  local c = require "relua.core.crypto"
+  setmetatable(t, { __index = c })
+  return c[k]
+end })
 
 local M = {}
 

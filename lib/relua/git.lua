@@ -18,6 +18,88 @@ local R = core.Repository
 local C = {}
 for k, v in pairs(R) do C[k] = v end
 
+-- ------------------------------------------------------------------ stale lock files
+
+-- libgit2 writes a ref (or the config, or the index) through PATH.lock: created with
+-- O_EXCL, kept open while written, renamed over PATH. A process killed in between leaves
+-- the .lock behind and every later write of that ref fails with "failed to lock file".
+local LOCK_PATTERN = "failed to lock file '(.-%.lock)' for writing"
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+--- What to do about a lock file named in a libgit2 message. A lock file is stale when no
+--- process on this machine holds it open and it is older than this process (its writer
+--- is gone: a relua run killed inside libgit2, say); a stale one in a repository on this
+--- machine is removed (a warning says so) and true is returned, so the caller retries.
+--- Otherwise returns false and a message naming the file and the command to remove it.
+---@param path string the .lock file
+---@param removable boolean the file is in a repository on this machine
+---@return boolean removed
+---@return string? message
+function M.clear_stale_lock(path, removable)
+  local info = core.lock_info(path)
+  if not info then return true end                      -- gone meanwhile: retry
+  if removable and info.holders == 0 and info.older then
+    local ok, err = os.remove(path)
+    if ok then
+      require("relua.log").warn("git: removed the stale lock file " .. path
+        .. " (no process holds it; a git writer was killed before it finished)")
+      return true
+    end
+    return false, string.format("the stale git lock file %s cannot be removed (%s); remove it: rm %s",
+      path, err, shell_quote(path))
+  end
+  if info.holders > 0 then
+    return false, string.format("the git lock file %s is held by process %d (a git command is "
+      .. "writing there): wait for it to finish, then run again", path, info.pid)
+  end
+  return false, string.format("the git lock file %s is in the way (left by a git command that was "
+    .. "killed, or one still running elsewhere). If no git command is working on that repository, "
+    .. "remove it: rm %s", path, shell_quote(path))
+end
+
+-- The lock file a failure names: in the message, or in a push's per-ref statuses.
+local function lock_in(a, b)
+  if a == nil and type(b) == "string" then return b:match(LOCK_PATTERN) end
+  if type(a) == "table" then
+    for _, r in ipairs(a) do
+      local p = type(r) == "table" and type(r.status) == "string" and r.status:match(LOCK_PATTERN)
+      if p then return p end
+    end
+  end
+end
+
+-- Is the remote (a name, a path or a URL) a repository on this machine?
+local function local_remote(repo, remote)
+  local url = remote
+  if not remote:find("://", 1, true) and not remote:find("/", 1, true) then
+    local info = C.remote and C.remote(repo, remote)
+    url = type(info) == "table" and info.url or remote
+  end
+  return type(url) == "string" and (not url:find("://", 1, true) or url:find("^file://") ~= nil)
+    and not url:find("^[%w.-]+@[%w.-]+:")               -- user@host:path is ssh
+end
+
+-- The primitives that write refs, the index or the config go through this: a stale lock
+-- file is cleared and the write retried once; a live or foreign one is an ELOCKED failure
+-- that names the file and says what to do.
+local WRITERS = { "commit", "reset", "checkout", "branch_create", "branch_delete", "tag_create",
+  "tag_delete", "remote_add", "fetch", "push" }
+for _, name in ipairs(WRITERS) do
+  local raw = R[name]
+  local function guarded(repo, ...)
+    local a, b, c = raw(repo, ...)
+    local path = lock_in(a, b)
+    if not path then return a, b, c end
+    local removable = name ~= "push" or local_remote(repo, (...))
+    local removed, why = M.clear_stale_lock(path, removable)
+    if removed then return raw(repo, ...) end
+    return nil, string.format("git.%s: %s", name, why), "ELOCKED"
+  end
+  R[name] = guarded
+  C[name] = guarded
+end
+
 --- Environment variables read for HTTP(S) credentials.
 M.ENV = {
   token = "RELUA_GIT_TOKEN",        -- a token, sent as the password
@@ -460,18 +542,40 @@ local function ref_exists(repo, what, kind, name, full)
   return nil, err, code
 end
 
---- Does the branch exist? A local branch, or with remote=true a remote-tracking one
---- ("origin/release/pypi-v0.2.0"). Returns true and its commit id, or false.
+--- Does the branch exist? A local branch, or with remote=true a remote-tracking one:
+--- "origin/release/v0.2.0" names the remote; a bare "release/v0.2.0" is looked for on
+--- every remote, origin first. Returns true and its commit id (and with remote=true the
+--- remote's name), or false.
 ---@param name string
 ---@param opts {remote:boolean?}?
 ---@return boolean|nil exists
 ---@return string? id_or_message
----@return string? code
+---@return string? code_or_remote
 function R:branch_exists(name, opts)
   if type(name) ~= "string" then argerror("git.branch_exists", 1, "string", name) end
   opts = check_opts("git.branch_exists", opts, { remote = "boolean" })
-  return ref_exists(self, "git.branch_exists", "branch", name,
-    (opts.remote and "refs/remotes/" or "refs/heads/") .. name)
+  if not opts.remote then
+    return ref_exists(self, "git.branch_exists", "branch", name, "refs/heads/" .. name)
+  end
+  local remotes, err, code = self:remotes()
+  if not remotes then return nil, err, code end
+  table.sort(remotes, function(a, b)
+    if (a == "origin") ~= (b == "origin") then return a == "origin" end
+    return a < b
+  end)
+  for _, remote in ipairs(remotes) do
+    if name:sub(1, #remote + 1) == remote .. "/" then  -- the name carries its remote
+      local ok, id, c = ref_exists(self, "git.branch_exists", "branch", name, "refs/remotes/" .. name)
+      if ok then return true, id, remote end
+      if ok == nil then return nil, id, c end
+    end
+  end
+  for _, remote in ipairs(remotes) do
+    local ok, id, c = ref_exists(self, "git.branch_exists", "branch", name, "refs/remotes/" .. remote .. "/" .. name)
+    if ok then return true, id, remote end
+    if ok == nil then return nil, id, c end
+  end
+  return false
 end
 
 --- Creates a branch at rev (default HEAD); an existing one is EEXISTS unless force.
@@ -723,6 +827,20 @@ function R:push(remote, refspecs, opts)
   end
   if #specs == 0 then error("git.push: no refspecs", 2) end
   local results, text, code = C.push(self, remote, specs, netopts(opts))
+  if code == "ELOCKED" then
+    -- a ref already at the wanted commit needs no lock: say so instead of failing
+    local there = self:ls_remote(remote, opts.timeout and { timeout = opts.timeout } or nil)
+    local have = {}
+    for _, r in ipairs(there or {}) do have[r.name] = r.id end
+    for _, spec in ipairs(specs) do
+      local src, dst = spec:match("^%+?([^:]*):(.*)$")
+      local want = src ~= "" and C.rev_parse(self, src)
+      if not want or have[dst] ~= want then return nil, text, code end
+    end
+    results = {}
+    for _, spec in ipairs(specs) do results[#results + 1] = { ref = spec:match(":(.*)$"), already = true } end
+    return true, results
+  end
   if not results then return nil, text, code end
   local rejected = {}
   for _, r in ipairs(results) do

@@ -3,7 +3,7 @@
 -- policy: argument checks, retries with backoff, error codes, truncation, size caps,
 -- progress lines, and keeping credentials out of every message.
 local core = require "relua.core.http"
-local version = require "relua.version"
+local version = require "relua.core.version"  -- not relua.version: that loads libgit2
 local json = require "relua.json"
 local log = require "relua.log"
 

@@ -8,6 +8,7 @@ local core = require "relua.core.ledger"
 local errors = require "relua.error"
 local fsc = require "relua.core.fs"  -- cwd only: relua.fs loads libcrypto, not needed on a no-op run
 local json = require "relua.json"
+local schema = require "relua.release.schema"
 local mask = require("relua.core.secret").mask
 local storelib = require "relua.store"
 
@@ -132,6 +133,12 @@ local function one_line(s)
   return (s:gsub("\n.*", ""))
 end
 
+-- "nothing to do: all 4 phases of ticket X are done", "... the 1 phase of ticket X is done"
+local function nothing_to_do(n, ticket)
+  return string.format("nothing to do: %s of ticket %s %s done", n == 1 and "the 1 phase" or "all " .. n .. " phases",
+    ticket, n == 1 and "is" or "are")
+end
+
 -- ------------------------------------------------------------------ recipes
 
 local PHASE_NAME = "^[%w%._%-]+$"
@@ -149,6 +156,11 @@ function M.validate(recipe, path)
     bad("it returns " .. (recipe == nil and "nothing" or "a " .. type(recipe)) .. ", not a table of phases")
   end
   local phases = recipe.phases
+  if phases == nil and recipe[1] ~= nil then
+    bad("it has no phases (the list of phases goes in phases = { ... })")
+  end
+  local key, advice = schema.unknown(schema.recipe, recipe)
+  if key then bad(string.format("unknown key %s (%s)", key, advice)) end
   if phases == nil then bad("it has no phases") end
   if type(phases) ~= "table" then bad("phases is a " .. type(phases) .. ", not a list") end
   if #phases == 0 then bad("phases is empty") end
@@ -172,8 +184,41 @@ function M.validate(recipe, path)
     if p.revert ~= nil and type(p.revert) ~= "function" then
       bad(string.format("phase %s: revert must be a function", p.name))
     end
+    key, advice = schema.unknown(schema.phase, p)
+    if key then bad(string.format("phase %s: unknown key %s (%s)", p.name, key, advice)) end
   end
   return recipe
+end
+
+--- `relua FILE TICKET ...` with a file that is not a recipe. A file run with a ticket as
+--- its first argument is held to the recipe contract when it looks meant as one: it does
+--- not parse (syntax_err), returns a value that is not a recipe, is empty, or defines
+--- phases without returning them. Those are usage errors (exit 2) saying what a recipe
+--- returns; a script that takes arguments and returns nothing runs as before.
+---@param path string
+---@param result any what the file returned
+---@param syntax_err string? loadfile's message
+function M.check_script(path, result, syntax_err, ...)
+  local first = ...
+  if type(first) ~= "string" or first:sub(1, 1) == "-" or not core.valid_ticket(first) then return end
+  local hint = "a recipe returns { phases = { { name = \"prepare\", run = function(r) ... end }, ... } } (see doc/recipes.md)"
+  if syntax_err then usage(string.format("invalid recipe %s: %s", path, syntax_err), hint) end
+  if type(result) == "table" then M.validate(result, path) end   -- names what is wrong
+  if result ~= nil then
+    usage(string.format("%s was run with the ticket %s but returned a %s, not a recipe", path, first,
+      type(result)), hint)
+  end
+  local f = io.open(path, "r")
+  local src = f and f:read("a") or ""
+  if f then f:close() end
+  local code = src:gsub("^#![^\n]*", ""):gsub("%-%-%[(=*)%[.-%]%1%]", ""):gsub("%-%-[^\n]*", "")
+  if not code:find("%S") then
+    usage(string.format("%s was run with the ticket %s but is empty", path, first), hint)
+  end
+  if src:find("phases%s*=") then
+    usage(string.format("%s was run with the ticket %s but returned nothing: it defines phases "
+      .. "without returning them (end it with return { phases = ... })", path, first), hint)
+  end
 end
 
 --- Loads and validates a recipe file; any problem is a usage error (exit 2).
@@ -399,7 +444,7 @@ function M.execute(o)
   local start = start_index(lg:state().phases, o.from)
   if not start then
     lg:log("nothing-to-do", fields)
-    say(string.format("nothing to do: all %d phases of ticket %s are done", #recipe.phases, o.ticket))
+    say(nothing_to_do(#recipe.phases, o.ticket))
     lg:close()
     return 0
   end
@@ -431,7 +476,8 @@ function M.execute(o)
   local ok, name, rc, msg, perr = lg:run(plan, r, "run", o.from)
   r.phase, r.out = nil, nil
   if ok then
-    say(string.format("release %s done: all %d phases done", o.ticket, #recipe.phases))
+    say(string.format("release %s done: %s done", o.ticket,
+      #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"))
     lg:close()
     return 0
   end
@@ -496,7 +542,7 @@ function M.list_command(...) return require("relua.release.commands").list_comma
 -- For relua.release.context and relua.release.commands.
 M._internal = {
   quote_arg = quote_arg, usage = usage, check_ticket = check_ticket, abspath = abspath,
-  shown = shown, recipe_hash = recipe_hash, short = short, one_line = one_line,
+  shown = shown, recipe_hash = recipe_hash, short = short, one_line = one_line, nothing_to_do = nothing_to_do,
   status_of = status_of, find_phase = find_phase, parse_args = parse_args,
 }
 

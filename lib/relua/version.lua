@@ -10,13 +10,22 @@ M.lua = _VERSION
 --- "Lua 5.4.4"
 M.lua_release = core.lua
 
--- libgit2 and libcurl are loaded on first use: load them to read their versions.
-pcall(require, "relua.core.git")
-pcall(require, "relua.core.http")
---- libgit2 and libcurl versions, e.g. "1.5.1", "7.88.1" ("?" if a module is missing).
-M.libgit2, M.libcurl = core.libraries()
-M.libgit2 = M.libgit2 or "?"
-M.libcurl = M.libcurl or "?"
+-- libgit2 and libcurl are lazy modules: their versions are read (loading them) only when asked.
+local function libraries()
+  pcall(require, "relua.core.git")
+  pcall(require, "relua.core.http")
+  local git, curl = core.libraries()
+  M.libgit2, M.libcurl = git or "?", curl or "?"
+end
+--- libgit2 and libcurl versions, e.g. "1.5.1", "7.88.1" ("?" if a module is missing);
+--- reading either loads both libraries.
+---@type string, string
+setmetatable(M, { __index = function(_, k)
+  if k == "libgit2" or k == "libcurl" then
+    libraries()
+    return rawget(M, k)
+  end
+end })
 
 --- One line for --version.
 ---@return string

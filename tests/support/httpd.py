@@ -23,6 +23,8 @@ Endpoints (any method unless said):
   /flaky?key=K&fail=N&status=C[&retry_after=S]   the first N requests for K get status C
   /upload               multipart/form-data parsed as a stream; JSON: parts with name,
                         filename, type, size, sha256 (value when small)
+  /refuse/...           GET/HEAD: 404; any other method: 401 with an empty body (a registry
+                        that refuses a token without saying why)
   /stats                JSON: max_concurrent, in_flight, counts per path
   /stats/reset          clears the counters
 """
@@ -200,6 +202,12 @@ class Handler(BaseHTTPRequestHandler):
             code = int(path[len("/status/"):])
             hdrs = [("Retry-After", q["retry_after"])] if "retry_after" in q else []
             self.send(code, "status %d" % code, headers=hdrs)
+        elif path.startswith("/refuse/"):
+            self.read_body()
+            if self.command in ("GET", "HEAD"):
+                self.send(404, "not found")
+            else:
+                self.send(401, "")
         elif path == "/slow":
             time.sleep(float(q.get("seconds", "1")))
             self.send(200, "slow")

@@ -37,6 +37,11 @@ local function registry_of(opts)
   return (r:gsub("/*$", "/"))
 end
 
+--- The registry a publish goes to: opts.registry, else $npm_config_registry, else npm's.
+---@param opts {registry:string?}?
+---@return string
+function M.registry_url(opts) return registry_of(opts or {}) end
+
 --- The path segment of a package name in registry URLs: "@scope/pkg" -> "@scope%2fpkg".
 ---@param name string
 ---@return string
@@ -327,8 +332,8 @@ end
 
 local function auth_error(method, url, resp, source, var)
   local body = (resp.body or ""):sub(1, 200):gsub("%s+$", "")
-  err.raise("auth", string.format("npm: %s %s: HTTP %d (%s): the token from %s was refused",
-    method, http.redact(url), resp.status, body, source),
+  err.raise("auth", string.format("npm: %s %s: HTTP %d%s: the token from %s was refused",
+    method, http.redact(url), resp.status, body ~= "" and " (" .. body .. ")" or "", source),
     { hint = "check the token in " .. source .. (source:sub(1, 1) ~= "$" and (" or set " .. var) or "") })
 end
 

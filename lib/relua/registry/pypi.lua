@@ -472,8 +472,9 @@ local function upload(dist, opts, auth, source)
         waited = waited + d
       end
     elseif status == 401 or status == 403 then
-      err.raise("auth", string.format("pypi: POST %s: HTTP %d (%s): the credentials in %s were refused",
-        http.redact(url), status, (resp.body or ""):sub(1, 200):gsub("%s+$", ""), source),
+      local body = (resp.body or ""):sub(1, 200):gsub("%s+$", "")
+      err.raise("auth", string.format("pypi: POST %s: HTTP %d%s: the credentials in %s were refused",
+        http.redact(url), status, body ~= "" and " (" .. body .. ")" or "", source),
         { hint = "check the token in " .. source .. " (user " .. auth.user .. ")" })
     elseif status == 409 or (status == 400 and (resp.body or ""):lower():find("already exist", 1, true)) then
       -- Someone (maybe our own earlier attempt) put it there: look, do not guess.

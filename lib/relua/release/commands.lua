@@ -35,7 +35,7 @@ function M.dry_run(o, recipe, start, state, say)
     end
   end
   if not start then
-    say(string.format("nothing to do: all %d phases of ticket %s are done", #recipe.phases, o.ticket))
+    say(H.nothing_to_do(#recipe.phases, o.ticket))
     return 0
   end
   local r = new_context({
@@ -155,8 +155,11 @@ function M.revert_command(...)
       }
     end
   end
+  -- What will happen, in the order it happens (newest phase first).
+  say(string.format("revert of ticket %s, newest phase first:", ticket))
   for _, p in ipairs(list) do
-    if not p.revert then say(string.format("phase %s has no revert: nothing undone, it stays %s", p.name, status_of(state, p.name))) end
+    if p.revert then say(string.format("  %s: revert", p.name))
+    else say(string.format("  %s: has no revert: nothing undone, it stays %s", p.name, status_of(state, p.name))) end
   end
   for _, e in ipairs(state.phases) do
     if not find_phase(recipe, e.name) and (e.status == "done" or e.status == "failed" or e.status == "running") then

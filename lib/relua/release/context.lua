@@ -82,7 +82,11 @@ local function new_context(opts)
     __index = function(_, k) return store.get(k) end,
     __newindex = function(_, k, v)
       if type(k) ~= "string" then error("r.state keys are strings (got a " .. type(k) .. ")", 2) end
-      store.set(k, v, r.phase)
+      local ok, err = pcall(store.set, k, v, r.phase)
+      if not ok then   -- a value JSON cannot hold: said at the recipe's line
+        if type(err) == "string" then error("r.state." .. k .. ": " .. err:gsub("^[^:]*:%d+: ", ""), 2) end
+        error(err, 0)
+      end
     end,
     __pairs = function()
       local vals = store.values()

@@ -1,5 +1,5 @@
 --- relua store migrate: creates relua's schema in a PostgreSQL store, or upgrades an older
---- one to this relua's (host/store_pg.c keeps the schema and its versions). The folder
+--- one to this relua's (host/store_pg.c keeps the schema and its versions; relua.core.store.migrate). The folder
 --- store has no schema: its files are read as they are.
 local errors = require "relua.error"
 
@@ -37,8 +37,7 @@ function M.migrate_command(...)
     errors.usage("relua store migrate: only a PostgreSQL store has a schema to migrate "
       .. "(the folder store's files need none)", HINT)
   end
-  local pg = require "relua.store.pg"
-  local found, now, code = pg.migrate(url)
+  local found, now, code = require("relua.core.store").migrate(url)
   if not found then require("relua.store").fail(now, code) end
   local where = url:gsub("//([^/@:]*):[^/@]*@", "//%1@")
   if found == now then
