@@ -254,23 +254,32 @@ static char *display_url(const char *url) {
 
 /* ---------------------------------------------------------------- the schema */
 
-/* The schema's version into *v (0 when there is none): two questions, since relua.meta must
-   exist before a query naming it can be planned. */
+/* The schema's version into *v: 0 when there is none (no relua.meta: undefined_table, or
+   no schema relua: invalid_schema_name). One question, asked on every connection. */
 static int read_version(lua_State *L, PgStore *s, long *v) {
   PGresult *res;
-  int st = query(L, s, NULL, "reading the schema version",
-                 "select to_regclass('relua.meta') is not null", 0, NULL, NULL, &res);
-  if (st != RELUA_STORE_OK) return st;
+  const char *state;
+  if (lost(s)) return fail_lost(L, s, NULL);
+  res = PQexec(s->conn, "select value from relua.meta where key = 'schema_version'");
   *v = 0;
-  if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
-    PQclear(res);
-    st = query(L, s, NULL, "reading the schema version",
-               "select value from relua.meta where key = 'schema_version'", 0, NULL, NULL, &res);
-    if (st != RELUA_STORE_OK) return st;
+  if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
     if (PQntuples(res) == 1) *v = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return RELUA_STORE_OK;
   }
+  state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  if (state != NULL && (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0)) {
+    PQclear(res);
+    return RELUA_STORE_OK;
+  }
+  if (PQstatus(s->conn) != CONNECTION_OK) {
+    s->lost = 1;
+    PQclear(res);
+    return fail_lost(L, s, NULL);
+  }
+  fail(L, s, RELUA_STORE_ERROR, "reading the schema version", res);
   PQclear(res);
-  return RELUA_STORE_OK;
+  return RELUA_STORE_ERROR;
 }
 
 /*
@@ -377,6 +386,10 @@ static int open_store(lua_State *L, const char *url, int migrate, long *found,
   }
   add_default(kw, val, &n, "application_name", "PGAPPNAME", "relua");
   add_default(kw, val, &n, "connect_timeout", "PGCONNECT_TIMEOUT", "10");
+  /* no GSSAPI-encryption probe (it reads the Kerberos configuration on every connection);
+     TLS and Kerberos authentication are unaffected, and PGGSSENCMODE or the URL's
+     gssencmode=prefer bring the probe back */
+  add_default(kw, val, &n, "gssencmode", "PGGSSENCMODE", "disable");
   /* a dead peer (a lost VM, a cut network) is noticed within about 15 s, not hours */
   add_default(kw, val, &n, "keepalives_idle", NULL, "5");
   add_default(kw, val, &n, "keepalives_interval", NULL, "2");
