@@ -355,3 +355,36 @@ lg:set("STALE", "from the stale writer")
     assert.matches("ticket C1: done", run(b, url, { "status", "C1" }).stdout)
   end)
 end)
+
+describe("a lane's control records in PostgreSQL", function()
+  it("are decided and appended under the lane's lock, listed oldest first, from any runner", function()
+    local url = srv:database()
+    local store = require "relua.core.store"
+    local a = assert(store.open(url))
+    local b = assert(store.open(url))          -- another runner's connection
+    local seen
+    assert.same({ action = "pause", by = "a" }, a:control_append("main", function(records)
+      seen = #records
+      return { action = "pause", by = "a" }
+    end))
+    assert.are.equal(0, seen)
+    -- b decides on what a appended: a stale pause is ignored by returning nothing
+    assert.is_nil(b:control_append("main", function(records)
+      seen = records
+      return nil
+    end))
+    assert.same({ { action = "pause", by = "a" } }, seen)
+    -- an error in decide appends nothing and is raised again
+    assert.has_error(function()
+      b:control_append("main", function() error("decide failed") end)
+    end)
+    assert.same({ action = "resume", by = "b" }, b:control_append("main", function(records)
+      return { action = "resume", by = "b" }
+    end))
+    b:control_append("other", function() return { action = "pause" } end)
+    assert.same({ { action = "pause", by = "a" }, { action = "resume", by = "b" } }, a:controls("main"))
+    assert.same({ "main", "other" }, a:lanes())
+    a:close()
+    b:close()
+  end)
+end)
