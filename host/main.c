@@ -68,6 +68,9 @@ static const Lazy lazy_modules[] = {
 #ifndef RELUA_LIBDIR
 #define RELUA_LIBDIR "/usr/local/lib/relua"
 #endif
+#ifndef RELUA_DATADIR
+#define RELUA_DATADIR "/usr/local/share/relua"
+#endif
 
 /* Registry key of the folder the lazy modules are looked for first: ../lib/relua of the binary. */
 #define LAZY_DIR_KEY "relua.lazy.dir"
@@ -82,7 +85,8 @@ static const char usage_text[] =
   "       relua COMMAND [args]      (relua help lists the commands)\n"
   "options:\n"
   "  -e chunk       run the string 'chunk'\n"
-  "  -l mod         require library 'mod' into global 'mod'\n"
+  "  -l g=mod       require library 'mod' into global 'g'\n"
+  "  -l mod         require library 'mod' into global 'mod' (its last dotted part)\n"
   "  -i             enter the REPL after running 'script'\n"
   "  -v, --version  show version information\n"
   "  -h, --help     show this help\n"
@@ -253,12 +257,17 @@ static void push_self_path(lua_State *L, const char *argv0) {
   free(real);
 }
 
-/* Records the folder of the lazy modules beside the binary (registry, LAZY_DIR_KEY). */
-static void find_lazy_dir(lua_State *L, const char *argv0) {
+/*
+** Records where the binary is (registry RELUA_SELF_KEY: relua.core.version.self, for the
+** data in ../share/relua) and the folder of the lazy modules beside it (LAZY_DIR_KEY).
+*/
+static void find_self(lua_State *L, const char *argv0) {
   const char *self, *slash;
   push_self_path(L, argv0);                 /* [path|nil] */
   self = lua_tostring(L, -1);
   if (self != NULL && (slash = strrchr(self, '/')) != NULL) {
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, RELUA_SELF_KEY);
     lua_pushfstring(L, "%s/../lib/relua", lua_pushlstring(L, self, (size_t)(slash - self)));
     lua_setfield(L, LUA_REGISTRYINDEX, LAZY_DIR_KEY);
     lua_pop(L, 1);
@@ -425,7 +434,9 @@ static void open_loaders(lua_State *L, const char *argv0) {
     lua_pushcfunction(L, m->func);
     lua_settable(L, -3);
   }
-  if (lazy_modules[0].name != NULL) find_lazy_dir(L, argv0);
+  find_self(L, argv0);
+  lua_pushliteral(L, RELUA_DATADIR);
+  lua_setfield(L, LUA_REGISTRYINDEX, RELUA_DATADIR_KEY);
   for (z = lazy_modules; z->name != NULL; z++) {
     push_module_name(L, z->name);          /* [preload, name] */
     lua_pushlightuserdata(L, (void *)z);
@@ -503,6 +514,31 @@ static void create_arg(lua_State *L, char **argv, int argc, int script) {
   lua_setglobal(L, "arg");
 }
 
+/*
+** -l NAME=MOD: NAME = require "MOD", as lua 5.4.7 does. -l MOD: the global is MOD's last
+** dotted part without a "-suffix" (lua.c's LUA_IGMARK): -l relua.json binds json.
+*/
+static int dolibrary(lua_State *L, const char *arg) {
+  const char *eq = strchr(arg, '='), *mod, *glob, *dot, *mark;
+  int status;
+  if (eq != NULL) {
+    glob = lua_pushlstring(L, arg, (size_t)(eq - arg));  /* [name] */
+    mod = eq + 1;
+  } else {
+    mod = arg;
+    dot = strrchr(arg, '.');
+    glob = dot != NULL ? dot + 1 : arg;
+    mark = strchr(glob, '-');  /* LUA_IGMARK of lua 5.4 */
+    glob = lua_pushlstring(L, glob, mark != NULL ? (size_t)(mark - glob) : strlen(glob));
+  }
+  lua_getglobal(L, "require");
+  lua_pushstring(L, mod);
+  status = docall(L, 1, 1);                 /* [name, module] */
+  if (status == 0) lua_setglobal(L, glob);
+  lua_pop(L, 1);
+  return status;
+}
+
 static int run_options(lua_State *L, int argc, char **argv) {
   int i;
   for (i = 1; i < argc; i++) {
@@ -516,12 +552,8 @@ static int run_options(lua_State *L, int argc, char **argv) {
         status = report(L);
       } else
         status = docall(L, 0, 0);
-    } else {
-      lua_getglobal(L, "require");
-      lua_pushstring(L, v);
-      status = docall(L, 1, 1);
-      if (status == 0) lua_setglobal(L, v);
-    }
+    } else
+      status = dolibrary(L, v);
     if (status != 0) return status;
   }
   return 0;

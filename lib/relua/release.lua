@@ -139,53 +139,81 @@ local function nothing_to_do(n, ticket)
     ticket, n == 1 and "is" or "are")
 end
 
+-- What a run tells a reader besides its progress lines: CI groups and annotations, the
+-- job summary, --json (relua.release.report); loaded only when there is such a reader.
+local QUIET = setmetatable({}, { __index = function() return function() end end })
+local function reporter(o)
+  if o.json or os.getenv("GITHUB_ACTIONS") == "true" or os.getenv("GITLAB_CI") == "true" then
+    return require("relua.release.report").new(o)
+  end
+  return QUIET
+end
+
 -- ------------------------------------------------------------------ recipes
 
 local PHASE_NAME = "^[%w%._%-]+$"
 
---- Checks a recipe; raises a usage error (exit 2) naming the file and the problem.
+--- Every problem of a recipe, in order (an empty list: it is valid). The structural ones
+--- (not a table, no phases, phases not a list) end the list: nothing after them can be
+--- checked. `relua check` prints them all; M.validate raises the first.
 ---@param recipe any
----@param path string
----@return table recipe
-function M.validate(recipe, path)
-  local function bad(what)
-    usage(string.format("invalid recipe %s: %s", path, what),
-      "a recipe returns { phases = { { name = \"prepare\", run = function(r) ... end }, ... } } (see doc/recipes.md)")
-  end
+---@return string[]
+function M.problems(recipe)
+  local list = {}
+  local function bad(what) list[#list + 1] = what end
   if type(recipe) ~= "table" then
     bad("it returns " .. (recipe == nil and "nothing" or "a " .. type(recipe)) .. ", not a table of phases")
+    return list
   end
   local phases = recipe.phases
   if phases == nil and recipe[1] ~= nil then
     bad("it has no phases (the list of phases goes in phases = { ... })")
+    return list
   end
   local key, advice = schema.unknown(schema.recipe, recipe)
   if key then bad(string.format("unknown key %s (%s)", key, advice)) end
-  if phases == nil then bad("it has no phases") end
-  if type(phases) ~= "table" then bad("phases is a " .. type(phases) .. ", not a list") end
-  if #phases == 0 then bad("phases is empty") end
+  if phases == nil then bad("it has no phases") return list end
+  if type(phases) ~= "table" then bad("phases is a " .. type(phases) .. ", not a list") return list end
+  if #phases == 0 then bad("phases is empty") return list end
   for k in pairs(phases) do
     if math.type(k) ~= "integer" or k < 1 or k > #phases then
       bad("phases must be a list (found the key " .. tostring(k) .. ")")
+      return list
     end
   end
   local seen = {}
   for i, p in ipairs(phases) do
-    if type(p) ~= "table" then bad(string.format("phase %d is a %s, not a table", i, type(p))) end
-    if p.name == nil then bad(string.format("phase %d has no name", i)) end
-    if type(p.name) ~= "string" or #p.name > 64 or not p.name:match(PHASE_NAME) then
-      bad(string.format("phase %d has an invalid name %q (use 1-64 characters of A-Z a-z 0-9 . _ -)", i, tostring(p.name)))
+    if type(p) ~= "table" then bad(string.format("phase %d is a %s, not a table", i, type(p)))
+    else
+      local name = p.name
+      if name == nil then bad(string.format("phase %d has no name", i))
+      elseif type(name) ~= "string" or #name > 64 or not name:match(PHASE_NAME) then
+        bad(string.format("phase %d has an invalid name %q (use 1-64 characters of A-Z a-z 0-9 . _ -)", i, tostring(name)))
+      elseif seen[name] then bad(string.format("phase %s appears twice (phases %d and %d)", name, seen[name], i))
+      else seen[name] = i end
+      local shown_name = type(name) == "string" and name or tostring(i)
+      if type(p.run) ~= "function" then
+        bad(string.format("phase %s has no run function", shown_name))
+      end
+      if p.revert ~= nil and type(p.revert) ~= "function" then
+        bad(string.format("phase %s: revert must be a function", shown_name))
+      end
+      key, advice = schema.unknown(schema.phase, p)
+      if key then bad(string.format("phase %s: unknown key %s (%s)", shown_name, key, advice)) end
     end
-    if seen[p.name] then bad(string.format("phase %s appears twice (phases %d and %d)", p.name, seen[p.name], i)) end
-    seen[p.name] = i
-    if type(p.run) ~= "function" then
-      bad(string.format("phase %s has no run function", p.name))
-    end
-    if p.revert ~= nil and type(p.revert) ~= "function" then
-      bad(string.format("phase %s: revert must be a function", p.name))
-    end
-    key, advice = schema.unknown(schema.phase, p)
-    if key then bad(string.format("phase %s: unknown key %s (%s)", p.name, key, advice)) end
+  end
+  return list
+end
+
+--- Checks a recipe; raises a usage error (exit 2) naming the file and the first problem.
+---@param recipe any
+---@param path string
+---@return table recipe
+function M.validate(recipe, path)
+  local first = M.problems(recipe)[1]
+  if first then
+    usage(string.format("invalid recipe %s: %s", path, first),
+      "a recipe returns { phases = { { name = \"prepare\", run = function(r) ... end }, ... } } (see doc/recipes.md)")
   end
   return recipe
 end
@@ -357,7 +385,7 @@ local function parse_args(args, allowed)
   return o
 end
 
-local RUN_USAGE = "usage: relua RECIPE TICKET [--from=PHASE] [--dry-run]"
+local RUN_USAGE = "usage: relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json]"
 
 -- The dry run: reads the ledger (no lock, no writes) and runs the phases that would run
 -- with an r whose state writes, steps and processes only say what they would do.
@@ -395,6 +423,7 @@ function M.execute(o)
     local start = start_index(state and state.phases or fresh_phases(recipe), o.from)
     return require("relua.release.commands").dry_run(o, recipe, start, state, say)
   end
+  local report = reporter({ ticket = o.ticket, path = o.path, json = o.json })
 
   local lg, err, code, holder = store:ledger(o.ticket)
   if not lg then
@@ -445,6 +474,7 @@ function M.execute(o)
   if not start then
     lg:log("nothing-to-do", fields)
     say(nothing_to_do(#recipe.phases, o.ticket))
+    report:finish(0, lg:state(), { nothing_to_do = true })
     lg:close()
     return 0
   end
@@ -457,7 +487,10 @@ function M.execute(o)
   })
   local plan = {}
   for i, p in ipairs(recipe.phases) do
-    if i < start then say(string.format("phase %s: done earlier, skipped", p.name)) end
+    if i < start then
+      say(string.format("phase %s: done earlier, skipped", p.name))
+      report:skipped(p.name, "done earlier")
+    end
     plan[i] = {
       name = p.name,
       fn = function(ctx)
@@ -465,11 +498,13 @@ function M.execute(o)
         ctx.out = out .. "/" .. p.name .. ".out"
         local _, entry = status_of(lg:state(), p.name)
         context.append_out(ctx, string.format("--- %s phase %s, attempt %d ---\n", core.now(), p.name, entry.attempts or 1))
+        report:start(p.name)
         say(string.format("phase %s: running", p.name))
         local t0 = core.clock()
         local ok, err = xpcall(p.run, masked_error, ctx)
         if not ok then error(err, 0) end
         say(string.format("phase %s: done (%.2fs)", p.name, core.clock() - t0))
+        report:done(p.name)
       end,
     }
   end
@@ -478,20 +513,22 @@ function M.execute(o)
   if ok then
     say(string.format("release %s done: %s done", o.ticket,
       #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"))
+    report:finish(0, lg:state())
     lg:close()
     return 0
   end
-  M.complain(string.format("relua: phase %s failed: %s", name, msg))
+  M.complain(require("relua.ci").paint("stderr", "red", string.format("relua: phase %s failed: %s", name, msg)))
   if type(perr) == "table" and type(perr.hint) == "string" then M.complain(perr.hint) end
   if type(perr) == "table" and perr.traceback and os.getenv("RELUA_TRACE") then
     M.complain(perr.traceback)
   end
-  for _, line in ipairs(M.failure_hints(release_ctx(o, name, rc, msg, lg:state()))) do
-    M.complain(line)
-  end
+  local ctx = release_ctx(o, name, rc, msg, lg:state())
+  for _, line in ipairs(M.failure_hints(ctx)) do M.complain(line) end
+  local exit = (rc == 130 or rc == 143) and rc or 1  -- Ctrl-C, SIGTERM
+  report:failed(name, rc, msg, string.format("Resume: %s. Roll back: %s.", ctx.resume, ctx.revert))
+  report:finish(exit, lg:state(), { resume = ctx.resume, revert = ctx.revert })
   lg:close()
-  if rc == 130 or rc == 143 then return rc end  -- Ctrl-C, SIGTERM
-  return 1
+  return exit
 end
 
 --- `relua RECIPE TICKET ...`: called by relua.cli with the recipe the script returned.
@@ -501,12 +538,13 @@ end
 function M.main(recipe, path, ...)
   if path == nil then usage("a recipe must be a file", RUN_USAGE) end
   M.validate(recipe, path)
-  local o = parse_args({ ... }, { from = "value", ["dry-run"] = "flag" })
+  local o = parse_args({ ... }, { from = "value", ["dry-run"] = "flag", json = "flag" })
   if #o.positional == 0 then usage("no ticket given", RUN_USAGE) end
   if #o.positional > 1 then usage("unexpected argument " .. o.positional[2], RUN_USAGE) end
+  if o.json and o["dry-run"] then usage("--json and --dry-run do not go together: a dry run is for reading", RUN_USAGE) end
   return M.execute({
     recipe = recipe, path = path, ticket = o.positional[1], from = o.from,
-    dry_run = o["dry-run"] or false,
+    dry_run = o["dry-run"] or false, json = o.json,
   })
 end
 
@@ -543,6 +581,7 @@ function M.list_command(...) return require("relua.release.commands").list_comma
 M._internal = {
   quote_arg = quote_arg, usage = usage, check_ticket = check_ticket, abspath = abspath,
   shown = shown, recipe_hash = recipe_hash, short = short, one_line = one_line, nothing_to_do = nothing_to_do,
+  reporter = reporter,
   status_of = status_of, find_phase = find_phase, parse_args = parse_args,
 }
 
