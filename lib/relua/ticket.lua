@@ -54,8 +54,36 @@ function M.parse_line(line)
   return ev
 end
 
---- Where a ticket stands, from its state: {status=, phase=, rc=, msg=, from=}.
---- status is "done", "failed", "interrupted" (a phase was running when the run died),
+local SUCCEEDED = { published = true, skipped_existing = true }
+
+--- What went wrong without failing the ticket: the fallback targets of relua.publish that
+--- did not get the release (r.state.publish, doc/publish.md), as a sorted list of
+--- {target=, artifact=, status=, detail=}.
+---@param state table
+---@return table[]
+function M.warnings(state)
+  local out = {}
+  local rec = type(state.state) == "table" and state.state.publish
+  if type(rec) ~= "table" then return out end
+  for name, t in pairs(rec) do
+    if type(t) == "table" and t.role == "fallback" and type(t.results) == "table" then
+      for label, x in pairs(t.results) do
+        if type(x) == "table" and not SUCCEEDED[x.status] then
+          out[#out + 1] = { target = name, artifact = label, status = x.status, detail = x.detail }
+        end
+      end
+    end
+  end
+  table.sort(out, function(a, b)
+    if a.target ~= b.target then return a.target < b.target end
+    return a.artifact < b.artifact
+  end)
+  return out
+end
+
+--- Where a ticket stands, from its state: {status=, phase=, rc=, msg=, from=, warnings=}.
+--- status is "done", "done with warnings" (a fallback target did not get the release:
+--- `warnings` says which), "failed", "interrupted" (a phase was running when the run died),
 --- "running" (holder given), "reverted", "pending" or "partly done". `from` is the phase a
 --- resume starts at (nil when all is done).
 ---@param state table
@@ -78,7 +106,9 @@ function M.summary(state, holder)
     end
   end
   if holder then s.status = "running"
-  elseif all_done then s.status = "done"
+  elseif all_done then
+    s.warnings = M.warnings(state)
+    s.status = #s.warnings > 0 and "done with warnings" or "done"
   elseif s.phase then -- failed / interrupted, as set
   elseif any_reverted then s.status = "reverted"
   elseif any_done then s.status = "partly done"
@@ -86,8 +116,8 @@ function M.summary(state, holder)
   return s
 end
 
---- Loads a ticket: {id=, state=, log=array of events, events_text=, paths={state=, out=},
---- holder=, summary=}. opts.store: the store (default: relua.store's, or the folder
+--- Loads a ticket: {id=, state=, log=array of events, events_text=, paths={state=, out=,
+--- dir=}, holder=, summary=, store=}. opts.store: the store (default: relua.store's, or the folder
 --- opts.home). Fails with code "EINVAL" (bad ticket), "ENOENT" (no such ticket),
 --- "corrupt", or the store's code.
 ---@param id string
@@ -101,7 +131,8 @@ function M.load(id, opts)
     return nil, string.format("invalid ticket %q: use 1-64 characters of A-Z a-z 0-9 . _ -", tostring(id)), "EINVAL"
   end
   local store = opts.store or require("relua.store").open(opts.home)
-  local paths = { state = store:where(id), out = store:outdir(id) }
+  local out = store:outdir(id)
+  local paths = { state = store:where(id), out = out, dir = out:match("^(.*)/[^/]*$") or "." }
   local state, err, code = store:read(id)
   if not state then
     if code == "ENOENT" then
@@ -115,7 +146,7 @@ function M.load(id, opts)
   for line in text:gmatch("[^\n]+") do events[#events + 1] = M.parse_line(line) end
   local holder = store:holder(id)
   return {
-    id = id, state = state, log = events, events_text = text, paths = paths, holder = holder,
+    id = id, state = state, log = events, events_text = text, paths = paths, holder = holder, store = store,
     summary = M.summary(state, holder),
   }
 end
