@@ -485,11 +485,13 @@ function M.execute(o)
   end
 
   -- where the run starts is the core's decision (lg:start and lg:run agree: one function)
-  local start = start_index(lg:state().phases, o.from)
+  local start, why, hint = lg:start(o.from)  -- no copy of the state needed for this
+  if start == nil then usage(why, hint) end
+  start = start or nil
   if not start then
     lg:log("nothing-to-do", fields)
     say(nothing_to_do(#recipe.phases, o.ticket))
-    report:finish(0, lg:state(), { nothing_to_do = true })
+    report:finish(0, state, { nothing_to_do = true })  -- state: what was just saved
     lg:close()
     return 0
   end
