@@ -61,6 +61,8 @@ static const char *const phase_ints[] = {"rc", "attempts", "revert_rc", NULL};
 static const char *const recipe_strings[] = {"sha256", "name", "fingerprint",
                                              "previous_sha256", "changed", NULL};
 static const char *const failure_strings[] = {"message", "code", "hint", "tail", NULL};
+/* A ticket's warnings (relua.publish.targets: a fallback that did not get the release). */
+static const char *const warning_strings[] = {"target", "artifact", "status", "detail", NULL};
 
 /* NULL when the failure record at idx is sound, else what is wrong (pushed). */
 static const char *check_failure(lua_State *L, int idx, const char *phase) {
@@ -193,6 +195,20 @@ const char *ledger_check_shape(lua_State *L, int idx, const char *ticket) {
       if (!lua_istable(L, -1) || !opt_field(L, lua_gettop(L), "phase", LUA_TSTRING) ||
           !opt_field(L, lua_gettop(L), "at", LUA_TSTRING))
         return lua_pushfstring(L, "step %s is not a step record", lua_tostring(L, -2));
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, top);
+  lua_getfield(L, idx, "warnings");
+  if (!lua_isnil(L, -1)) {
+    int w = lua_gettop(L);
+    if (!lua_istable(L, w) || !is_array(L, w, &n)) return lua_pushliteral(L, "warnings is not an array");
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, w, i);
+      if (!lua_istable(L, -1)) return lua_pushfstring(L, "warning %d is not an object", (int)i);
+      for (s = warning_strings; *s; s++)
+        if (!opt_field(L, lua_gettop(L), *s, LUA_TSTRING))
+          return lua_pushfstring(L, "warning %d: %s is not a string", (int)i, *s);
       lua_pop(L, 1);
     }
   }

@@ -94,3 +94,42 @@ describe("relua.preflight", function()
     assert.matches("[pass] no conflicting tag: v3.0 already points at", r.stdout, 1, true)
   end)
 end)
+
+describe("relua.preflight.ci_green", function()
+  local reg = require "support.registries"
+  local server
+
+  setup(function() server = reg.forge() end)
+  teardown(function() if server then server.stop() end end)
+  after_each(function() S.cleanup() end)
+
+  it("refuses a commit whose CI failed, naming the checks; an override passes and is logged with who and why", function()
+    local s = S.sandbox()
+    local repo = assert(git.init(s.dir))
+    s:write(".gitignore", "recipe.lua\n.relua/\n")
+    assert(repo:commit("v1", { ".gitignore" }, { author = AUTHOR }))
+    local sha = repo:head().id
+    repo:close()
+    server.setup({ repo = "acme/lib",
+      statuses = { [sha] = { { context = "ci/lint", state = "success" } } },
+      check_runs = { [sha] = { { name = "test (3.12)", status = "completed", conclusion = "failure" } } } })
+    s:write("recipe.lua", [[
+      local pf = require "relua.preflight"
+      return { preflight = { pf.ci_green({ repo = "acme/lib" }) },
+               phases = { { name = "go", run = function() end } } }
+    ]])
+    local env = { GITHUB_API_URL = server.api, GITHUB_TOKEN = server.token, GH_TOKEN = false,
+                  RELUA_CI_OVERRIDE = false, GITHUB_ACTOR = "ada" }
+    local r = s:relua({ "recipe.lua", "1.0" }, env)
+    assert.are.equal(2, r.code, r.stderr)
+    assert.matches("[FAIL] CI green on the forge: failing: test (3.12) (failure)", r.stdout, 1, true)
+    assert.matches("set RELUA_CI_OVERRIDE to the reason", r.stdout, 1, true)
+    env.RELUA_CI_OVERRIDE = "flaky runner, re-run green locally"
+    r = s:relua({ "recipe.lua", "1.0" }, env)
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("[pass] CI green on the forge: overridden by ada (flaky runner, re-run green locally)", r.stdout, 1, true)
+    local log = table.concat(s:log_lines("1.0"), "\n")
+    assert.matches('event=ci%-override [^\n]*who=ada msg="flaky runner, re%-run green locally"', log)
+    assert.not_matches(server.token, r.stdout .. r.stderr .. log, 1, true)
+  end)
+end)

@@ -96,9 +96,14 @@ describe("relua.publish.targets", function()
     assert.matches("^pypi: ", s:state("1.0").state["relua.no_return"].publish)
     local st = json.decode(s:relua({ "status", "1.0", "--json" }).stdout)
     assert.are.equal("done with warnings", st.status)
+    -- the ticket itself carries them (checked by the ledger's shape check on every read)
+    assert.are.equal("pypi", s:state("1.0").warnings[1].target)
     assert.are.equal("pypi", st.warnings[1].target)
     assert.are.equal("failed", st.warnings[1].status)
-    assert.matches("done with warnings", s:relua({ "status", "1.0" }).stdout, 1, true)
+    local status = s:relua({ "status", "1.0" }).stdout
+    assert.matches("done with warnings", status, 1, true)
+    assert.matches("publish:\n  target%s+role%s+artifact%s+status%s+detail\n", status)
+    assert.matches("\n  pypi%s+fallback%s+" .. names[1]:gsub("%p", "%%%0") .. "%s+failed", status)
     -- the step summary holds a valid Markdown table
     local md = h.slurp(summary)
     local lines = {}
@@ -111,6 +116,12 @@ describe("relua.publish.targets", function()
       assert.are.equal(6, cells, lines[i])
     end
     assert.matches("| pypi | fallback | " .. names[1] .. " | failed |", md, 1, true)
+    local broken = s:state("1.0")
+    broken.warnings = { "not an object" }
+    h.spit(s.rel .. "/1.0.json", json.encode(broken))
+    local bad = s:relua({ "status", "1.0" })
+    assert.are.equal(2, bad.code)
+    assert.matches("warning 1 is not an object", bad.stderr, 1, true)
   end)
 
   it("primary down, fallback up: the phase fails, nothing is sent anywhere; the re-run publishes only what is missing", function()

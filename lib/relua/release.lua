@@ -532,7 +532,13 @@ function M.execute(o)
   local finished, name, rc, msg, perr = lg:run(plan, r, "run", o.from)
   r.phase, r.out = nil, nil
   if finished then
-    local warnings = require("relua.ticket").warnings(lg:state())
+    -- The ticket's warnings field (doc/publish.md): the fallbacks that did not get the release.
+    local final = lg:state()
+    local warnings = require("relua.ticket").publish_warnings(final)
+    if #warnings > 0 or final.warnings ~= nil then
+      final.warnings = #warnings > 0 and json.array(warnings) or nil
+      lg:save(final)
+    end
     local phases = #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"
     if #warnings > 0 then
       local names, seen = {}, {}

@@ -57,11 +57,19 @@ end
 local SUCCEEDED = { published = true, skipped_existing = true }
 
 --- What went wrong without failing the ticket: the fallback targets of relua.publish that
---- did not get the release (r.state.publish, doc/publish.md), as a sorted list of
---- {target=, artifact=, status=, detail=}.
+--- did not get the release, as a sorted list of {target=, artifact=, status=, detail=}: the
+--- ticket's `warnings` field (written when a run completes), else read from r.state.publish.
 ---@param state table
 ---@return table[]
 function M.warnings(state)
+  if type(state.warnings) == "table" then return state.warnings end
+  return M.publish_warnings(state)
+end
+
+--- The warnings as r.state.publish (doc/publish.md) says them (see M.warnings).
+---@param state table
+---@return table[]
+function M.publish_warnings(state)
   local out = {}
   local rec = type(state.state) == "table" and state.state.publish
   if type(rec) ~= "table" then return out end

@@ -327,11 +327,19 @@ function M.status_command(...)
     end
   end
   local keys = {}
-  for k in pairs(st.state or {}) do keys[#keys + 1] = k end
+  local published = st.state and st.state.publish  -- relua.publish.targets' results: a table below
+  for k in pairs(st.state or {}) do
+    if not (k == "publish" and type(published) == "table") then keys[#keys + 1] = k end
+  end
   table.sort(keys)
   if #keys > 0 then
     add("state:")
     for _, k in ipairs(keys) do add("  %s = %s", k, json.encode(st.state[k])) end
+  end
+  if type(published) == "table" then
+    local targets = require "relua.publish.targets"
+    add("publish:")
+    for _, line in ipairs(targets.text_table(targets.rows(published))) do add("  %s", line) end
   end
   local steps = {}
   for k, e in pairs(st.steps or {}) do steps[#steps + 1] = k .. " (" .. tostring(e.phase) .. ")" end
