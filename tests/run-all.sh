@@ -3,7 +3,7 @@
 # binary built under AddressSanitizer + UndefinedBehaviorSanitizer (leaks fail).
 # Ends with one line "N passed, N failed"; exits non-zero when anything failed.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 passed=0
 failed=0
 counts=$(mktemp)
@@ -48,6 +48,9 @@ run_specs() {  # label binary [busted args]
 run_specs relua ./relua
 # Resident-memory measurements mean nothing under ASan's allocator: those run above only.
 run_specs asan build/asan/relua --exclude-tags=rss
+# The release CLI specs once more, on the PostgreSQL store (a database per sandbox on the
+# suite's own server); those tagged #folder look at the folder store's files.
+RELUA_TEST_STORE=postgres run_specs "relua, postgres store" ./relua --exclude-tags=folder tests/release_cli_spec.lua
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

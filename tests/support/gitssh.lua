@@ -39,14 +39,7 @@ function Server:stop()
   end
 end
 
-local function listening(port)
-  local want = string.format(":%04X", port)
-  for line in (fs.read("/proc/net/tcp") or ""):gmatch("[^\n]+") do
-    local loc, state = line:match("^%s*%d+:%s+(%x+:%x+)%s+%x+:%x+%s+(%x+)")
-    if loc and state == "0A" and loc:sub(-5) == want then return true end
-  end
-  return false
-end
+local listening = require("support.ports").listening
 
 local function run(argv, opts)
   local r = assert(proc.run(argv, opts))
@@ -100,11 +93,11 @@ function M.start()
     wait_for(self.agent, "ssh-agent")
     wait_for(self.empty_agent, "ssh-agent")
     -- the socket exists once bound, a moment before the agent listens: retry a refusal
-    local deadline = proc.clock() + 10
+    local added_by = proc.clock() + 10
     while true do
       local r = assert(proc.run({ "ssh-add", "-q", d .. "/client_key" }, { env = { SSH_AUTH_SOCK = self.agent } }))
       if r.code == 0 then break end
-      assert(r.stderr:find("Connection refused", 1, true) and proc.clock() < deadline, "ssh-add: " .. r.stderr)
+      assert(r.stderr:find("Connection refused", 1, true) and proc.clock() < added_by, "ssh-add: " .. r.stderr)
       proc.sleep(0.05)
     end
     math.randomseed(math.floor(proc.clock() * 1e6) + proc.pid())
