@@ -273,6 +273,24 @@ return { id = "hang", symptom = { phase = "verify" },
     assert.are.equal(2, sb:relua({ "diagnose", "7" }, env()).code)
   end)
 
+  it("recover on a terminal shows the plan and asks before changing anything", function()
+    local pty = require "support.pty"
+    sb:write("playbooks/probe.lua", PROBE_LUA)
+    failed_ticket(sb)
+    sb:write("service.up", "")
+    local penv = { RELUA_PLAYBOOKS = false, RELUA_HOME = false, RELUA_STORE = false }
+    local no = pty.run({ { expect = "1\\. fix: run: echo ok > status\\.txt" }, { expect = "Apply it\\? \\[y/N\\]" },
+      { send = "n\r" }, { expect = "nothing was changed" }, { wait_exit = true } },
+      { args = { "recover", "7" }, cwd = sb.dir, env = penv })
+    assert.is_true(no.ok, pty.explain(no))
+    assert.are.equal(1, no.exit)
+    assert.matches("probe refused", sb:read("status.txt"), 1, true)
+    local yes = pty.run({ { expect = "Apply it\\? \\[y/N\\]" }, { send = "y\r" }, { expect = "release 7 done" }, { wait_exit = true } },
+      { args = { "recover", "7" }, cwd = sb.dir, env = penv })
+    assert.is_true(yes.ok, pty.explain(yes))
+    assert.are.equal(0, yes.exit)
+  end)
+
   it("recover on a locked ticket exits 3", function()
     sb:write("playbooks/probe.lua", PROBE_LUA)
     failed_ticket(sb)

@@ -135,7 +135,7 @@ local function failure_lines(failure, add)
   if failure.code then add("code: " .. failure.code) end
   if failure.hint then add("hint: " .. failure.hint) end
   if failure.tail and failure.tail ~= "" then
-    local lines = pb._internal.split_lines(failure.tail)
+    local lines = pb._internal.split_lines((failure.tail:gsub("\n$", "")))
     local first = math.max(1, #lines - 19)
     add(string.format("output (last %d lines):", #lines - first + 1))
     for i = first, #lines do add("  | " .. lines[i]) end
@@ -440,8 +440,7 @@ function M.status_lines(t)
   if recipe then
     t.past_no_return = require("relua.release.noreturn").point(recipe, t.state) ~= nil
   end
-  local lines = {}
-  if failure.hint then lines[#lines + 1] = "hint: " .. failure.hint end
+  local lines = {}  -- (the failure record itself, hint included, is status's own block)
   local ctx = {
     ticket = t.id, phase = failure.phase, rc = failure.rc or 1, message = failure.message,
     recipe = recipe, recipe_path = t.state.recipe.path, state = t.state,
