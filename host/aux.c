@@ -72,8 +72,8 @@ int relua_oserror(lua_State *L, const char *what, const char *path) {
 /* ---------------------------------------------------------------- Ctrl-C */
 
 /*
-** SIGINT (Ctrl-C) and SIGTERM (a cancelled CI job, a service manager stopping us) interrupt
-** the same way: the handler sets a flag and a hook, and the running code raises the
+** SIGINT (Ctrl-C), SIGTERM (a cancelled CI job, a service manager stopping us) and SIGHUP
+** (a closed terminal or ssh session) interrupt the same way: the handler sets a flag and a hook, and the running code raises the
 ** structured error {code="interrupted", exit=128+signal} at its next instruction, or after
 ** freeing what it holds when it was blocked in C. Signal state is process-wide by nature:
 ** a handler cannot reach a lua_State otherwise.
@@ -81,7 +81,7 @@ int relua_oserror(lua_State *L, const char *what, const char *path) {
 static lua_State *sig_state = NULL;
 static volatile sig_atomic_t sig_flag = 0;   /* the signal that arrived; 0 for none */
 static int sig_last = SIGINT;                /* the last one raised (a deferred re-raise) */
-static struct sigaction sig_old_int, sig_old_term;
+static struct sigaction sig_old_int, sig_old_term, sig_old_hup;
 static int sig_installed = 0;
 
 static void stop_hook(lua_State *L, lua_Debug *ar) {
@@ -104,6 +104,7 @@ static void arm(void) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, sig_installed ? NULL : &sig_old_int);
   sigaction(SIGTERM, &sa, sig_installed ? NULL : &sig_old_term);
+  sigaction(SIGHUP, &sa, sig_installed ? NULL : &sig_old_hup);
   sig_installed = 1;
 }
 
@@ -117,6 +118,7 @@ void relua_sigint_restore(void) {
   if (sig_installed) {
     sigaction(SIGINT, &sig_old_int, NULL);
     sigaction(SIGTERM, &sig_old_term, NULL);
+    sigaction(SIGHUP, &sig_old_hup, NULL);
     sig_installed = 0;
   }
   sig_state = NULL;
@@ -126,8 +128,13 @@ int relua_interrupted(void) {
   return sig_flag != 0;
 }
 
+/* SIGHUP (the terminal or the session went away) ends a run as SIGTERM does: exit 143. */
+static int exit_for(int sig) {
+  return sig == SIGHUP ? 128 + SIGTERM : 128 + sig;
+}
+
 int relua_interrupt_exit(void) {
-  return 128 + (sig_flag != 0 ? sig_flag : sig_last);
+  return exit_for(sig_flag != 0 ? sig_flag : sig_last);
 }
 
 int relua_raise_interrupt(lua_State *L) {
@@ -135,8 +142,11 @@ int relua_raise_interrupt(lua_State *L) {
   sig_last = sig;
   sig_flag = 0;
   if (sig_installed) arm();
-  if (sig == SIGTERM) return relua_raise(L, 128 + sig, "interrupted", "terminated (SIGTERM)");
-  return relua_raise(L, 128 + sig, "interrupted", "interrupted");
+  if (sig == SIGTERM) return relua_raise(L, exit_for(sig), "interrupted", "terminated (SIGTERM)");
+  if (sig == SIGHUP)
+    return relua_raise(L, exit_for(sig), "interrupted",
+                       "terminated (SIGHUP: the terminal or session went away)");
+  return relua_raise(L, exit_for(sig), "interrupted", "interrupted");
 }
 
 /* ---------------------------------------------------------------- libraries */
