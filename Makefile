@@ -178,7 +178,8 @@ fuzz: fuzz-build
 	    $(B)/fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \
 	done
 
-bench: deps
+bench:
+	@tools/deps.sh bench
 	@$(MAKE) --no-print-directory all build/bench/spawn_baseline build/bench/linked_floor
 	@./relua bench/run.lua
 

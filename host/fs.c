@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lualib.h"
 #include "relua.h"
 
 #define LOCK_MT "relua.fs.Lock"
@@ -393,6 +394,40 @@ static int fs_lock(lua_State *L) {
   return 1;
 }
 
+/* ---------------------------------------------------------------- stdout */
+
+static int stream_close(lua_State *L) {
+  luaL_Stream *p = (luaL_Stream *)luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  int ok = fclose(p->f) == 0;
+  return luaL_fileresult(L, ok, NULL);
+}
+
+/*
+** fs.stdout_to_stderr() -> file: from now on whatever is written to stdout (by relua, or by
+** the processes it starts) goes to stderr; the file returned writes to the original
+** stdout. For --json: the JSON alone on stdout, the progress on stderr.
+*/
+static int fs_stdout_to_stderr(lua_State *L) {
+  luaL_Stream *p = (luaL_Stream *)lua_newuserdatauv(L, sizeof(luaL_Stream), 0);
+  int fd;
+  p->closef = NULL;  /* box first: a closed file until it holds one */
+  p->f = NULL;
+  luaL_setmetatable(L, LUA_FILEHANDLE);
+  fflush(stdout);
+  fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) return relua_oserror(L, "fs.stdout_to_stderr", "stdout");
+  p->f = fdopen(fd, "w");
+  if (p->f == NULL) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return relua_oserror(L, "fs.stdout_to_stderr", "stdout");
+  }
+  p->closef = stream_close;
+  if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0) return relua_oserror(L, "fs.stdout_to_stderr", "stderr");
+  return 1;
+}
+
 static const luaL_Reg lock_methods[] = {
   {"close", lock_close},
   {"record", lock_record},
@@ -422,6 +457,7 @@ static const luaL_Reg funcs[] = {
   {"hostname", fs_hostname},
   {"readlink", fs_readlink},
   {"lock", fs_lock},
+  {"stdout_to_stderr", fs_stdout_to_stderr},
   {NULL, NULL}
 };
 

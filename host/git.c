@@ -835,15 +835,40 @@ static int get_sig(lua_State *L, Repo *r, Hold *h, int idx, git_signature **out)
     const char *name, *email;
     lua_getfield(L, idx, "name");
     lua_getfield(L, idx, "email");
-    name = lua_tostring(L, -2);
-    email = lua_tostring(L, -1);
+    lua_getfield(L, idx, "time");  /* [.., name, email, time] */
+    name = lua_tostring(L, -3);
+    email = lua_tostring(L, -2);
     if (name == NULL || email == NULL)
       luaL_error(L, "git: a signature needs string fields 'name' and 'email'");
-    err = git_signature_now(out, name, email);  /* the strings stay in the table */
-    lua_pop(L, 2);
+    if (lua_isinteger(L, -1))  /* seconds since the epoch, UTC */
+      err = git_signature_new(out, name, email, (git_time_t)lua_tointeger(L, -1), 0);
+    else if (!lua_isnil(L, -1))
+      return luaL_error(L, "git: a signature's 'time' must be an integer (seconds since the epoch)");
+    else
+      err = git_signature_now(out, name, email);  /* the strings stay in the table */
+    lua_pop(L, 3);
   } else
     err = git_signature_default(out, r->repo);
   if (err == 0) hold(h, H_SIG, *out);
+  return err;
+}
+
+/* The author and committer from the opts table at idx ({author=, committer=}): each a
+** signature table, else the repository's configured one; the committer defaults to the author. */
+static int get_sigs(lua_State *L, Repo *r, Hold *h, int idx, git_signature **author,
+                    git_signature **committer) {
+  int err;
+  idx = lua_absindex(L, idx);
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "author");
+    lua_getfield(L, idx, "committer");  /* [.., author, committer] */
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  if ((err = get_sig(L, r, h, -2, author)) == 0)
+    err = get_sig(L, r, h, lua_istable(L, -1) ? -1 : -2, committer);
+  lua_pop(L, 2);
   return err;
 }
 
@@ -898,18 +923,9 @@ static int repo_commit(lua_State *L) {
   if (wd == NULL)
     return hfail(L, h, "EBAREREPO", "git.commit: %s is a bare repository", repo_where(r));
   h = hold_new(L);  /* [.., hold] */
-  if (lua_istable(L, 4)) {
-    lua_getfield(L, 4, "author");
-    lua_getfield(L, 4, "committer");  /* [.., hold, author, committer] */
-  } else {
-    lua_pushnil(L);
-    lua_pushnil(L);
-  }
-  if ((err = get_sig(L, r, h, -2, &author)) < 0 ||
-      (err = get_sig(L, r, h, lua_istable(L, -1) ? -1 : -2, &committer)) < 0)
+  if ((err = get_sigs(L, r, h, 4, &author, &committer)) < 0)
     return hgfail(L, h, err, "git.commit: no author (set user.name and user.email, or "
                          "GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL)");
-  lua_pop(L, 2);
   if ((err = git_repository_index(&index, r->repo)) < 0) return hgfail(L, h, err, "git.commit: index");
   hold(h, H_INDEX, index);
   if (lua_istable(L, 3)) {
@@ -978,6 +994,81 @@ fail:
   git_index_read(index, 1);
   hold_free(h);
   return 3;
+}
+
+#define MAX_PARENTS 8  /* each parent holds two objects */
+
+/*
+** repo:commit_tree(message, parents, {tree=, author=, committer=}) -> id | nil, msg, code
+** Writes a commit object and nothing else (git commit-tree): no reference, index or work
+** tree changes, so it works in a bare repository. tree: a revision naming a tree or a
+** commit; default the first parent's tree, or the empty tree when there is no parent.
+*/
+static int repo_commit_tree(lua_State *L) {
+  Repo *r = check_repo(L, 1);
+  const char *message = luaL_checkstring(L, 2);
+  const git_commit *parents[MAX_PARENTS];
+  lua_Integer i, np;
+  Hold *h;
+  git_tree *tree = NULL;
+  git_signature *author = NULL, *committer = NULL;
+  git_oid oid;
+  int err;
+  luaL_checktype(L, 3, LUA_TTABLE);
+  opt_table(L, 4);
+  np = luaL_len(L, 3);
+  luaL_argcheck(L, np <= MAX_PARENTS, 3, "at most 8 parents");
+  for (i = 1; i <= np; i++) {
+    if (lua_geti(L, 3, i) != LUA_TSTRING) luaL_argerror(L, 3, "a list of revisions");
+    lua_pop(L, 1);
+  }
+  h = hold_new(L);  /* [.., hold] */
+  for (i = 1; i <= np; i++) {
+    git_commit *c;
+    lua_geti(L, 3, i);  /* [.., hold, rev] */
+    if (lookup_commit(L, r, h, "git.commit_tree", lua_tostring(L, -1), &c) < 0)
+      return hold_free(h), 3;
+    lua_pop(L, 1);
+    parents[i - 1] = c;
+  }
+  if (lua_istable(L, 4)) lua_getfield(L, 4, "tree");
+  else lua_pushnil(L);  /* [.., hold, tree] */
+  if (!lua_isnil(L, -1)) {
+    const char *spec = luaL_checkstring(L, -1);
+    git_object *obj = NULL, *peeled = NULL;
+    err = git_revparse_single(&obj, r->repo, spec);
+    if (err == GIT_ENOTFOUND || err == GIT_EINVALIDSPEC || err == GIT_EAMBIGUOUS)
+      return hfail(L, h, "ENOTFOUND", "git.commit_tree: unknown tree '%s' in %s", spec, repo_where(r));
+    if (err < 0) return hgfail(L, h, err, "git.commit_tree: tree '%s'", spec);
+    hold(h, H_OBJ, obj);
+    if (git_object_peel(&peeled, obj, GIT_OBJECT_TREE) < 0)
+      return hfail(L, h, "EPEEL", "git.commit_tree: '%s' is a %s, not a tree", spec,
+                   git_object_type2string(git_object_type(obj)));
+    hold(h, H_OBJ, peeled);
+    tree = (git_tree *)peeled;
+  } else if (np > 0) {
+    if ((err = git_commit_tree(&tree, parents[0])) < 0) return hgfail(L, h, err, "git.commit_tree");
+    hold(h, H_TREE, tree);
+  } else {
+    git_treebuilder *tb = NULL;
+    git_oid empty;
+    if ((err = git_treebuilder_new(&tb, r->repo, NULL)) < 0) return hgfail(L, h, err, "git.commit_tree");
+    err = git_treebuilder_write(&empty, tb);
+    git_treebuilder_free(tb);
+    if (err == 0) err = git_tree_lookup(&tree, r->repo, &empty);
+    if (err < 0) return hgfail(L, h, err, "git.commit_tree: the empty tree");
+    hold(h, H_TREE, tree);
+  }
+  lua_pop(L, 1);  /* [.., hold] */
+  if ((err = get_sigs(L, r, h, 4, &author, &committer)) < 0)
+    return hgfail(L, h, err, "git.commit_tree: no author (set user.name and user.email, or "
+                             "pass opts.author)");
+  err = git_commit_create(&oid, r->repo, NULL, author, committer, NULL, message, tree,
+                          (size_t)np, parents);
+  if (err < 0) return hgfail(L, h, err, "git.commit_tree: %s", repo_where(r));
+  push_oid(L, &oid);
+  hold_free(h);
+  return 1;
 }
 
 /* repo:reset(rev, "soft"|"mixed"|"hard") -> true | nil, msg, code */
@@ -1255,6 +1346,7 @@ typedef struct TagScan {
   int map;              /* emit into a map {commit = name | {names}} instead of a list */
   int direct;           /* the id in hand is known not to be a tag object */
   lua_Integer n;
+  lua_Integer loose;    /* loose refs seen: none means no packed one is hidden */
 } TagScan;
 
 /* Where id leads: its commit (peeling tags), and whether it is an annotated tag. */
@@ -1389,6 +1481,7 @@ static int scan_loose(TagScan *s, char *path, size_t plen, char *name, size_t nl
       lua_pushstring(s->L, name);  /* seen, whether it matches or not: it hides packed */
       lua_pushboolean(s->L, 1);
       lua_rawset(s->L, s->seen);
+      s->loose++;
       if (fnmatch(s->pattern, name, 0) != 0) continue;
       n = read_small(path, buf, sizeof buf);
       if (n >= GIT_OID_HEXSZ && git_oid_fromstrn(&oid, buf, GIT_OID_HEXSZ) == 0 &&
@@ -1466,11 +1559,14 @@ static void scan_packed(TagScan *s, char *buf, size_t got) {
       if (next < end && *next == '^' && end - next > GIT_OID_HEXSZ &&
           git_oid_fromstrn(&peel, next + 1, GIT_OID_HEXSZ) == 0)
         has_peel = 1;
-      lua_pushstring(L, name);
       s->direct = fully_peeled;
-      if (lua_rawget(L, s->seen) == LUA_TNIL) scan_emit(s, name, &id, has_peel ? &peel : NULL);
+      if (s->loose == 0) scan_emit(s, name, &id, has_peel ? &peel : NULL);  /* no garbage name */
+      else {
+        lua_pushstring(L, name);
+        if (lua_rawget(L, s->seen) == LUA_TNIL) scan_emit(s, name, &id, has_peel ? &peel : NULL);
+        lua_pop(L, 1);
+      }
       s->direct = 0;
-      lua_pop(L, 1);
     }
     p = nl + 1;
   }
@@ -1581,6 +1677,20 @@ static int repo_tag_create(lua_State *L) {
   if (err < 0) return hgfail(L, h, err, "git.tag: %s", name);
   push_oid(L, &oid);
   hold_free(h);
+  return 1;
+}
+
+/* repo:pack_refs() -> true | nil, msg, code: moves loose references into packed-refs (git pack-refs --all) */
+static int repo_pack_refs(lua_State *L) {
+  Repo *r = check_repo(L, 1);
+  git_refdb *db = NULL;
+  int err = git_repository_refdb(&db, r->repo);
+  if (err == 0) {
+    err = git_refdb_compress(db);
+    git_refdb_free(db);
+  }
+  if (err < 0) return gfail(L, err, "git.pack_refs: %s", repo_where(r));
+  lua_pushboolean(L, 1);
   return 1;
 }
 
@@ -2572,6 +2682,7 @@ static const luaL_Reg methods[] = {
   {"is_ancestor", repo_is_ancestor},
   {"changed_paths", repo_changed_paths},
   {"commit", repo_commit},
+  {"commit_tree", repo_commit_tree},
   {"reset", repo_reset},
   {"checkout", repo_checkout},
   {"ref", repo_ref},
@@ -2582,6 +2693,7 @@ static const luaL_Reg methods[] = {
   {"tag_commits", repo_tag_commits},
   {"tag_create", repo_tag_create},
   {"tag_delete", repo_tag_delete},
+  {"pack_refs", repo_pack_refs},
   {"reflog", repo_reflog},
   {"remotes", repo_remotes},
   {"remote", repo_remote},

@@ -82,7 +82,8 @@ static const char usage_text[] =
   "       relua COMMAND [args]      (relua help lists the commands)\n"
   "options:\n"
   "  -e chunk       run the string 'chunk'\n"
-  "  -l mod         require library 'mod' into global 'mod'\n"
+  "  -l g=mod       require library 'mod' into global 'g'\n"
+  "  -l mod         require library 'mod' into global 'mod' (its last dotted part)\n"
   "  -i             enter the REPL after running 'script'\n"
   "  -v, --version  show version information\n"
   "  -h, --help     show this help\n"
@@ -466,6 +467,31 @@ static void create_arg(lua_State *L, char **argv, int argc, int script) {
   lua_setglobal(L, "arg");
 }
 
+/*
+** -l NAME=MOD: NAME = require "MOD", as lua 5.4.7 does. -l MOD: the global is MOD's last
+** dotted part without a "-suffix" (lua.c's LUA_IGMARK): -l relua.json binds json.
+*/
+static int dolibrary(lua_State *L, const char *arg) {
+  const char *eq = strchr(arg, '='), *mod, *glob, *dot, *mark;
+  int status;
+  if (eq != NULL) {
+    glob = lua_pushlstring(L, arg, (size_t)(eq - arg));  /* [name] */
+    mod = eq + 1;
+  } else {
+    mod = arg;
+    dot = strrchr(arg, '.');
+    glob = dot != NULL ? dot + 1 : arg;
+    mark = strchr(glob, '-');  /* LUA_IGMARK of lua 5.4 */
+    glob = lua_pushlstring(L, glob, mark != NULL ? (size_t)(mark - glob) : strlen(glob));
+  }
+  lua_getglobal(L, "require");
+  lua_pushstring(L, mod);
+  status = docall(L, 1, 1);                 /* [name, module] */
+  if (status == 0) lua_setglobal(L, glob);
+  lua_pop(L, 1);
+  return status;
+}
+
 static int run_options(lua_State *L, int argc, char **argv) {
   int i;
   for (i = 1; i < argc; i++) {
@@ -479,12 +505,8 @@ static int run_options(lua_State *L, int argc, char **argv) {
         status = report(L);
       } else
         status = docall(L, 0, 0);
-    } else {
-      lua_getglobal(L, "require");
-      lua_pushstring(L, v);
-      status = docall(L, 1, 1);
-      if (status == 0) lua_setglobal(L, v);
-    }
+    } else
+      status = dolibrary(L, v);
     if (status != 0) return status;
   }
   return 0;

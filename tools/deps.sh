@@ -10,7 +10,8 @@ packages=(
   build-essential pkg-config
   lua5.4 liblua5.4-dev lua-cjson lua-busted
   libgit2-dev libcurl4-openssl-dev libyaml-dev libssl-dev libreadline-dev libarchive-dev
-  git lighttpd openssh-server openssl curl twine python3 python3-pip nodejs npm
+  git lighttpd openssh-server openssl curl twine python3 python3-pip python3-packaging time
+  nodejs npm
   strace valgrind clang-14 libclang-rt-14-dev
 )
 
@@ -38,13 +39,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm test servers (verdaccio), pinned by the committed lock file.
-if [ -f tests/npm/package-lock.json ]; then
-  stamp=tests/npm/node_modules/.relua-lock.sha256
-  want=$(sha256sum tests/npm/package-lock.json | cut -d' ' -f1)
+# npm packages pinned by a committed lock file, installed into DIR/node_modules when the
+# lock changed: the test servers (tests/npm, verdaccio) always; the benchmarks' baselines
+# (bench/npm, semantic-release) for `tools/deps.sh bench`.
+npm_install() {  # DIR LABEL
+  local dir=$1 stamp want
+  [ -f "$dir/package-lock.json" ] || return 0
+  stamp=$dir/node_modules/.relua-lock.sha256
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "deps: installing npm test servers (tests/npm)"
-    (cd tests/npm && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "deps: installing $2 ($dir)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     echo "$want" > "$stamp"
   fi
-fi
+}
+npm_install tests/npm "npm test servers"
+if [ "${1:-}" = bench ]; then npm_install bench/npm "benchmark baselines"; fi

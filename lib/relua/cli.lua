@@ -67,12 +67,102 @@ command {
 command {
   name = "version", summary = "show relua's version and its libraries'",
   usage = "relua version",
-  exits = { [0] = "shown" },
-  examples = { "relua version" },
-  run = function()
-    print(require("relua.version").describe())
-    return 0
+  description = "relua's own version. The versions of a project: relua version next, notes, last, "
+    .. "set, get, bump, compare (doc/version.md).",
+  exits = { [0] = "shown", [2] = "an unknown subcommand" },
+  examples = { "relua version", "relua version next" },
+  run = function(...)
+    return require("relua.versioning").run(nil, ...)
   end,
+}
+
+-- The versions of a project (lib/relua/versioning.lua, doc/version.md).
+local NEXT_OPTIONS = {
+  { "--bump=KIND", "auto (default: from the Conventional Commits), patch, minor or major" },
+  { "--pre-major", "while the major is 0, a breaking change bumps the minor" },
+  { "--prefix=P", "the release tags' prefix (default v)" },
+  { "--from=REV", "what to release (default HEAD)" },
+  { "--repo=DIR", "the repository (default: the one around the current folder)" },
+  { "--initial=VERSION", "the version when no release tag exists (default 1.0.0)" },
+  { "--commit-url=URL", "link each commit in the notes to URL followed by its id" },
+  { "--compare-url=URL", "link the notes heading; {from} and {to} become the tags" },
+  { "--date=YYYY-MM-DD", "the notes heading's date (default today, UTC)" },
+}
+local NEXT_EXITS = { [0] = "shown, or nothing to release (said on stderr)",
+  [1] = "the repository could not be read", [2] = "a bad option, not a repository, or an unknown revision" }
+
+command {
+  name = "version next", summary = "the next version from the commits since the last tag",
+  usage = "relua version next [--json] [--bump=KIND] [--pre-major] [--prefix=v] [--from=REV] [--repo=DIR]",
+  description = "The highest SemVer release tag merged into HEAD, bumped by the commits since: fix "
+    .. "(and perf, revert) a patch, feat a minor, `!` or a BREAKING CHANGE: footer a major. With "
+    .. "nothing to release, prints nothing and says why on stderr.",
+  options = { { "--json", "version, tag, bump, last release, commit count, changes and notes as JSON" },
+    table.unpack(NEXT_OPTIONS) },
+  exits = NEXT_EXITS,
+  examples = { "relua version next", "relua version next --json | jq -r .tag", "relua version next --bump=minor" },
+  run = function(...) return require("relua.versioning").run("next", ...) end,
+}
+
+command {
+  name = "version notes", summary = "the next version's release notes (Markdown)",
+  usage = "relua version notes [--commit-url=URL] [--bump=KIND] [--prefix=v] [--from=REV] [--repo=DIR]",
+  description = "Breaking changes, then Features, Bug Fixes, Performance Improvements and Reverts, "
+    .. "each entry linked to its commit when --commit-url is given.",
+  options = NEXT_OPTIONS,
+  exits = NEXT_EXITS,
+  examples = { "relua version notes --commit-url=https://github.com/me/app/commit/ > NOTES.md" },
+  run = function(...) return require("relua.versioning").run("notes", ...) end,
+}
+
+command {
+  name = "version last", summary = "the last release tag reachable from HEAD",
+  usage = "relua version last [--prefix=v] [--from=REV] [--repo=DIR] [--json]",
+  options = { { "--json", "{tag, version, commit} or null" }, NEXT_OPTIONS[3], NEXT_OPTIONS[4], NEXT_OPTIONS[5] },
+  exits = { [0] = "shown", [1] = "no release tag", [2] = "not a repository, or an unknown revision" },
+  examples = { "relua version last" },
+  run = function(...) return require("relua.versioning").run("last", ...) end,
+}
+
+command {
+  name = "version set", summary = "write a version into project files, nothing else",
+  usage = "relua version set VERSION FILE...",
+  description = "Changes only the version's bytes ([project] or [tool.poetry] version, the top-level "
+    .. "\"version\", [package] version, a top-level __version__ line); the version is checked first "
+    .. "(PEP 440 for Python files, SemVer for the others).",
+  exits = { [0] = "written (each file's old and new version shown)",
+    [2] = "a bad version, a missing file, or a file without a version (left untouched)" },
+  examples = { "relua version set 1.5.0 pyproject.toml src/app/__init__.py package.json" },
+  args = { "file" },
+  run = function(...) return require("relua.versioning").run("set", ...) end,
+}
+
+command {
+  name = "version get", summary = "the version a project file declares",
+  usage = "relua version get FILE",
+  exits = { [0] = "shown", [2] = "a missing file, or a file without a version" },
+  examples = { "relua version get Cargo.toml" },
+  args = { "file" },
+  run = function(...) return require("relua.versioning").run("get", ...) end,
+}
+
+command {
+  name = "version bump", summary = "bump a SemVer version (major, minor, patch, ...)",
+  usage = "relua version bump VERSION KIND [--preid=ID] [--build=META]",
+  options = { { "--preid=ID", "the pre-release identifier (rc, beta, ...)" },
+    { "--build=META", "build metadata to attach" } },
+  exits = { [0] = "shown", [2] = "a bad version or kind" },
+  examples = { "relua version bump 1.2.3 minor", "relua version bump 1.3.0-rc.1 prerelease --preid=rc" },
+  run = function(...) return require("relua.versioning").run("bump", ...) end,
+}
+
+command {
+  name = "version compare", summary = "compare two versions: -1, 0 or 1",
+  usage = "relua version compare A B [--pep440]",
+  options = { { "--pep440", "Python's order (epochs, pre, post, dev, local) instead of SemVer" } },
+  exits = { [0] = "shown", [2] = "a bad version" },
+  examples = { "relua version compare 1.0.0-rc.10 1.0.0-rc.9", "relua version compare 1.0.post1 1.0 --pep440" },
+  run = function(...) return require("relua.versioning").run("compare", ...) end,
 }
 
 command {
@@ -88,13 +178,15 @@ command {
 -- The release engine (lib/relua/release.lua).
 command {
   name = "run", summary = "run a release, or continue where it stopped",
-  usage = { "relua run RECIPE TICKET [--from=PHASE] [--dry-run]", "relua RECIPE TICKET [--from=PHASE] [--dry-run]" },
+  usage = { "relua run RECIPE TICKET [--from=PHASE] [--dry-run] [--json]",
+    "relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json]" },
   description = "Runs the recipe's phases in order for TICKET, skipping those already done; a "
     .. "failed phase halts the release and says how to resume or roll back. A second run on the "
     .. "same ticket while one is under way is refused.",
   options = {
     { "--from=PHASE", "start at PHASE (every phase before it must be done)" },
     { "--dry-run", "print what would run and what relua's primitives would change; change nothing" },
+    { "--json", "print the run's summary as JSON on stdout (doc/json.md); the progress goes to stderr" },
   },
   exits = { [0] = "every phase done, or nothing to do", [1] = M.EXIT_FAILED, [2] = M.EXIT_CORRUPT,
     [3] = M.EXIT_LOCKED, [130] = M.EXIT_INTERRUPTED, [143] = M.EXIT_TERMINATED },
@@ -109,8 +201,8 @@ command {
   usage = "relua status TICKET [--json]",
   description = "The ticket's phases with their status (a failed one with its rc and message), "
     .. "the recorded state values and steps, whether the recipe changed, and the next command.",
-  options = { { "--json", "print it as one JSON object (doc/json.md)" } },
-  exits = { [0] = "shown", [2] = "no ticket given, an invalid ticket name, no release recorded for it, or a corrupt state file" },
+  options = { { "--json", "print it as one JSON object (doc/json.md); a ticket never run is {\"status\": \"none\"}, exit 0" } },
+  exits = { [0] = "shown", [2] = "no ticket given, an invalid ticket name, no release recorded for it (without --json), or a corrupt state file" },
   examples = { "relua status 1.4.0", "relua status 1.4.0 --json | jq -r .status" },
   args = { "ticket" },
   run = function(...) return require("relua.release").status_command(...) end,
@@ -118,11 +210,12 @@ command {
 
 command {
   name = "log", summary = "a ticket's audit log",
-  usage = "relua log TICKET",
+  usage = "relua log TICKET [--json]",
   description = "The ticket's audit log as written: one logfmt line per event (run, start, done, "
     .. "failed, state, step, revert...).",
+  options = { { "--json", "one JSON object per event and line (doc/json.md)" } },
   exits = { [0] = "shown", [2] = "no ticket given, an invalid ticket name, or no release recorded for it" },
-  examples = { "relua log 1.4.0", "relua log 1.4.0 | grep event=failed" },
+  examples = { "relua log 1.4.0", "relua log 1.4.0 | grep event=failed", "relua log 1.4.0 --json | jq -r .event" },
   args = { "ticket" },
   run = function(...) return require("relua.release").log_command(...) end,
 }
@@ -138,12 +231,13 @@ command {
 
 command {
   name = "revert", summary = "undo a ticket's phases, newest first",
-  usage = "relua revert TICKET [--recipe=PATH] [--dry-run]",
+  usage = "relua revert TICKET [--recipe=PATH] [--dry-run] [--json]",
   description = "Runs the revert function of every phase that is done, failed or was running, "
     .. "in reverse order; a phase without one is left as it is and said so.",
   options = {
     { "--recipe=PATH", "the recipe to take the reverts from (default: the one the ticket ran)" },
     { "--dry-run", "print what would be reverted; change nothing" },
+    { "--json", "print the revert's summary as JSON on stdout (doc/json.md); the progress goes to stderr" },
   },
   exits = { [0] = "reverted, or nothing to revert", [1] = "a revert failed: fix the cause and run it again",
     [2] = "no ticket given, no release recorded, the recipe is gone or invalid", [3] = M.EXIT_LOCKED,

@@ -80,12 +80,15 @@ local function plan()
     ["relua.core.git"] = {
       Repository = {
         commit = { function(_, msg) return string.format("commit %q", tostring(msg)) end, not_done("the commit") },
+        commit_tree = { function(_, msg) return string.format("write a commit object %q", tostring(msg)) end,
+                        not_done("the commit") },
         reset = { function(_, rev, mode) return "reset (" .. tostring(mode or "mixed") .. ") to " .. tostring(rev) end, ok },
         checkout = { function(_, b) return "check out " .. tostring(b) end, ok },
         branch_create = { function(_, n, rev) return "create branch " .. tostring(n) .. " at " .. tostring(rev or "HEAD") end, ok },
         branch_delete = { function(_, n) return "delete branch " .. tostring(n) end, ok },
         tag = { function(_, n, rev) return "tag " .. tostring(rev or "HEAD") .. " as " .. tostring(n) end, ok },
         tag_delete = { function(_, n) return "delete tag " .. tostring(n) end, ok },
+        pack_refs = { function() return "pack the references" end, ok },
         fetch = { function(_, remote) return "fetch from " .. tostring(remote or "origin") end, ok },
         push = { function(_, remote, specs) return "push " .. shown(specs) .. " to " .. tostring(remote) end, ok },
         push_delete_branch = { function(_, remote, n) return "delete branch " .. tostring(n) .. " on " .. tostring(remote) end, ok },

@@ -9,6 +9,7 @@
 -- wrong. See doc/git.md.
 local core = require "relua.core.git"
 local rerror = require "relua.error"
+local semver = require "relua.semver"
 
 local M = {}
 
@@ -173,59 +174,20 @@ end
 
 -- ------------------------------------------------------------------ versions
 
--- "v1.10.0-rc1" -> {"v", 1, ".", 10, ".", 0, "-rc", 1}
-local function tokens(s)
-  local t = {}
-  for num, text in s:gmatch("(%d*)(%D*)") do
-    if num ~= "" then t[#t + 1] = tonumber(num) or math.huge end
-    if text ~= "" then t[#t + 1] = text end
-  end
-  return t
-end
-
---- Compares two version strings the way people read them: numbers numerically
---- ("v1.10" > "v1.9"), and a pre-release after '-' before its release ("1.0.0-rc1" < "1.0.0").
+--- Compares two version-like names the way people read them (relua.semver.compare_loose):
+--- SemVer precedence when both are a prefix and a SemVer version, otherwise numbers
+--- numerically and a pre-release after '-' before its release ("v1.9" < "v1.10").
 ---@param a string
 ---@param b string
 ---@return integer -1, 0 or 1
-function M.compare_versions(a, b)
-  local ta, tb = tokens(a), tokens(b)
-  for i = 1, math.max(#ta, #tb) do
-    local x, y = ta[i], tb[i]
-    if x == nil then  -- a is a prefix of b: b is a pre-release of a when it goes on with '-'
-      return (type(y) == "string" and y:sub(1, 1) == "-") and 1 or -1
-    elseif y == nil then
-      return (type(x) == "string" and x:sub(1, 1) == "-") and -1 or 1
-    elseif type(x) ~= type(y) then
-      -- "1.0-rc" vs "1.0.1": a separator that starts a pre-release sorts first
-      if type(x) == "string" then return x:sub(1, 1) == "-" and -1 or 1 end
-      return y:sub(1, 1) == "-" and 1 or -1
-    elseif x ~= y then
-      if type(x) == "string" and (x:sub(1, 1) == "-") ~= (y:sub(1, 1) == "-") then
-        return x:sub(1, 1) == "-" and -1 or 1
-      end
-      return x < y and -1 or 1
-    end
-  end
-  return 0
-end
+M.compare_versions = semver.compare_loose
 
 --- Sorts a list of version strings (or of tables with a `name` field) in place, ascending
---- (descending when desc).
+--- (descending when desc), by compare_versions (relua.semver.sort_loose).
 ---@param list table
 ---@param desc boolean?
 ---@return table list
-function M.sort_versions(list, desc)
-  local cmp = M.compare_versions
-  table.sort(list, function(a, b)
-    local x, y = type(a) == "table" and a.name or a, type(b) == "table" and b.name or b
-    local c = cmp(x, y)
-    if c == 0 then return x < y end
-    if desc then return c > 0 end
-    return c < 0
-  end)
-  return list
-end
+M.sort_versions = semver.sort_loose
 
 -- A glob (*, ?, [..]) as an anchored Lua pattern, for branch names.
 local function glob_pattern(glob)
@@ -472,6 +434,25 @@ function R:commit(message, paths, opts)
   if not message:find("\n$") then message = message .. "\n" end
   return C.commit(self, message, paths, { author = author, committer = committer or author,
                                          allow_empty = opts.allow_empty })
+end
+
+--- Writes a commit object and nothing else (git commit-tree): no reference, index or work
+--- tree changes, so it works in a bare repository; point a branch at it with
+--- branch_create. opts.tree names a tree or a commit whose tree is taken (default: the
+--- first parent's tree, or the empty tree). A signature may carry `time` (seconds since
+--- the epoch, UTC); author and committer default as in commit.
+---@param message string
+---@param parents string[]   revisions (at most 8; empty for a root commit)
+---@param opts {tree:string?, author:{name:string,email:string,time:integer?}?, committer:{name:string,email:string,time:integer?}?}?
+---@return string|nil id
+---@return string? message
+---@return string? code
+function R:commit_tree(message, parents, opts)
+  if type(message) ~= "string" then argerror("git.commit_tree", 1, "string", message) end
+  if type(parents) ~= "table" then argerror("git.commit_tree", 2, "table", parents) end
+  opts = check_opts("git.commit_tree", opts, { tree = "string", author = "table", committer = "table" })
+  if not message:find("\n$") then message = message .. "\n" end
+  return C.commit_tree(self, message, parents, opts)
 end
 
 --- Switches HEAD and the work tree to a local branch. Local changes that the switch would

@@ -137,6 +137,16 @@ local function nothing_to_do(n, ticket)
     ticket, n == 1 and "is" or "are")
 end
 
+-- What a run tells a reader besides its progress lines: CI groups and annotations, the
+-- job summary, --json (relua.release.report); loaded only when there is such a reader.
+local QUIET = setmetatable({}, { __index = function() return function() end end })
+local function reporter(o)
+  if o.json or os.getenv("GITHUB_ACTIONS") == "true" or os.getenv("GITLAB_CI") == "true" then
+    return require("relua.release.report").new(o)
+  end
+  return QUIET
+end
+
 -- ------------------------------------------------------------------ recipes
 
 local PHASE_NAME = "^[%w%._%-]+$"
@@ -342,7 +352,7 @@ local function parse_args(args, allowed)
   return o
 end
 
-local RUN_USAGE = "usage: relua RECIPE TICKET [--from=PHASE] [--dry-run]"
+local RUN_USAGE = "usage: relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json]"
 
 -- The dry run: reads the ledger (no lock, no writes) and runs the phases that would run
 -- with an r whose state writes, steps and processes only say what they would do.
@@ -374,6 +384,7 @@ function M.execute(o)
     if state then sync_phases(state, recipe) end
     return require("relua.release.commands").dry_run(o, recipe, start_index(recipe, state, o.from), state, say)
   end
+  local report = reporter({ ticket = o.ticket, path = o.path, json = o.json })
 
   local lg, err, code, holder = core.open(o.dir, o.ticket)
   if not lg then
@@ -422,6 +433,7 @@ function M.execute(o)
   if not start then
     lg:log("nothing-to-do", fields)
     say(nothing_to_do(#recipe.phases, o.ticket))
+    report:finish(0, lg:state(), { nothing_to_do = true })
     lg:close()
     return 0
   end
@@ -436,6 +448,7 @@ function M.execute(o)
   for i, p in ipairs(recipe.phases) do
     if i < start then
       say(string.format("phase %s: done earlier, skipped", p.name))
+      report:skipped(p.name, "done earlier")
       plan[i] = { name = p.name, skip = true, reason = "done" }
     else
       plan[i] = {
@@ -445,11 +458,13 @@ function M.execute(o)
           ctx.out = paths.out .. "/" .. p.name .. ".out"
           local _, entry = status_of(lg:state(), p.name)
           context.append_out(ctx, string.format("--- %s phase %s, attempt %d ---\n", core.now(), p.name, entry.attempts or 1))
+          report:start(p.name)
           say(string.format("phase %s: running", p.name))
           local t0 = core.clock()
           local ok, err = xpcall(p.run, masked_error, ctx)
           if not ok then error(err, 0) end
           say(string.format("phase %s: done (%.2fs)", p.name, core.clock() - t0))
+          report:done(p.name)
         end,
       }
     end
@@ -459,20 +474,22 @@ function M.execute(o)
   if ok then
     say(string.format("release %s done: %s done", o.ticket,
       #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"))
+    report:finish(0, lg:state())
     lg:close()
     return 0
   end
-  M.complain(string.format("relua: phase %s failed: %s", name, msg))
+  M.complain(require("relua.ci").paint("stderr", "red", string.format("relua: phase %s failed: %s", name, msg)))
   if type(perr) == "table" and type(perr.hint) == "string" then M.complain(perr.hint) end
   if type(perr) == "table" and perr.traceback and os.getenv("RELUA_TRACE") then
     M.complain(perr.traceback)
   end
-  for _, line in ipairs(M.failure_hints(release_ctx(o, name, rc, msg, lg:state()))) do
-    M.complain(line)
-  end
+  local ctx = release_ctx(o, name, rc, msg, lg:state())
+  for _, line in ipairs(M.failure_hints(ctx)) do M.complain(line) end
+  local exit = (rc == 130 or rc == 143) and rc or 1  -- Ctrl-C, SIGTERM
+  report:failed(name, rc, msg, string.format("Resume: %s. Roll back: %s.", ctx.resume, ctx.revert))
+  report:finish(exit, lg:state(), { resume = ctx.resume, revert = ctx.revert })
   lg:close()
-  if rc == 130 or rc == 143 then return rc end  -- Ctrl-C, SIGTERM
-  return 1
+  return exit
 end
 
 --- `relua RECIPE TICKET ...`: called by relua.cli with the recipe the script returned.
@@ -482,12 +499,13 @@ end
 function M.main(recipe, path, ...)
   if path == nil then usage("a recipe must be a file", RUN_USAGE) end
   M.validate(recipe, path)
-  local o = parse_args({ ... }, { from = "value", ["dry-run"] = "flag" })
+  local o = parse_args({ ... }, { from = "value", ["dry-run"] = "flag", json = "flag" })
   if #o.positional == 0 then usage("no ticket given", RUN_USAGE) end
   if #o.positional > 1 then usage("unexpected argument " .. o.positional[2], RUN_USAGE) end
+  if o.json and o["dry-run"] then usage("--json and --dry-run do not go together: a dry run is for reading", RUN_USAGE) end
   return M.execute({
     recipe = recipe, path = path, ticket = o.positional[1], from = o.from,
-    dry_run = o["dry-run"] or false,
+    dry_run = o["dry-run"] or false, json = o.json,
   })
 end
 
@@ -524,6 +542,7 @@ function M.list_command(...) return require("relua.release.commands").list_comma
 M._internal = {
   quote_arg = quote_arg, usage = usage, check_ticket = check_ticket, abspath = abspath,
   shown = shown, recipe_hash = recipe_hash, short = short, one_line = one_line, nothing_to_do = nothing_to_do,
+  reporter = reporter,
   status_of = status_of, find_phase = find_phase, parse_args = parse_args,
 }
 

@@ -39,16 +39,22 @@ function M.declare(value, name)
   local fresh = not core.is_secret(value)
   core.add(value)
   if name then declared[name] = true end
-  if fresh and github() then
-    io.stdout:write("::add-mask::", gh_escape(value), "\n")
-    if value:find("\n", 1, true) then
-      for line in value:gmatch("[^\r\n]+") do
-        if #line >= 4 then io.stdout:write("::add-mask::", gh_escape(line), "\n") end
-      end
-    end
-    io.stdout:flush()
-  end
+  if fresh then M.add_mask(value) end
   return value
+end
+
+--- On GitHub Actions, registers value (and each of its lines) with ::add-mask::, so the
+--- runner masks it in its log; nothing elsewhere. secret.declare calls it for new values.
+---@param value string
+function M.add_mask(value)
+  if not github() then return end
+  io.stdout:write("::add-mask::", gh_escape(value), "\n")
+  if value:find("\n", 1, true) then
+    for line in value:gmatch("[^\r\n]+") do
+      if #line >= 4 then io.stdout:write("::add-mask::", gh_escape(line), "\n") end
+    end
+  end
+  io.stdout:flush()
 end
 
 --- Reads an environment variable and declares its value secret. nil when unset or empty.

@@ -8,7 +8,7 @@ local M = {}
 --- Runs a script of steps: {send=text} | {expect=python regex} | {sleep=s} | {wait_exit=true}.
 ---@param steps table[]
 ---@param opts {args:string[]?, env:table?, cwd:string?, timeout:number?}?
----@return {ok:boolean, failed:integer?, reason:string?, transcript:string, exit:integer?}
+---@return {ok:boolean, failed:integer?, reason:string?, transcript:string, raw:string, exit:integer?}
 function M.run(steps, opts)
   opts = opts or {}
   local bin = h.bin

@@ -117,6 +117,7 @@ def main():
         os.close(fd)
     result["exit"] = status
     result["transcript"] = clean(bytes(raw))
+    result["raw"] = bytes(raw).decode("utf-8", "replace")  # escapes kept: colour checks
     json.dump(result, sys.stdout)
 
 

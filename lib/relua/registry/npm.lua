@@ -10,6 +10,7 @@ local json = require "relua.json"
 local err = require "relua.error"
 local archive = require "relua.core.archive"
 local log = require "relua.log"
+local semver = require "relua.semver"
 
 local M = {}
 
@@ -151,24 +152,7 @@ function M.abbreviated(name, opts)
   return fetch_doc(name, opts, ABBREVIATED)
 end
 
-local function semver_less(a, b)
-  local function parts(v)
-    local core, pre = v:match("^v?([%d.]+)%-?([^+]*)")
-    local t = {}
-    for n in (core or ""):gmatch("%d+") do t[#t + 1] = tonumber(n) end
-    return t, pre or ""
-  end
-  local ta, pa = parts(a)
-  local tb, pb = parts(b)
-  for i = 1, 3 do
-    local x, y = ta[i] or 0, tb[i] or 0
-    if x ~= y then return x < y end
-  end
-  if (pa == "") ~= (pb == "") then return pb == "" end
-  return pa < pb
-end
-
---- Published versions, lowest first (empty when the package does not exist).
+--- Published versions, lowest first by SemVer precedence (empty when the package does not exist).
 ---@param name string
 ---@param opts relua.npm.Options?
 ---@return string[]|nil versions
@@ -182,8 +166,7 @@ function M.versions(name, opts)
   end
   local out = {}
   for v in pairs(doc.versions or {}) do out[#out + 1] = v end
-  table.sort(out, semver_less)
-  return out
+  return semver.sort_loose(out)  -- SemVer precedence (a registry may hold older non-SemVer names)
 end
 
 --- The dist-tags of a package: {latest = "1.2.3", ...} (empty when the package does not exist).

@@ -10,6 +10,7 @@ local json = require "relua.json"
 local err = require "relua.error"
 local archive = require "relua.core.archive"
 local log = require "relua.log"
+local pep440 = require "relua.pep440"
 
 local M = {}
 
@@ -228,30 +229,7 @@ local function sorted_versions(files, versions)
   for _, f in ipairs(files) do
     if f.version and not seen[f.version] then seen[f.version] = true; out[#out + 1] = f.version end
   end
-  local key = function(v)
-    local t = {}
-    for n in v:match("^[%d.]*"):gmatch("%d+") do t[#t + 1] = tonumber(n) end
-    return t
-  end
-  table.sort(out, function(a, b)
-    local ka, kb = key(a), key(b)
-    for i = 1, math.max(#ka, #kb) do
-      local x, y = ka[i] or 0, kb[i] or 0
-      if x ~= y then return x < y end
-    end
-    -- Same release numbers: dev and pre-releases before the release, post-releases after.
-    local function rank(v)
-      local sfx = v:gsub("^[%d.]*", ""):lower()
-      if sfx == "" then return 2 end
-      if sfx:match("^[-_.]?post") or sfx:match("^[-_.]?rev") or sfx:match("^[-_.]?r%d") then return 3 end
-      if sfx:match("^[-_.]?dev") then return 0 end
-      return 1
-    end
-    local ra, rb = rank(a), rank(b)
-    if ra ~= rb then return ra < rb end
-    return a < b
-  end)
-  return out
+  return pep440.sort(out, false, { invalid = "first" })
 end
 
 -- One lookup request for a project (for http.all) and the function that reads its answer.

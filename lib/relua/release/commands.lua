@@ -60,11 +60,12 @@ end
 
 function M.revert_command(...)
   local say = release.say
-  local o = parse_args({ ... }, { recipe = "value", ["dry-run"] = "flag" })
+  local o = parse_args({ ... }, { recipe = "value", ["dry-run"] = "flag", json = "flag" })
   if #o.positional ~= 1 then
     usage(#o.positional == 0 and "no ticket given" or "unexpected argument " .. o.positional[2],
-      "usage: relua revert TICKET [--recipe=PATH] [--dry-run]")
+      "usage: relua revert TICKET [--recipe=PATH] [--dry-run] [--json]")
   end
+  if o.json and o["dry-run"] then usage("--json and --dry-run do not go together: a dry run is for reading") end
   local ticket = o.positional[1]
   check_ticket(ticket)
   local dir = ticketlib.dir(o.home)
@@ -122,10 +123,12 @@ function M.revert_command(...)
   local guard <close> = lg
   local state = lg:state()
   lg:log("revert-run", { recipe = shown(abspath(path)) })
+  local report = H.reporter({ ticket = ticket, path = shown(abspath(path)), json = o.json, what = "revert" })
   local list = todo(state)
   if #list == 0 then
     lg:log("nothing-to-do", { what = "revert" })
     say(string.format("nothing to revert: no phase of ticket %s is done or failed", ticket))
+    report:finish(0, lg:state(), { status = "nothing-to-revert", nothing_to_do = true })
     lg:close()
     return 0
   end
@@ -134,8 +137,10 @@ function M.revert_command(...)
     store = store_for(lg, state, false, say) })
   local plan = {}
   for _, p in ipairs(list) do
+    report:planned(p.name)
     if not p.revert then
       plan[#plan + 1] = { name = p.name }
+      report:skipped(p.name, "no revert")
     else
       plan[#plan + 1] = {
         name = p.name,
@@ -143,6 +148,7 @@ function M.revert_command(...)
           ctx.phase = p.name
           ctx.out = paths.out .. "/" .. p.name .. ".out"
           append_out(ctx, string.format("--- %s revert of phase %s ---\n", core.now(), p.name))
+          report:start(p.name)
           say(string.format("phase %s: reverting", p.name))
           p.revert(ctx)
           -- The phase is undone: its steps run again if it is run again. Saved together
@@ -152,6 +158,7 @@ function M.revert_command(...)
             if e.phase == p.name then steps[k] = nil end
           end
           say(string.format("phase %s: reverted", p.name))
+          report:done(p.name)
         end,
       }
     end
@@ -168,23 +175,30 @@ function M.revert_command(...)
     end
   end
   local ok, name, rc, msg = lg:run(plan, r, "revert")
+  local after = lg:state()
   lg:close()
   if ok then
     say(string.format("ticket %s reverted", ticket))
+    report:finish(0, after)
     return 0
   end
-  release.complain(string.format("relua: revert of phase %s failed: %s", name, msg))
+  release.complain(require("relua.ci").paint("stderr", "red", string.format("relua: revert of phase %s failed: %s", name, msg)))
   release.complain(string.format("revert failed in phase %s (rc=%d). Fix the cause, then run: relua revert %s", name, rc, ticket))
-  return (rc == 130 or rc == 143) and rc or 1
+  local exit = (rc == 130 or rc == 143) and rc or 1
+  report:failed(name, rc, msg, "Fix the cause, then run: relua revert " .. ticket)
+  report:finish(exit, after, { retry = "relua revert " .. ticket })
+  return exit
 end
 
 -- ------------------------------------------------------------------ inspection
 
-local function load_ticket(id, home)
+-- The ticket, or nil when none is recorded and `missing_ok`.
+local function load_ticket(id, home, missing_ok)
   if id == nil then usage("no ticket given") end
   check_ticket(id)
   local t, err, code = ticketlib.load(id, { home = home })
   if not t then
+    if code == "ENOENT" and missing_ok then return nil end
     if code == "corrupt" then
       errors.raise("corrupt", err, { exit = 2, hint = "relua left the file untouched" })
     end
@@ -209,7 +223,11 @@ end
 ---@return integer
 function M.status_command(...)
   local o = parse_args({ ... }, { json = "flag" })
-  local t = load_ticket(o.positional[1], o.home)
+  local t = load_ticket(o.positional[1], o.home, o.json)
+  if not t then  -- --json: a program asking about a ticket never run gets an answer, not an error
+    io.stdout:write(json.encode({ ticket = o.positional[1], status = "none", phases = json.array() }, { pretty = true }), "\n")
+    return 0
+  end
   local st, s = t.state, t.summary
   local current = recipe_hash(st.recipe.path, st.recipe)
   local file_changed = current ~= nil and current ~= st.recipe.sha256
@@ -280,11 +298,15 @@ function M.status_command(...)
   return 0
 end
 
---- `relua log TICKET`: the audit log as written.
+--- `relua log TICKET [--json]`: the audit log as written, or one JSON object per line.
 ---@return integer
 function M.log_command(...)
-  local o = parse_args({ ... }, {})
+  local o = parse_args({ ... }, { json = "flag" })
   local t = load_ticket(o.positional[1], o.home)
+  if o.json then
+    for _, ev in ipairs(t.log) do io.stdout:write(json.encode(ev), "\n") end
+    return 0
+  end
   local f = io.open(t.paths.log, "r")
   if f then
     io.stdout:write(f:read("a"))
