@@ -63,7 +63,7 @@ CTEST_SRC  := $(sort $(wildcard tests/c/*.c))
 CTEST_BIN  := $(CTEST_SRC:tests/c/%.c=$(B)/ctest/%)
 
 .PHONY: all deps test test-nolazy check asan ctest single bench demo install uninstall clean FORCE
-.PHONY: fuzz fuzz-build
+.PHONY: fuzz fuzz-build crashtest
 all:
 
 deps:
@@ -177,6 +177,14 @@ fuzz: fuzz-build
 	  $(B)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
 	    $(B)/fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \
 	done
+
+# The whole crash sweep: relua killed (strace fault injection) at every durable write,
+# network call and fork of a real release with a tag, a PyPI and an npm publish, each
+# point followed by plain re-runs (tests/support/crashsweep.lua). CRASH_EVERY=k tries
+# every k-th point. `make test` runs its short form (tests/crashsweep_spec.lua).
+crashtest: deps
+	@$(MAKE) --no-print-directory all
+	@RELUA_BIN=./relua RELUA_WARNINGS_FATAL=1 ./relua tests/crash/sweep.lua $(CRASH_EVERY)
 
 bench:
 	@tools/deps.sh bench

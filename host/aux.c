@@ -82,6 +82,8 @@ static lua_State *sig_state = NULL;
 static volatile sig_atomic_t sig_flag = 0;   /* the signal that arrived; 0 for none */
 static int sig_last = SIGINT;                /* the last one raised (a deferred re-raise) */
 static struct sigaction sig_old_int, sig_old_term, sig_old_hup;
+static int sig_guarded = 0;                  /* a phase runs: a cancellation cannot be caught */
+static volatile sig_atomic_t sig_during = 0; /* the first signal received while guarded */
 static int sig_installed = 0;
 
 static void stop_hook(lua_State *L, lua_Debug *ar) {
@@ -92,6 +94,7 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
 
 static void on_signal(int sig) {
   sig_flag = sig;
+  if (sig_guarded && sig_during == 0) sig_during = sig;
   if (sig_state != NULL)
     lua_sethook(sig_state, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
@@ -142,11 +145,57 @@ int relua_raise_interrupt(lua_State *L) {
   sig_last = sig;
   sig_flag = 0;
   if (sig_installed) arm();
+  /* Guarded (a phase runs): the hook stays armed, so the instruction after a recipe's
+     pcall raises again, and so on up to the runner; a recipe cannot swallow it. */
+  if (sig_guarded && sig_state != NULL)
+    lua_sethook(sig_state, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   if (sig == SIGTERM) return relua_raise(L, exit_for(sig), "interrupted", "terminated (SIGTERM)");
   if (sig == SIGHUP)
     return relua_raise(L, exit_for(sig), "interrupted",
                        "terminated (SIGHUP: the terminal or session went away)");
   return relua_raise(L, exit_for(sig), "interrupted", "interrupted");
+}
+
+/*
+** The phase runner guards a phase's call: relua_phase_guard(L, 1) before it, and
+** relua_phase_guard(L, 0) after it returns, which disarms the hook and returns the signal
+** received meanwhile (0: none). A phase that got one fails with 130/143 whatever its code
+** did with the error (pcall, error handlers): the cancellation wins over the recipe.
+*/
+int relua_phase_guard(lua_State *L, int on) {
+  int sig = sig_during;
+  (void)L;
+  sig_during = 0;
+  sig_guarded = on;
+  if (!on && sig != 0 && sig_state != NULL) lua_sethook(sig_state, NULL, 0, 0);
+  return sig;
+}
+
+/*
+** os.exit inside a phase would leave the phase recorded `running` and end relua with an
+** exit code of the recipe's choosing (3 reads as "locked"). While a phase is guarded it
+** raises instead: the phase fails (rc 1) with this message, and relua's exit codes stay
+** its own. Outside a phase, os.exit is Lua's.
+*/
+static int guarded_exit(lua_State *L) {
+  if (sig_guarded) {
+    const char *code = lua_isnoneornil(L, 1) ? "" : luaL_tolstring(L, 1, NULL);
+    return relua_raise(L, 1, "exit", "os.exit(%s) called inside a phase: a phase ends by "
+                       "returning and fails by raising an error (error(...)); relua records "
+                       "it and chooses the exit code", code);
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+void relua_guard_exit(lua_State *L) {
+  lua_getglobal(L, "os");                       /* [os] */
+  lua_getfield(L, -1, "exit");                  /* [os, exit] */
+  lua_pushcclosure(L, guarded_exit, 1);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
 }
 
 /* ---------------------------------------------------------------- libraries */

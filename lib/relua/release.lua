@@ -171,12 +171,12 @@ function M.validate(recipe, path)
   if key then bad(string.format("unknown key %s (%s)", key, advice)) end
   if phases == nil then bad("it has no phases") end
   if type(phases) ~= "table" then bad("phases is a " .. type(phases) .. ", not a list") end
-  if #phases == 0 then bad("phases is empty") end
   for k in pairs(phases) do
     if math.type(k) ~= "integer" or k < 1 or k > #phases then
       bad("phases must be a list (found the key " .. tostring(k) .. ")")
     end
   end
+  if #phases == 0 then bad("phases is empty") end
   local seen = {}
   for i, p in ipairs(phases) do
     if type(p) ~= "table" then bad(string.format("phase %d is a %s, not a table", i, type(p))) end
