@@ -86,8 +86,12 @@ static int sig_guarded = 0;                  /* a phase runs: a cancellation can
 static volatile sig_atomic_t sig_during = 0; /* the first signal received while guarded */
 static int sig_installed = 0;
 
+static volatile sig_atomic_t sig_rearmed = 0; /* the hook re-raises a caught cancellation */
+
 static void stop_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
+  /* A re-raise waits for Lua code: a C function that relua's core calls while it records
+     something (the encoder of a state write) completes, and its caller raises after. */
+  if (sig_rearmed && lua_getinfo(L, "S", ar) && ar->what[0] == 'C') return;
   lua_sethook(L, NULL, 0, 0);
   relua_raise_interrupt(L);
 }
@@ -95,6 +99,7 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
 static void on_signal(int sig) {
   sig_flag = sig;
   if (sig_guarded && sig_during == 0) sig_during = sig;
+  sig_rearmed = 0;
   if (sig_state != NULL)
     lua_sethook(sig_state, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
@@ -147,8 +152,10 @@ int relua_raise_interrupt(lua_State *L) {
   if (sig_installed) arm();
   /* Guarded (a phase runs): the hook stays armed, so the instruction after a recipe's
      pcall raises again, and so on up to the runner; a recipe cannot swallow it. */
-  if (sig_guarded && sig_state != NULL)
+  if (sig_guarded && sig_state != NULL) {
+    sig_rearmed = 1;
     lua_sethook(sig_state, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  }
   if (sig == SIGTERM) return relua_raise(L, exit_for(sig), "interrupted", "terminated (SIGTERM)");
   if (sig == SIGHUP)
     return relua_raise(L, exit_for(sig), "interrupted",
@@ -167,6 +174,7 @@ int relua_phase_guard(lua_State *L, int on) {
   (void)L;
   sig_during = 0;
   sig_guarded = on;
+  sig_rearmed = 0;
   if (!on && sig != 0 && sig_state != NULL) lua_sethook(sig_state, NULL, 0, 0);
   return sig;
 }

@@ -367,10 +367,16 @@ static void log_event(lua_State *L, int self, const char *phase, const char *eve
   lua_pushliteral(L, "\n");
   lua_concat(L, parts + 1);
   line = lua_tolstring(L, -1, &len);
-  if (relua_write_all(lg->logfd, line, len) != 0 || fdatasync(lg->logfd) != 0) {
-    int err = errno;
-    relua_raise(L, 1, relua_errno_name(err), "cannot write the audit log %s: %s",
-                info(L, self, "log"), strerror(err));
+  {
+    off_t before = lseek(lg->logfd, 0, SEEK_END);
+    if (relua_write_all(lg->logfd, line, len) != 0 || fdatasync(lg->logfd) != 0) {
+      int err = errno;
+      /* A full disk (ENOSPC, EFBIG) stopped the write short: cut the partial line back
+         off, so the log holds whole lines and the next event starts on its own line. */
+      if (before >= 0 && ftruncate(lg->logfd, before) == 0) (void)fdatasync(lg->logfd);
+      relua_raise(L, 1, relua_errno_name(err), "cannot write the audit log %s: %s",
+                  info(L, self, "log"), strerror(err));
+    }
   }
   lua_settop(L, top);
 }
@@ -708,7 +714,15 @@ static int lg_run(lua_State *L) {
     lua_pushcfunction(L, run_msgh);
     lua_insert(L, -2);                                     /* [..., msgh, fn] */
     lua_pushvalue(L, 3);
+    relua_phase_guard(L, 1);
     status = lua_pcall(L, 1, 0, -3);                       /* [..., msgh, (err)] */
+    if (relua_phase_guard(L, 0) != 0) {
+      /* A cancellation wins over the phase's code: caught by a pcall or not, the phase
+         fails with 130/143 (issue 9). */
+      if (status != LUA_OK) lua_pop(L, 1);
+      lua_pushcfunction(L, raise_interrupt_fn);
+      status = lua_pcall(L, 0, 0, 0);                      /* [..., msgh, interrupted] */
+    }
     if (status == LUA_OK) {
       lua_createtable(L, 0, 1);
       lua_pushnumber(L, (double)(long)((monotonic() - t0) * 1000) / 1000.0);

@@ -89,6 +89,23 @@ local CASES = {
   { "a missing script", nil, { "nope.lua" }, 2, { "cannot open nope%.lua", "relua help" } },
   { "version compare of a non-version", nil, { "version", "compare", "1.0.0", "banana" }, 2, { "'banana' is not a version", "usage: relua version compare" } },
   { "version bump of an unknown part", nil, { "version", "bump", "1.0.0", "huge" }, 2, { "huge" } },
+  -- the other commands: diagnose, recover, playbook, check, init
+  { "diagnose without a ticket", nil, { "diagnose" }, 2, { "no ticket given", "usage: relua diagnose TICKET" } },
+  { "diagnose of an invalid ticket", nil, { "diagnose", "../x" }, 2, { 'invalid ticket "%.%./x"' } },
+  { "diagnose of an unknown ticket", nil, { "diagnose", "NOPE" }, 2, { "no release recorded for ticket NOPE" } },
+  { "recover without a ticket", nil, { "recover" }, 2, { "no ticket given", "usage: relua recover TICKET" } },
+  { "recover of an unknown ticket", nil, { "recover", "NOPE", "--yes" }, 2, { "no release recorded for ticket NOPE" } },
+  { "playbook without a subcommand", nil, { "playbook" }, 2, { "needs a subcommand", "relua playbook lint" } },
+  { "playbook new without an id", nil, { "playbook", "new" }, 2, { "no playbook id given" } },
+  { "an unknown playbook subcommand", nil, { "playbook", "bogus" }, 2, { "unknown command: relua playbook bogus" } },
+  { "a playbook that is not YAML", function(s) s:write("playbooks/bad.yaml", "id: x\nsymptom: [\n") end,
+    { "playbook", "lint", "playbooks/bad.yaml" }, 1, { "playbooks/bad%.yaml:3: bad YAML" } },
+  { "a playbook with a misspelt field", function(s) s:write("playbooks/bad.yaml", "id: x\nsymtpom:\n  phase: a\n") end,
+    { "playbook", "lint", "playbooks/bad.yaml" }, 1, { "unknown field symtpom %(known: id" } },
+  { "check of a missing recipe", nil, { "check", "nope.lua" }, 2, { "cannot open recipe nope%.lua" } },
+  { "check of a recipe with a misspelt key", recipe('return { phases = { { name = "a", run = print, revet = print } } }'),
+    { "check", "r.lua" }, 2, { "unknown key revet %(did you mean revert%?%)" } },
+  { "init with an unknown option", nil, { "init", "--bogus" }, 2, { "unknown option %-%-bogus", "usage: relua init" } },
   -- state files: refused with exit 2 and the path, never overwritten
   { "a state file of garbage", state_with("not json"), { "status", "T" }, 2,
     { "%.relua/releases/T%.json does not parse" } },
@@ -178,7 +195,7 @@ describe("bad input", function()
       if not (args[1] == "s.lua" and code == 1) then   -- a script's uncaught error keeps its traceback
         assert.is_nil(r.stderr:find("stack traceback", 1, true), "a traceback for bad input:\n" .. r.stderr)
       end
-      for _, pat in ipairs(patterns) do assert.matches(pat, r.stderr) end
+      for _, pat in ipairs(patterns) do assert.matches(pat, r.stderr .. r.stdout) end
       -- nothing lost: every file as it was (a lock file holds the last holder: not data)
       local after = snapshot(s.dir)
       for path, content in pairs(before) do
