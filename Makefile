@@ -189,13 +189,15 @@ check: test
 FUZZ_CC      ?= clang-14
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SECONDS ?= 300
-FUZZ_NAMES   := json yaml
+FUZZ_NAMES   := json yaml logfmt
 FUZZ_SRC_json := host/json.c
 FUZZ_SRC_yaml := host/yaml.c host/json.c
+FUZZ_SRC_logfmt :=
 FUZZ_BIN     := $(FUZZ_NAMES:%=$(B)/fuzz/%)
 fuzz-build: $(FUZZ_BIN)
 $(B)/fuzz/json: $(FUZZ_SRC_json)
 $(B)/fuzz/yaml: $(FUZZ_SRC_yaml)
+$(B)/fuzz/logfmt: lib/relua/ticket.lua
 $(B)/fuzz/%: tests/fuzz/%_fuzz.c tests/fuzz/fuzz.h $(HOST_HDR)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(BASE_FLAGS) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(shell pkg-config --libs $(MAIN_PKGS)) -lm
