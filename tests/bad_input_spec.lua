@@ -22,7 +22,7 @@ local function state_with(text)
 end
 
 local VALID_STATE = '{"schema": 1, "ticket": "T", "recipe": {"path": "/x"}, "phases": [{"name": "prepare", "status": "done"}], "state": {}, "steps": {}}'
-local function bad_state(fragment, what)
+local function bad_state(fragment)
   return state_with((VALID_STATE:gsub('"state": {}', '"state": ' .. fragment)))
 end
 

@@ -3,7 +3,7 @@
 # binary built under AddressSanitizer + UndefinedBehaviorSanitizer (leaks fail).
 # Ends with one line "N passed, N failed"; exits non-zero when anything failed.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 passed=0
 failed=0
 counts=$(mktemp)
@@ -32,7 +32,7 @@ done
 fuzz_seconds=${RELUA_FUZZ_SECONDS:-5}
 echo "== fuzz (${fuzz_seconds} s each)"
 for f in build/fuzz/*; do
-  [ -f "$f" ] && [ -x "$f" ] || continue
+  if [ ! -f "$f" ] || [ ! -x "$f" ]; then continue; fi
   n=$(basename "$f")
   work=$(mktemp -d)
   if "$f" -max_total_time="$fuzz_seconds" -timeout=10 -artifact_prefix="build/fuzz/crash-$n-" \
