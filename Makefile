@@ -65,6 +65,7 @@ CTEST_BIN  := $(CTEST_SRC:tests/c/%.c=$(B)/ctest/%)
 
 .SECONDARY:
 .PHONY: all deps lint test test-nolazy check asan ctest single share man bench demo install uninstall clean FORCE
+.PHONY: fuzz fuzz-build crashtest
 all:
 
 deps:
@@ -171,7 +172,7 @@ $(B)/ctest/%: tests/c/%.c $(CTEST_OBJ)
 	$(CC) $(BASE_FLAGS) $(SAN_FLAGS) -g -o $@ $^ $(ALL_LIBS)
 
 test: deps
-	@$(MAKE) --no-print-directory all single man asan ctest
+	@$(MAKE) --no-print-directory all single man asan ctest fuzz-build
 	@tests/run-all.sh
 
 # Code health (CI runs it: .ci/run): luacheck over the Lua (.luacheckrc), shellcheck over
@@ -190,6 +191,42 @@ test-nolazy: deps
 	@RELUA_BIN=build/nolazy/relua RELUA_WARNINGS_FATAL=1 build/nolazy/relua tests/run.lua
 
 check: test
+
+# libFuzzer harnesses (tests/fuzz/*_fuzz.c), each linked with the host files it exercises,
+# under AddressSanitizer + UndefinedBehaviorSanitizer. `make fuzz` runs each for
+# FUZZ_SECONDS (default 300) from the seed corpus in tests/fuzz/corpus/NAME (what it
+# finds goes to $(B)/fuzz/corpus-NAME); `make test` runs each for a few seconds. A crash,
+# a sanitizer report, a leak or a failed property exits non-zero and fails the build.
+FUZZ_CC      ?= clang-14
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SECONDS ?= 300
+FUZZ_NAMES   := json yaml logfmt
+FUZZ_SRC_json := host/json.c
+FUZZ_SRC_yaml := host/yaml.c host/json.c
+FUZZ_SRC_logfmt :=
+FUZZ_BIN     := $(FUZZ_NAMES:%=$(B)/fuzz/%)
+fuzz-build: $(FUZZ_BIN)
+$(B)/fuzz/json: $(FUZZ_SRC_json)
+$(B)/fuzz/yaml: $(FUZZ_SRC_yaml)
+$(B)/fuzz/logfmt: lib/relua/ticket.lua
+$(B)/fuzz/%: tests/fuzz/%_fuzz.c tests/fuzz/fuzz.h $(HOST_HDR)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(BASE_FLAGS) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(shell pkg-config --libs $(MAIN_PKGS)) -lm
+fuzz: fuzz-build
+	@for n in $(FUZZ_NAMES); do \
+	  mkdir -p $(B)/fuzz/corpus-$$n; \
+	  echo "== fuzz $$n ($(FUZZ_SECONDS) s)"; \
+	  $(B)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	    $(B)/fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \
+	done
+
+# The whole crash sweep: relua killed (strace fault injection) at every durable write,
+# network call and fork of a real release with a tag, a PyPI and an npm publish, each
+# point followed by plain re-runs (tests/support/crashsweep.lua). CRASH_EVERY=k tries
+# every k-th point. `make test` runs its short form (tests/crashsweep_spec.lua).
+crashtest: deps
+	@$(MAKE) --no-print-directory all
+	@RELUA_BIN=./relua RELUA_WARNINGS_FATAL=1 ./relua tests/crash/sweep.lua $(CRASH_EVERY)
 
 bench:
 	@tools/deps.sh bench

@@ -72,8 +72,8 @@ int relua_oserror(lua_State *L, const char *what, const char *path) {
 /* ---------------------------------------------------------------- Ctrl-C */
 
 /*
-** SIGINT (Ctrl-C) and SIGTERM (a cancelled CI job, a service manager stopping us) interrupt
-** the same way: the handler sets a flag and a hook, and the running code raises the
+** SIGINT (Ctrl-C), SIGTERM (a cancelled CI job, a service manager stopping us) and SIGHUP
+** (a closed terminal or ssh session) interrupt the same way: the handler sets a flag and a hook, and the running code raises the
 ** structured error {code="interrupted", exit=128+signal} at its next instruction, or after
 ** freeing what it holds when it was blocked in C. Signal state is process-wide by nature:
 ** a handler cannot reach a lua_State otherwise.
@@ -81,17 +81,25 @@ int relua_oserror(lua_State *L, const char *what, const char *path) {
 static lua_State *sig_state = NULL;
 static volatile sig_atomic_t sig_flag = 0;   /* the signal that arrived; 0 for none */
 static int sig_last = SIGINT;                /* the last one raised (a deferred re-raise) */
-static struct sigaction sig_old_int, sig_old_term;
+static struct sigaction sig_old_int, sig_old_term, sig_old_hup;
+static int sig_guarded = 0;                  /* a phase runs: a cancellation cannot be caught */
+static volatile sig_atomic_t sig_during = 0; /* the first signal received while guarded */
 static int sig_installed = 0;
 
+static volatile sig_atomic_t sig_rearmed = 0; /* the hook re-raises a caught cancellation */
+
 static void stop_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
+  /* A re-raise waits for Lua code: a C function that relua's core calls while it records
+     something (the encoder of a state write) completes, and its caller raises after. */
+  if (sig_rearmed && lua_getinfo(L, "S", ar) && ar->what[0] == 'C') return;
   lua_sethook(L, NULL, 0, 0);
   relua_raise_interrupt(L);
 }
 
 static void on_signal(int sig) {
   sig_flag = sig;
+  if (sig_guarded && sig_during == 0) sig_during = sig;
+  sig_rearmed = 0;
   if (sig_state != NULL)
     lua_sethook(sig_state, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
@@ -104,6 +112,7 @@ static void arm(void) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, sig_installed ? NULL : &sig_old_int);
   sigaction(SIGTERM, &sa, sig_installed ? NULL : &sig_old_term);
+  sigaction(SIGHUP, &sa, sig_installed ? NULL : &sig_old_hup);
   sig_installed = 1;
 }
 
@@ -117,6 +126,7 @@ void relua_sigint_restore(void) {
   if (sig_installed) {
     sigaction(SIGINT, &sig_old_int, NULL);
     sigaction(SIGTERM, &sig_old_term, NULL);
+    sigaction(SIGHUP, &sig_old_hup, NULL);
     sig_installed = 0;
   }
   sig_state = NULL;
@@ -126,8 +136,13 @@ int relua_interrupted(void) {
   return sig_flag != 0;
 }
 
+/* SIGHUP (the terminal or the session went away) ends a run as SIGTERM does: exit 143. */
+static int exit_for(int sig) {
+  return sig == SIGHUP ? 128 + SIGTERM : 128 + sig;
+}
+
 int relua_interrupt_exit(void) {
-  return 128 + (sig_flag != 0 ? sig_flag : sig_last);
+  return exit_for(sig_flag != 0 ? sig_flag : sig_last);
 }
 
 int relua_raise_interrupt(lua_State *L) {
@@ -135,8 +150,60 @@ int relua_raise_interrupt(lua_State *L) {
   sig_last = sig;
   sig_flag = 0;
   if (sig_installed) arm();
-  if (sig == SIGTERM) return relua_raise(L, 128 + sig, "interrupted", "terminated (SIGTERM)");
-  return relua_raise(L, 128 + sig, "interrupted", "interrupted");
+  /* Guarded (a phase runs): the hook stays armed, so the instruction after a recipe's
+     pcall raises again, and so on up to the runner; a recipe cannot swallow it. */
+  if (sig_guarded && sig_state != NULL) {
+    sig_rearmed = 1;
+    lua_sethook(sig_state, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  }
+  if (sig == SIGTERM) return relua_raise(L, exit_for(sig), "interrupted", "terminated (SIGTERM)");
+  if (sig == SIGHUP)
+    return relua_raise(L, exit_for(sig), "interrupted",
+                       "terminated (SIGHUP: the terminal or session went away)");
+  return relua_raise(L, exit_for(sig), "interrupted", "interrupted");
+}
+
+/*
+** The phase runner guards a phase's call: relua_phase_guard(L, 1) before it, and
+** relua_phase_guard(L, 0) after it returns, which disarms the hook and returns the signal
+** received meanwhile (0: none). A phase that got one fails with 130/143 whatever its code
+** did with the error (pcall, error handlers): the cancellation wins over the recipe.
+*/
+int relua_phase_guard(lua_State *L, int on) {
+  int sig = sig_during;
+  (void)L;
+  sig_during = 0;
+  sig_guarded = on;
+  sig_rearmed = 0;
+  if (!on && sig != 0 && sig_state != NULL) lua_sethook(sig_state, NULL, 0, 0);
+  return sig;
+}
+
+/*
+** os.exit inside a phase would leave the phase recorded `running` and end relua with an
+** exit code of the recipe's choosing (3 reads as "locked"). While a phase is guarded it
+** raises instead: the phase fails (rc 1) with this message, and relua's exit codes stay
+** its own. Outside a phase, os.exit is Lua's.
+*/
+static int guarded_exit(lua_State *L) {
+  if (sig_guarded) {
+    const char *code = lua_isnoneornil(L, 1) ? "" : luaL_tolstring(L, 1, NULL);
+    return relua_raise(L, 1, "exit", "os.exit(%s) called inside a phase: a phase ends by "
+                       "returning and fails by raising an error (error(...)); relua records "
+                       "it and chooses the exit code", code);
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+void relua_guard_exit(lua_State *L) {
+  lua_getglobal(L, "os");                       /* [os] */
+  lua_getfield(L, -1, "exit");                  /* [os, exit] */
+  lua_pushcclosure(L, guarded_exit, 1);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
 }
 
 /* ---------------------------------------------------------------- libraries */

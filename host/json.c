@@ -11,7 +11,7 @@
 
 #include "relua.h"
 
-#define MAX_DEPTH 128
+#define MAX_DEPTH 1000   /* levels of nesting, for the encoder and the decoder alike */
 #define ARRAY_MT "relua.json.array"   /* marks a table as an array, even when empty */
 
 /* Scratch output: a userdata owns the memory so an error cannot leak it. */
@@ -316,8 +316,6 @@ static int l_array(lua_State *L) {
 
 /* ---------------------------------------------------------------- decoding */
 
-#define MAX_DECODE_DEPTH 1000
-
 typedef struct Dec {
   lua_State *L;
   const unsigned char *start, *p, *end;
@@ -494,7 +492,7 @@ static void dec_literal(Dec *d, const char *word) {
 static void dec_value(Dec *d);
 
 static void dec_open(Dec *d) {
-  if (++d->depth > MAX_DECODE_DEPTH) dec_fail(d, d->p, "nested too deeply (more than 1000 levels)");
+  if (++d->depth > MAX_DEPTH) dec_fail(d, d->p, "nested too deeply (more than 1000 levels)");
   luaL_checkstack(d->L, 6, "json.decode: nested too deeply");
   d->p++;
   skip_ws(d);

@@ -411,7 +411,15 @@ int ledger_run(lua_State *L) {
     lua_pushcfunction(L, run_msgh);
     lua_insert(L, -2);                                     /* [..., msgh, fn] */
     lua_pushvalue(L, 3);
+    relua_phase_guard(L, 1);
     status = lua_pcall(L, 1, 0, -3);                       /* [..., msgh, (err)] */
+    if (relua_phase_guard(L, 0) != 0) {
+      /* A cancellation wins over the phase's code: caught by a pcall or not, the phase
+         fails with 130/143 (issue 9). */
+      if (status != LUA_OK) lua_pop(L, 1);
+      lua_pushcfunction(L, raise_interrupt_fn);
+      status = lua_pcall(L, 0, 0, 0);                      /* [..., msgh, interrupted] */
+    }
     if (status == LUA_OK) {
       lua_createtable(L, 0, 1);
       lua_pushnumber(L, (double)(long)((ledger_monotonic() - t0) * 1000) / 1000.0);

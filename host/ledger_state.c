@@ -299,8 +299,12 @@ int ledger_try_save(lua_State *L, int self, int eidx) {
   lua_concat(L, 2);
   data = lua_tolstring(L, -1, &len);
   if (eidx) ev = lua_tolstring(L, eidx, &elen);
+  version = lg->version;
   st = lg->s->ops->replace(lg->s, L, lg->lk, ticket, data, len, lg->version, ev, elen,
                            &version);
+  /* The state may be replaced even when the event after it failed (a full disk): the
+     store then gives its new version, so the next write is not taken for a conflict. */
+  lg->version = version;
   if (st != RELUA_STORE_OK) {
     const char *msg = lua_tostring(L, -1);
     if (st == RELUA_STORE_CONFLICT)

@@ -587,6 +587,7 @@ static int pmain(lua_State *L) {
 
   luaL_checkversion(L);
   luaL_openlibs(L);
+  relua_guard_exit(L);
   open_loaders(L, argv[0]);
   relua_sigint_install(L);
 

@@ -9,11 +9,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -62,7 +62,7 @@ static double now(void) {
 }
 
 /*
-** Blocks SIGINT and SIGTERM (saving the mask in *old) and makes *waitmask the mask for
+** Blocks SIGINT, SIGTERM and SIGHUP (saving the mask in *old) and makes *waitmask the mask for
 ** ppoll: they then only arrive inside ppoll, so a Ctrl-C is never missed between the
 ** relua_interrupted() check and the wait.
 */
@@ -71,10 +71,12 @@ static void block_interrupts(sigset_t *old, sigset_t *waitmask) {
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
   sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGHUP);
   sigprocmask(SIG_BLOCK, &block, old);
   *waitmask = *old;
   sigdelset(waitmask, SIGINT);
   sigdelset(waitmask, SIGTERM);
+  sigdelset(waitmask, SIGHUP);
 }
 
 static void close_fd(int *fd) {
@@ -303,6 +305,78 @@ static int opt_field(lua_State *L, int opts, const char *name, int type) {
 }
 
 /*
+** Starting a child. posix_spawn cannot ask the kernel to kill the child when relua dies,
+** so this is vfork + exec, as glibc's posix_spawn does it, with one step more:
+** PR_SET_PDEATHSIG(SIGKILL). A relua killed with kill -9 (or any death that skips its
+** handlers) then takes the child it started with it at once, instead of leaving it to run
+** beside the resumed release. SIGINT/SIGTERM/SIGHUP are handled: relua kills the child's
+** whole process group itself. (The alternative, recording process groups for the resume
+** to kill first, needs a durable write per process and trusts pids that the system reuses;
+** the kernel's own link needs neither.) What the child's own children do when it dies is
+** theirs: a shell that is killed leaves a background job running.
+**
+** In the vfork child only async-signal-safe calls: it shares our memory until the exec.
+** Every signal is blocked around vfork so no handler of ours runs in the child; the child
+** resets every caught signal to the default before unblocking.
+*/
+typedef struct Launch {
+  const char *prog, *cwd;
+  char **argv, **envp;
+  int stdin_mode, piped, own_group;
+  int fd[3];
+} Launch;
+
+static int launch(const Launch *ln, pid_t *out) {
+  sigset_t all, old;
+  volatile int child_err = 0;
+  pid_t parent = getpid(), pid;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  pid = vfork();
+  if (pid == 0) {
+    struct sigaction dfl, cur;
+    sigset_t none;
+    int sig, fd;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (sig = 1; sig < NSIG; sig++) {
+      if (sigaction(sig, NULL, &cur) != 0) continue;
+      if (cur.sa_handler != SIG_IGN || sig == SIGINT || sig == SIGQUIT || sig == SIGPIPE ||
+          sig == SIGTERM || sig == SIGHUP || sig == SIGCHLD)
+        sigaction(sig, &dfl, NULL);
+    }
+    if (ln->own_group && setpgid(0, 0) != 0) goto fail;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
+    if (getppid() != parent) _exit(127);           /* relua died before the prctl */
+    if (ln->stdin_mode == 1) {
+      if (dup2(ln->fd[0], 0) < 0) goto fail;
+    } else if (ln->stdin_mode == 0) {
+      if ((fd = open("/dev/null", O_RDONLY)) < 0) goto fail;
+      if (fd != 0 && (dup2(fd, 0) < 0 || close(fd) != 0)) goto fail;
+    }
+    if (ln->piped && (dup2(ln->fd[1], 1) < 0 || dup2(ln->fd[2], 2) < 0)) goto fail;
+    if (ln->cwd != NULL && chdir(ln->cwd) != 0) goto fail;
+    /* Only 0, 1 and 2 pass on: also none of the files Lua's io library opened (those are
+       not close-on-exec) nor what relua itself inherited (as Python's close_fds, Go's exec). */
+    if (close_range(3, ~0U, 0) != 0) {
+      for (fd = 3; fd < 65536; fd++) close(fd);
+    }
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(ln->prog, ln->argv, ln->envp);
+  fail:
+    child_err = errno != 0 ? errno : ECHILD;
+    _exit(127);
+  }
+  if (pid < 0) child_err = errno;
+  else if (child_err != 0) waitpid(pid, NULL, 0);  /* it never ran: reap it now */
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  if (child_err != 0) return child_err;
+  *out = pid;
+  return 0;
+}
+
+/*
 ** core.spawn(what, argv, opts) -> handle | nil, msg, code
 ** opts: cwd, env (array of "K=V", the whole environment), path (PATH used for the lookup),
 ** stdin (string | true to inherit | nil for /dev/null), capture, echo, tee, max_output,
@@ -315,9 +389,6 @@ static int proc_spawn(lua_State *L) {
   int stdin_mode = 0;  /* 0 /dev/null, 1 string, 2 inherit */
   int piped, rc, i, fds[2];
   Proc *p;
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  sigset_t none, defaults;
   double timeout;
 
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -386,42 +457,26 @@ static int proc_spawn(lua_State *L) {
     p->child_fd[2] = fds[1];
   }
 
-  posix_spawn_file_actions_init(&fa);
-  if (stdin_mode == 1) posix_spawn_file_actions_adddup2(&fa, p->child_fd[0], 0);
-  else if (stdin_mode == 0) posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  if (piped) {
-    posix_spawn_file_actions_adddup2(&fa, p->child_fd[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, p->child_fd[2], 2);
-  }
-  if (cwd != NULL) posix_spawn_file_actions_addchdir_np(&fa, cwd);
-  /* Only 0, 1 and 2 pass on: also none of the files Lua's io library opened (those are
-     not close-on-exec) nor what relua itself inherited (as Python's close_fds, Go's exec). */
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-  posix_spawnattr_init(&attr);
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGINT);
-  sigaddset(&defaults, SIGQUIT);
-  sigaddset(&defaults, SIGPIPE);
-  sigaddset(&defaults, SIGTERM);
-  sigaddset(&defaults, SIGHUP);
-  sigaddset(&defaults, SIGCHLD);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
   /* Its own group, so that a timeout reaches all it started; but a child that reads our
      terminal must stay in the foreground group or the terminal stops it (SIGTTIN). */
   p->own_group = stdin_mode != 2;
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, (p->own_group ? POSIX_SPAWN_SETPGROUP : 0) |
-                                  POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   if (p->echo) {
     fflush(stdout);
     fflush(stderr);
   }
   p->started = now();
-  rc = posix_spawn(&p->pid, prog, &fa, &attr, argv, envp);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  {
+    Launch ln;
+    ln.prog = prog;
+    ln.argv = argv;
+    ln.envp = envp;
+    ln.cwd = cwd;
+    ln.stdin_mode = stdin_mode;
+    ln.piped = piped;
+    ln.own_group = p->own_group;
+    for (i = 0; i < 3; i++) ln.fd[i] = p->child_fd[i];
+    rc = launch(&ln, &p->pid);
+  }
   for (i = 0; i < 3; i++) close_fd(&p->child_fd[i]);
   if (rc != 0) {
     p->pid = 0;

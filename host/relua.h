@@ -57,6 +57,11 @@ void relua_sigint_restore(void);
 int relua_interrupted(void);
 int relua_interrupt_exit(void);
 int relua_raise_interrupt(lua_State *L);
+/* The runner around a phase's call: on=1 before (a cancellation then cannot be caught by
+   the phase's code), on=0 after: returns the signal received meanwhile, 0 for none. */
+int relua_phase_guard(lua_State *L, int on);
+/* Replaces os.exit: inside a guarded phase it raises {code="exit"} (the phase fails). */
+void relua_guard_exit(lua_State *L);
 
 /* Libraries whose global init is deferred to the first require of their module. */
 void relua_need_curl(void);

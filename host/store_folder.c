@@ -208,7 +208,15 @@ static void clean_temps(const char *dir, const char *ticket) {
 
 /* Appends data whole to fd and makes it durable. 0 or -1 with errno. */
 static int append_fd(int fd, const char *data, size_t len) {
-  if (relua_write_all(fd, data, len) != 0) return -1;
+  off_t before = lseek(fd, 0, SEEK_END);
+  if (relua_write_all(fd, data, len) != 0) {
+    /* A full disk: the write stopped short. Cut the partial line back off, so the log
+       holds whole lines only and the next event does not start in the middle of one. */
+    int err = errno;
+    if (before >= 0 && ftruncate(fd, before) == 0) (void)fdatasync(fd);
+    errno = err;
+    return -1;
+  }
   return fdatasync(fd);
 }
 

@@ -164,7 +164,14 @@ end
 local function netopts(opts, extra)
   local cred = M.credentials(opts)
   local timeout = opts.timeout
-  if timeout == nil then timeout = tonumber(os.getenv(M.ENV.timeout) or "") or M.TIMEOUT end
+  if timeout == nil then
+    local env = os.getenv(M.ENV.timeout)
+    timeout = tonumber(env or "") or M.TIMEOUT
+    if env and env ~= "" and (not tonumber(env) or tonumber(env) <= 0) then
+      rerror.usage(string.format("%s=%s is not a number of seconds", M.ENV.timeout, env),
+        "set it to the seconds of network silence before a git operation gives up (default 60)")
+    end
+  end
   local progress = opts.progress
   if progress == nil then progress = "auto" end
   local t = { username = cred.username, password = cred.password, source = cred.source,

@@ -19,6 +19,10 @@ local threshold  -- nil: read RELUA_LOG_LEVEL on first use
 local function current_threshold()
   if threshold == nil then
     local env = os.getenv("RELUA_LOG_LEVEL")
+    if env and env ~= "" and not LEVELS[env:lower()] then
+      require("relua.error").usage(string.format("RELUA_LOG_LEVEL=%s is not a level", env),
+        "set it to debug, info, warn or error (or unset it: info)")
+    end
     threshold = env and LEVELS[env:lower()] or LEVELS.info
   end
   return threshold

@@ -182,13 +182,13 @@ function M.problems(recipe)
   end
   if phases == nil then bad("it has no phases") return list end
   if type(phases) ~= "table" then bad("phases is a " .. type(phases) .. ", not a list") return list end
-  if #phases == 0 then bad("phases is empty") return list end
   for k in pairs(phases) do
     if math.type(k) ~= "integer" or k < 1 or k > #phases then
       bad("phases must be a list (found the key " .. tostring(k) .. ")")
       return list
     end
   end
+  if #phases == 0 then bad("phases is empty") return list end
   local seen = {}
   for i, p in ipairs(phases) do
     if type(p) ~= "table" then bad(string.format("phase %d is a %s, not a table", i, type(p)))

@@ -28,8 +28,8 @@ end
 ---@param line string
 ---@return table
 function M.parse_line(line)
-  local ev = { time = line:match("^(%S+)") }
-  local pos = #ev.time + 1
+  local ev = { time = line:match("^(%S+)") }   -- nil for a line that does not start with one
+  local pos = #(ev.time or "") + 1
   while pos <= #line do
     local k, s = line:match("^%s+([%w_%-%.]+)=()", pos)
     if not k then break end
