@@ -62,7 +62,7 @@ ASAN_SO    := $(LAZY:%=$(B)/asan/lib/relua/%.so)
 CTEST_SRC  := $(sort $(wildcard tests/c/*.c))
 CTEST_BIN  := $(CTEST_SRC:tests/c/%.c=$(B)/ctest/%)
 
-.PHONY: all deps test test-nolazy check asan ctest single bench demo install uninstall clean FORCE
+.PHONY: all deps test test-nolazy check asan ctest single share man bench demo install uninstall clean FORCE
 all:
 
 deps:
@@ -71,7 +71,7 @@ deps:
 # ./relua is a link to $(B)/bin/relua, which finds its modules in $(B)/lib/relua: the
 # layout of an installed relua (bin/relua, lib/relua/*.so). Another B links $(B)/relua.
 LINK       := $(if $(filter build,$(B)),relua,$(B)/relua)
-all: $(LINK)
+all: $(LINK) share
 $(LINK): $(B)/bin/relua | $(LAZY_SO)
 	ln -sfn $(abspath $(B))/bin/relua $@
 $(B)/bin/relua: $(OBJ) | $(LAZY_SO)
@@ -95,8 +95,8 @@ $(B)/gen/embedded.c: $(LIB_SRC) tools/embed.lua
 	@mkdir -p $(@D)
 	lua5.4 tools/embed.lua lib $@ $(LIB_SRC)
 
-# main.c's compiled-in fallback for the lazy modules: this build's own folder.
-MAIN_DEFS = -DRELUA_LIBDIR='"$(abspath $(@D)/../lib/relua)"'
+# main.c's compiled-in fallbacks for the lazy modules and the shared data: this build's own.
+MAIN_DEFS = -DRELUA_LIBDIR='"$(abspath $(@D)/../lib/relua)"' -DRELUA_DATADIR='"$(abspath $(SHARE))"'
 $(B)/obj/%.o: host/%.c $(HOST_HDR) $(GEN_H)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_FLAGS) $(CFLAGS) $(if $(filter main,$*),$(MAIN_DEFS)) -c -o $@ $<
@@ -105,6 +105,31 @@ $(B)/obj/embedded.o: $(B)/gen/embedded.c
 $(B)/lib/relua/%.so: host/%.c $(HOST_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_FLAGS) $(CFLAGS) -fPIC -shared -o $@ $< $(shell pkg-config --libs $(LIBS_$*))
+
+# Data the binary finds in ../share/relua beside itself (installed: DATADIR/relua): the
+# shipped recipes (relua init's templates) and playbooks, and the LuaLS type definitions
+# (tools/types.lua over lib/, plus the hand-written shapes in types/).
+SHARE      := $(B)/share/relua
+TYPES_SRC  := $(shell find types -name '*.lua' | sort)
+share: $(SHARE)/recipes $(SHARE)/playbooks $(SHARE)/types/.stamp
+$(SHARE)/recipes $(SHARE)/playbooks:
+	@mkdir -p $(@D)
+	ln -sfn $(abspath $(@F)) $@
+$(SHARE)/types/.stamp: $(LIB_SRC) $(TYPES_SRC) tools/types.lua
+	rm -rf $(@D) && mkdir -p $(@D)
+	lua5.4 tools/types.lua $(@D) $(LIB_SRC)
+	cp -R types/. $(@D)/
+	touch $@
+
+# The man pages, from scdoc sources; relua(1)'s commands come from relua.cli's table.
+MAN        := $(B)/man/relua.1 $(B)/man/relua-recipe.5
+man: $(MAN)
+$(B)/man/relua.1: doc/man/relua.1.scd tools/man.lua $(LINK)
+	@mkdir -p $(@D)
+	./$(LINK) tools/man.lua $< | scdoc > $@.tmp && mv $@.tmp $@
+$(B)/man/relua-recipe.5: doc/man/relua-recipe.5.scd
+	@mkdir -p $(@D)
+	scdoc < $< > $@.tmp && mv $@.tmp $@
 
 # `make single`: one self-contained file carrying its lazy modules (loaded from a memfd, or
 # a temporary file where /proc or memfd_create is unavailable).
@@ -141,7 +166,7 @@ $(B)/ctest/%: tests/c/%.c $(CTEST_OBJ)
 	$(CC) $(BASE_FLAGS) $(SAN_FLAGS) -g -o $@ $^ $(ALL_LIBS)
 
 test: deps
-	@$(MAKE) --no-print-directory all single asan ctest
+	@$(MAKE) --no-print-directory all single man asan ctest
 	@tests/run-all.sh
 
 # The specs against a build that links every module directly (`make LAZY=`).
@@ -170,19 +195,26 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@./relua demo/demo.lua
 
-# The installed binary differs from $(B)/bin/relua only by its compiled-in LIBDIR.
-install: all
+# The installed binary differs from $(B)/bin/relua only by its compiled-in folders.
+install: all man
 	@mkdir -p $(B)/install
-	$(CC) $(BASE_FLAGS) $(CFLAGS) -DRELUA_LIBDIR='"$(LIBDIR)"' -c -o $(B)/install/main.o host/main.c
+	$(CC) $(BASE_FLAGS) $(CFLAGS) -DRELUA_LIBDIR='"$(LIBDIR)"' -DRELUA_DATADIR='"$(DATADIR)/relua"' \
+	  -c -o $(B)/install/main.o host/main.c
 	$(CC) $(CFLAGS) -rdynamic -o $(B)/install/relua $(B)/install/main.o $(filter-out $(B)/obj/main.o,$(OBJ)) $(MAIN_LIBS)
 	install -D -m 0755 $(B)/install/relua $(DESTDIR)$(BINDIR)/relua
 	install -d $(DESTDIR)$(LIBDIR)
 	$(if $(LAZY_SO),install -m 0644 $(LAZY_SO) $(DESTDIR)$(LIBDIR)/)
-	install -d $(DESTDIR)$(DATADIR)/relua
+	install -d $(DESTDIR)$(DATADIR)/relua/types
 	cp -R recipes playbooks $(DESTDIR)$(DATADIR)/relua/
+	cd $(SHARE)/types && find . -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(DATADIR)/relua/types/{} \;
+	install -D -m 0644 $(B)/man/relua.1 $(DESTDIR)$(MANDIR)/man1/relua.1
+	install -D -m 0644 $(B)/man/relua-recipe.5 $(DESTDIR)$(MANDIR)/man5/relua-recipe.5
+	install -D -m 0644 completions/relua.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/relua
+	install -D -m 0644 completions/_relua $(DESTDIR)$(DATADIR)/zsh/site-functions/_relua
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/relua
+	rm -f $(DESTDIR)$(BINDIR)/relua $(DESTDIR)$(MANDIR)/man1/relua.1 $(DESTDIR)$(MANDIR)/man5/relua-recipe.5
+	rm -f $(DESTDIR)$(DATADIR)/bash-completion/completions/relua $(DESTDIR)$(DATADIR)/zsh/site-functions/_relua
 	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DATADIR)/relua
 
 clean:

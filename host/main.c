@@ -68,6 +68,9 @@ static const Lazy lazy_modules[] = {
 #ifndef RELUA_LIBDIR
 #define RELUA_LIBDIR "/usr/local/lib/relua"
 #endif
+#ifndef RELUA_DATADIR
+#define RELUA_DATADIR "/usr/local/share/relua"
+#endif
 
 /* Registry key of the folder the lazy modules are looked for first: ../lib/relua of the binary. */
 #define LAZY_DIR_KEY "relua.lazy.dir"
@@ -254,12 +257,17 @@ static void push_self_path(lua_State *L, const char *argv0) {
   free(real);
 }
 
-/* Records the folder of the lazy modules beside the binary (registry, LAZY_DIR_KEY). */
-static void find_lazy_dir(lua_State *L, const char *argv0) {
+/*
+** Records where the binary is (registry RELUA_SELF_KEY: relua.core.version.self, for the
+** data in ../share/relua) and the folder of the lazy modules beside it (LAZY_DIR_KEY).
+*/
+static void find_self(lua_State *L, const char *argv0) {
   const char *self, *slash;
   push_self_path(L, argv0);                 /* [path|nil] */
   self = lua_tostring(L, -1);
   if (self != NULL && (slash = strrchr(self, '/')) != NULL) {
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, RELUA_SELF_KEY);
     lua_pushfstring(L, "%s/../lib/relua", lua_pushlstring(L, self, (size_t)(slash - self)));
     lua_setfield(L, LUA_REGISTRYINDEX, LAZY_DIR_KEY);
     lua_pop(L, 1);
@@ -389,7 +397,9 @@ static void open_loaders(lua_State *L, const char *argv0) {
     lua_pushcfunction(L, m->func);
     lua_settable(L, -3);
   }
-  if (lazy_modules[0].name != NULL) find_lazy_dir(L, argv0);
+  find_self(L, argv0);
+  lua_pushliteral(L, RELUA_DATADIR);
+  lua_setfield(L, LUA_REGISTRYINDEX, RELUA_DATADIR_KEY);
   for (z = lazy_modules; z->name != NULL; z++) {
     push_module_name(L, z->name);          /* [preload, name] */
     lua_pushlightuserdata(L, (void *)z);

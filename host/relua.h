@@ -25,6 +25,11 @@ typedef struct relua_Embedded {
 } relua_Embedded;
 extern const relua_Embedded relua_embedded[];
 
+/* Registry keys set by main.c: the binary's own path (symlinks resolved), and the data
+   folder compiled in (share/relua: recipes, playbooks, types), read by relua.core.version. */
+#define RELUA_SELF_KEY "relua.self"
+#define RELUA_DATADIR_KEY "relua.datadir"
+
 /* Metatable of relua's structured errors: {message=, code=, hint=, exit=}. */
 #define RELUA_ERROR_MT "relua.Error"
 

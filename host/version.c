@@ -37,5 +37,9 @@ int luaopen_relua_core_version(lua_State *L) {
   lua_setfield(L, -2, "relua");
   lua_pushliteral(L, LUA_RELEASE);
   lua_setfield(L, -2, "lua");
+  lua_getfield(L, LUA_REGISTRYINDEX, RELUA_SELF_KEY);     /* the binary, when found */
+  lua_setfield(L, -2, "self");
+  lua_getfield(L, LUA_REGISTRYINDEX, RELUA_DATADIR_KEY);  /* share/relua compiled in */
+  lua_setfield(L, -2, "datadir");
   return 1;
 }

@@ -13,6 +13,7 @@ packages=(
   git lighttpd openssh-server openssl curl twine python3 python3-pip python3-packaging time
   nodejs npm
   strace valgrind clang-14 libclang-rt-14-dev
+  scdoc zsh lua-check shellcheck cppcheck
 )
 
 missing=()

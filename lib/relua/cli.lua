@@ -24,7 +24,7 @@ M.commands = {}
 ---@field exits table<integer,string> exit status -> what it means
 ---@field examples string[]     command lines (a "# comment" after two spaces is fine)
 ---@field args string[]?        positional kinds for completion: "ticket", "recipe", "phase", "playbook", "file", "command"
----@field hidden boolean?       not listed (internal helpers)
+---@field hidden boolean?       not listed, and its arguments are its own (no --help): internal helpers
 ---@field run fun(...:string):integer?
 
 -- Exit statuses most commands share (README, "Exit codes").
@@ -247,6 +247,40 @@ command {
   run = function(...) return require("relua.release").revert_command(...) end,
 }
 
+-- For recipe authors.
+command {
+  name = "init", summary = "start a project: a starter recipe, playbooks/, .luarc.json",
+  usage = "relua init [--template=NAME] [DIR]",
+  description = "Writes DIR/release.lua copied from a shipped recipe (the template), a "
+    .. "playbooks/ folder, a .luarc.json that points the editor (LuaLS) at relua's type "
+    .. "definitions, and makes sure .gitignore ignores the ledger folder .relua/. It writes "
+    .. "nothing when release.lua, .luarc.json or playbooks/README.md already exists.",
+  options = { { "--template=NAME", "the shipped recipe to start from (default release); the templates are the recipes relua ships" } },
+  exits = { [0] = "written", [2] = "a file exists (nothing written), an unknown template, or a usage error" },
+  examples = { "relua init", "relua init --template=release myproject" },
+  args = { "dir" },
+  run = function(...) return require("relua.cli.scaffold").command(...) end,
+}
+
+command {
+  name = "check", summary = "validate a recipe and its playbooks without running anything",
+  usage = "relua check RECIPE [--from=PHASE]",
+  description = "Loads RECIPE with relua's primitives guarded as in a dry run and lists every "
+    .. "problem: unknown keys, bad or duplicate phase names, missing run or revert functions, "
+    .. "a --from that names no phase, and the problems of the playbooks in the playbooks/ "
+    .. "folder beside it.",
+  options = { { "--from=PHASE", "also check that PHASE is a phase a run could start from" } },
+  exits = { [0] = "valid", [2] = "problems found (each printed on stderr), or the recipe cannot be read" },
+  examples = { "relua check release.lua", "relua check release.lua --from=publish" },
+  args = { "recipe" },
+  run = function(...) return require("relua.cli.check").command(...) end,
+}
+
+command {
+  name = "__complete", hidden = true,
+  run = function(...) return require("relua.cli.complete").command(M, ...) end,
+}
+
 -- ------------------------------------------------------------------ dispatch
 
 -- A table that looks like a recipe: has phases, or is a list of phase-like tables (a
@@ -323,6 +357,7 @@ end
 ---@param args string[]
 ---@return integer exit status
 function M.dispatch(cmd, args)
+  if cmd.hidden then return cmd.run(table.unpack(args)) or 0 end
   local help = require "relua.cli.help"
   if wants_help(args) then
     io.stdout:write(help.render(cmd))

@@ -14,6 +14,7 @@ local semver = require "relua.semver"
 local M = {}
 
 --- The methods of every repository (C primitives plus the policy below).
+---@class relua.git.Repository
 local R = core.Repository
 --- The C primitives this module wraps under the same names.
 local C = {}
@@ -199,7 +200,7 @@ end
 
 --- Opens the repository at path (a work tree or a .git/bare folder; no search upwards).
 ---@param path string
----@return userdata|nil repo
+---@return relua.git.Repository|nil repo
 ---@return string? message
 ---@return string? code
 function M.open(path)
@@ -209,7 +210,7 @@ end
 
 --- Opens the repository holding path, searching upwards like git does.
 ---@param path string?  default "."
----@return userdata|nil repo
+---@return relua.git.Repository|nil repo
 ---@return string? message
 ---@return string? code
 function M.discover(path)
@@ -221,7 +222,7 @@ end
 --- Creates a repository (a work tree with .git, or bare).
 ---@param path string
 ---@param opts {bare:boolean?}?
----@return userdata|nil repo
+---@return relua.git.Repository|nil repo
 ---@return string? message
 ---@return string? code
 function M.init(path, opts)
@@ -234,7 +235,7 @@ end
 ---@param url string
 ---@param path string
 ---@param opts {bare:boolean?, branch:string?, timeout:number?, progress:any, username:string?, password:string?}?
----@return userdata|nil repo
+---@return relua.git.Repository|nil repo
 ---@return string? message
 ---@return string? code
 function M.clone(url, path, opts)

@@ -77,7 +77,7 @@ end
 
 local format
 
--- Entries of t as strings, array part first.
+-- Entries of t as strings, array part first. col: the column of t's own indentation.
 local function entries(t, o, level, open, col)
   local items, n = {}, 0
   local count = 0
@@ -92,7 +92,7 @@ local function entries(t, o, level, open, col)
   for i = 1, count do
     if n >= o.max_items then break end
     n = n + 1
-    items[n] = format(rawget(t, i), o, level + 1, open, inner)
+    items[n] = format(rawget(t, i), o, level + 1, open, inner, inner)
   end
   for _, k in ipairs(keys) do
     if n >= o.max_items then break end
@@ -100,13 +100,16 @@ local function entries(t, o, level, open, col)
     if type(k) == "string" and k:match("^[%a_][%w_]*$") and not KEYWORDS[k] then ks = k
     else ks = "[" .. (type(k) == "table" and tostring(k) or scalar(k, o)) .. "]" end
     n = n + 1
-    items[n] = ks .. " = " .. format(rawget(t, k), o, level + 1, open, inner + #ks + 3)
+    -- a nested table laid out on several lines is indented by its level, not by its key's
+    -- length: deep records do not drift right
+    items[n] = ks .. " = " .. format(rawget(t, k), o, level + 1, open, inner, inner + #ks + 3)
   end
   if total > n then items[#items + 1] = string.format("... (%d more)", total - n) end
   return items
 end
 
-function format(v, o, level, open, col)
+-- col: the indentation of v's lines; used: the column where v starts (for the one-line fit).
+function format(v, o, level, open, col, used)
   if type(v) ~= "table" or has_tostring(v) then return scalar(v, o) end
   if open[v] then return "<cycle: " .. tostring(v) .. ">" end
   if next(v) == nil then return "{}" end
@@ -115,7 +118,7 @@ function format(v, o, level, open, col)
   local items = entries(v, o, level, open, col)
   open[v] = nil
   local one = "{ " .. table.concat(items, ", ") .. " }"
-  if #one + col <= o.width and not one:find("\n", 1, true) then return one end
+  if #one + (used or col) <= o.width and not one:find("\n", 1, true) then return one end
   local pad = string.rep(" ", col + o.indent)
   return "{\n" .. pad .. table.concat(items, ",\n" .. pad) .. "\n" .. string.rep(" ", col) .. "}"
 end
@@ -133,7 +136,7 @@ function M.format(value, opts)
     end
     o[k] = v or d
   end
-  return format(value, o, 0, {}, 0)
+  return format(value, o, 0, {}, 0, 0)
 end
 
 --- Prints each value formatted, separated by tabs, on stdout.

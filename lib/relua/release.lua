@@ -151,49 +151,67 @@ end
 
 local PHASE_NAME = "^[%w%._%-]+$"
 
---- Checks a recipe; raises a usage error (exit 2) naming the file and the problem.
+--- Every problem of a recipe, in order (an empty list: it is valid). The structural ones
+--- (not a table, no phases, phases not a list) end the list: nothing after them can be
+--- checked. `relua check` prints them all; M.validate raises the first.
 ---@param recipe any
----@param path string
----@return table recipe
-function M.validate(recipe, path)
-  local function bad(what)
-    usage(string.format("invalid recipe %s: %s", path, what),
-      "a recipe returns { phases = { { name = \"prepare\", run = function(r) ... end }, ... } } (see doc/recipes.md)")
-  end
+---@return string[]
+function M.problems(recipe)
+  local list = {}
+  local function bad(what) list[#list + 1] = what end
   if type(recipe) ~= "table" then
     bad("it returns " .. (recipe == nil and "nothing" or "a " .. type(recipe)) .. ", not a table of phases")
+    return list
   end
   local phases = recipe.phases
   if phases == nil and recipe[1] ~= nil then
     bad("it has no phases (the list of phases goes in phases = { ... })")
+    return list
   end
   local key, advice = schema.unknown(schema.recipe, recipe)
   if key then bad(string.format("unknown key %s (%s)", key, advice)) end
-  if phases == nil then bad("it has no phases") end
-  if type(phases) ~= "table" then bad("phases is a " .. type(phases) .. ", not a list") end
-  if #phases == 0 then bad("phases is empty") end
+  if phases == nil then bad("it has no phases") return list end
+  if type(phases) ~= "table" then bad("phases is a " .. type(phases) .. ", not a list") return list end
+  if #phases == 0 then bad("phases is empty") return list end
   for k in pairs(phases) do
     if math.type(k) ~= "integer" or k < 1 or k > #phases then
       bad("phases must be a list (found the key " .. tostring(k) .. ")")
+      return list
     end
   end
   local seen = {}
   for i, p in ipairs(phases) do
-    if type(p) ~= "table" then bad(string.format("phase %d is a %s, not a table", i, type(p))) end
-    if p.name == nil then bad(string.format("phase %d has no name", i)) end
-    if type(p.name) ~= "string" or #p.name > 64 or not p.name:match(PHASE_NAME) then
-      bad(string.format("phase %d has an invalid name %q (use 1-64 characters of A-Z a-z 0-9 . _ -)", i, tostring(p.name)))
+    if type(p) ~= "table" then bad(string.format("phase %d is a %s, not a table", i, type(p)))
+    else
+      local name = p.name
+      if name == nil then bad(string.format("phase %d has no name", i))
+      elseif type(name) ~= "string" or #name > 64 or not name:match(PHASE_NAME) then
+        bad(string.format("phase %d has an invalid name %q (use 1-64 characters of A-Z a-z 0-9 . _ -)", i, tostring(name)))
+      elseif seen[name] then bad(string.format("phase %s appears twice (phases %d and %d)", name, seen[name], i))
+      else seen[name] = i end
+      local shown_name = type(name) == "string" and name or tostring(i)
+      if type(p.run) ~= "function" then
+        bad(string.format("phase %s has no run function", shown_name))
+      end
+      if p.revert ~= nil and type(p.revert) ~= "function" then
+        bad(string.format("phase %s: revert must be a function", shown_name))
+      end
+      key, advice = schema.unknown(schema.phase, p)
+      if key then bad(string.format("phase %s: unknown key %s (%s)", shown_name, key, advice)) end
     end
-    if seen[p.name] then bad(string.format("phase %s appears twice (phases %d and %d)", p.name, seen[p.name], i)) end
-    seen[p.name] = i
-    if type(p.run) ~= "function" then
-      bad(string.format("phase %s has no run function", p.name))
-    end
-    if p.revert ~= nil and type(p.revert) ~= "function" then
-      bad(string.format("phase %s: revert must be a function", p.name))
-    end
-    key, advice = schema.unknown(schema.phase, p)
-    if key then bad(string.format("phase %s: unknown key %s (%s)", p.name, key, advice)) end
+  end
+  return list
+end
+
+--- Checks a recipe; raises a usage error (exit 2) naming the file and the first problem.
+---@param recipe any
+---@param path string
+---@return table recipe
+function M.validate(recipe, path)
+  local first = M.problems(recipe)[1]
+  if first then
+    usage(string.format("invalid recipe %s: %s", path, first),
+      "a recipe returns { phases = { { name = \"prepare\", run = function(r) ... end }, ... } } (see doc/recipes.md)")
   end
   return recipe
 end

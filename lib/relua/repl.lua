@@ -11,7 +11,7 @@ local M = {}
 M.HISTORY_MAX = 1000
 
 --- Modules bound as globals in the REPL only (those that load).
-M.BINDINGS = { "git", "http", "proc", "fs", "json", "yaml" }
+M.BINDINGS = { "git", "http", "proc", "fs", "json", "yaml", "log", "pretty", "semver" }
 
 local rl -- relua.core.readline, loaded on a terminal only
 
@@ -234,6 +234,8 @@ local function report(e)
 end
 
 local function show(n, ...)
+  -- `f()` returning `v, nil, nil` (a value and no error) shows v alone
+  while n > 1 and select(n, ...) == nil do n = n - 1 end
   if n == 0 then return end
   local parts = {}
   for i = 1, n do parts[i] = pretty.format((select(i, ...))) end
@@ -253,6 +255,49 @@ local function run_chunk(fn)
   end
 end
 
+-- ------------------------------------------------------------------ tickets
+
+-- What a ticket shows in the REPL: its summary first; the full record on request.
+local Ticket = {}
+Ticket.__index = Ticket
+
+function Ticket:__tostring()
+  local s, st = self.summary, self.state
+  local head = s.status
+  if s.status == "failed" then head = string.format("failed in phase %s (rc=%s)", s.phase, tostring(s.rc))
+  elseif s.status == "interrupted" then head = "interrupted in phase " .. tostring(s.phase) end
+  local lines = { string.format("ticket %s: %s", self.id, head) }
+  local phases = {}
+  for _, p in ipairs(st.phases) do phases[#phases + 1] = p.name .. "=" .. p.status end
+  lines[#lines + 1] = "phases: " .. table.concat(phases, " ")
+  if s.msg then lines[#lines + 1] = "error: " .. tostring(s.msg):gsub("\n.*", "") end
+  local recipe = st.recipe and st.recipe.path or "RECIPE"
+  if s.status == "failed" or s.status == "interrupted" then
+    lines[#lines + 1] = string.format("next: relua %s %s --from=%s  (or relua revert %s)", recipe, self.id, s.phase, self.id)
+  elseif s.status ~= "done" and s.status ~= "running" then
+    lines[#lines + 1] = string.format("next: relua %s %s", recipe, self.id)
+  end
+  lines[#lines + 1] = "(:full() the whole record; .state, .log, .summary its parts)"
+  return table.concat(lines, "\n")
+end
+
+--- The whole record, as a plain table.
+function Ticket:full()
+  local t = {}
+  for k, v in pairs(self) do t[k] = v end
+  return t
+end
+
+--- `ticket("1234")` in the REPL: the ticket's record (relua.ticket.load), shown as a summary.
+---@param id string
+---@return table|nil
+---@return string? message
+function M.ticket(id, opts)
+  local t, err, code = require("relua.ticket").load(id, opts)
+  if not t then return nil, err, code end
+  return setmetatable(t, Ticket)
+end
+
 -- ------------------------------------------------------------------ the loop
 
 local function bind_globals()
@@ -266,10 +311,14 @@ local function bind_globals()
       end
     end
   end
-  if rawget(_G, "ticket") == nil then
-    local ok, mod = pcall(require, "relua.ticket")
-    if ok and type(mod) == "table" and mod.load then rawset(_G, "ticket", mod.load) end
+  if rawget(_G, "registry") == nil then
+    -- registry.pypi, registry.npm, ...: loaded when first used
+    rawset(_G, "registry", setmetatable({}, { __index = function(t, k)
+      local ok, mod = pcall(require, "relua.registry." .. tostring(k))
+      if ok then rawset(t, k, mod) return mod end
+    end }))
   end
+  if rawget(_G, "ticket") == nil then rawset(_G, "ticket", M.ticket) end
 end
 
 -- Reads one line: the text, nil at the end of input, false for Ctrl-C.

@@ -27,6 +27,27 @@ setmetatable(M, { __index = function(_, k)
   end
 end })
 
+--- The binary's own path (symlinks resolved), when it could be found.
+---@type string?
+M.self = core.self
+
+--- The folder of relua's shared data (the shipped recipes, playbooks and type
+--- definitions): ../share/relua beside the binary, else the DATADIR it was built for.
+---@return string?
+function M.datadir()
+  local candidates = {}
+  if core.self then candidates[1] = core.self:gsub("/[^/]*$", "") .. "/../share/relua" end
+  candidates[#candidates + 1] = core.datadir
+  for _, d in ipairs(candidates) do
+    local f = io.open(d .. "/recipes")
+    if f then
+      f:close()
+      return (d:gsub("/[^/]+/%.%./", "/"))
+    end
+  end
+  return nil
+end
+
 --- One line for --version.
 ---@return string
 function M.describe()
