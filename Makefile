@@ -62,6 +62,7 @@ ASAN_SO    := $(LAZY:%=$(B)/asan/lib/relua/%.so)
 CTEST_SRC  := $(sort $(wildcard tests/c/*.c))
 CTEST_BIN  := $(CTEST_SRC:tests/c/%.c=$(B)/ctest/%)
 
+.SECONDARY:
 .PHONY: all deps test test-nolazy check asan ctest single share man bench demo install uninstall clean FORCE
 all:
 
@@ -146,9 +147,12 @@ $(B)/single/relua: $(OBJ) $(B)/obj/lazy.o
 asan: $(B)/asan/relua
 $(B)/asan/relua: $(B)/asan/bin/relua | $(ASAN_SO)
 	ln -sfn bin/relua $@
+# LeakSanitizer (GCC 12) crashes ("Tracer caught signal 11") scanning the dynamic TLS of
+# libraries dlopen'ed after start (libgit2, libcurl): the ASan binary links those libraries
+# at start, and loads relua's own modules from ../lib/relua as an installed relua does.
 $(B)/asan/bin/relua: $(ASAN_OBJ) | $(ASAN_SO)
 	@mkdir -p $(@D)
-	$(CC) $(SAN_FLAGS) -g -rdynamic -o $@ $(ASAN_OBJ) $(MAIN_LIBS)
+	$(CC) $(SAN_FLAGS) -g -rdynamic -o $@ $(ASAN_OBJ) -Wl,--no-as-needed $(ALL_LIBS)
 $(B)/asan/obj/%.o: host/%.c $(HOST_HDR) $(GEN_H)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_FLAGS) $(SAN_FLAGS) $(if $(filter main,$*),$(MAIN_DEFS)) -O1 -g -c -o $@ $<

@@ -1,15 +1,19 @@
--- make demo: a real release in a throwaway sandbox. It builds a git repository with a bare
--- remote (relua.git), then runs the actual relua binary on the shipped recipe
--- (recipes/release.lua) the way an operator would: the migrate phase fails the first time,
--- `relua status` shows where it stopped, the cause is fixed, `--from=migrate` resumes, and
--- a re-run says "nothing to do". Each step is explained in plain words.
+-- make demo: a real release in a throwaway sandbox (demo/release_run.lua: a bare remote, a
+-- developer's clone, the deployed checkout and a service that real processes stand in for).
+-- The actual relua binary runs the shipped recipe (recipes/release.lua) the way an operator
+-- would: the verify phase fails because the health probe raced the service's restart,
+-- `relua status` shows where it stopped, `relua diagnose` names the shipped playbook that
+-- answers it, `relua recover` waits, re-verifies and resumes the release, and a re-run
+-- says "nothing to do". Each step is explained in plain words.
+package.path = "demo/?.lua;" .. package.path
 local fs = require "relua.fs"
 local proc = require "relua.proc"
 local gitlib = require "relua.git"
+local rr = require "release_run"
 
 local RELUA = fs.abspath(arg and arg[-1] or "./relua")
 local RECIPE = fs.abspath("recipes/release.lua")
-local TICKET = "1234"
+local TICKET = rr.TICKET
 
 local function say(fmt, ...)
   io.stdout:write("\n\27[1m", string.format(fmt, ...), "\27[0m\n")
@@ -22,70 +26,28 @@ if os.getenv("NO_COLOR") or not proc.isatty(1) then
   end
 end
 
+local sb
+
 local function fail(msg)
   io.stderr:write("demo: ", msg, "\n")
+  if sb then rr.stop(sb) end
   os.exit(1)
 end
 
-local sandbox = assert(fs.tmpdir("relua-demo"))
-local AUTHOR = { name = "Demo", email = "demo@example.invalid" }
-
-local function check(v, err)
-  if not v then fail(err) end
-  return v
-end
-
-local function write(path, content, mode)
-  assert(fs.write(path, content, mode and { mode = mode } or nil))
-end
-
 -- ---------------------------------------------------------------- the sandbox
-say("Setting up a throwaway sandbox in %s", sandbox)
-local remote, dev, app, db = sandbox .. "/remote.git", sandbox .. "/dev", sandbox .. "/app", sandbox .. "/db"
-assert(fs.mkdir(db))
-write(db .. "/schema", "v1\n")
-local bare <close> = check(gitlib.init(remote, { bare = true }))
-local devrepo <close> = check(gitlib.clone(remote, dev))
-write(dev .. "/README", "the wiki\n")
-check(devrepo:commit("first version", { "README" }, { author = AUTHOR }))
-local BRANCH = devrepo:head().branch
-check(devrepo:push("origin", { BRANCH }))
-local apprepo <close> = check(gitlib.clone(remote, app))
+local ok, built = pcall(rr.build)
+if not ok then fail(tostring(built)) end
+sb = built
+say("Setting up a throwaway sandbox in %s", sb.root)
 print("  a bare remote (remote.git), a developer's clone (dev), the deployed checkout (app),")
-print("  and a 'database' (db/schema, now at v1).")
+print("  and a service, wikijs (svc.sh: a real background process), running image wiki:1.")
+print("  A developer pushed ticket 1234: image wiki:2, a per-ticket script, a health check.")
+rr.faults.race(sb)
+print("  The service takes 3 seconds to come up after a restart; the health check does not wait.")
 
--- The change to release: a migration, a per-ticket script and a health check.
-write(dev .. "/migrate.sh", [[
-#!/bin/sh
-echo "migrating the database from $(cat ../db/schema) to v2"
-if [ ! -f ../db/space-freed ]; then
-  echo "error: no space left on the database volume" >&2
-  exit 1
-fi
-echo v2 > ../db/schema
-echo "database now at v2"
-]], 493)
-write(dev .. "/verify.sh", [[
-#!/bin/sh
-test "$(cat ../db/schema)" = v2 && echo "health check: ok (schema v2, release $MERGE_SHA)"
-]], 493)
-assert(fs.mkdir(dev .. "/releases"))
-write(dev .. "/releases/1234-search.lua", [[
-local r = ...
-r:log("ticket 1234: turning on the new search index")
-]])
-check(devrepo:commit("ticket 1234: schema v2 and the new search index",
-  { "migrate.sh", "verify.sh", "releases/1234-search.lua" }, { author = AUTHOR }))
-check(devrepo:push("origin", { BRANCH }))
-print("  a developer pushed ticket 1234: a schema migration, a per-ticket script, a health check.")
-
-local ENV = {
-  RELUA_HOME = sandbox .. "/home",
-  RELEASE_BRANCH = BRANCH,
-  RELEASE_BACKUP = "cp ../db/schema ../db/schema.bak && echo schema.bak",
-  RELEASE_RESTORE = "cp ../db/schema.bak ../db/schema",
-  NO_COLOR = os.getenv("NO_COLOR"),
-}
+local ENV = sb.env
+ENV.NO_COLOR = os.getenv("NO_COLOR")
+ENV.RELUA_PLAYBOOKS = false
 
 local function relua(args, expect)
   local shown = { "relua" }
@@ -94,7 +56,7 @@ local function relua(args, expect)
   io.stdout:flush()
   local argv = { RELUA }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local res, err = proc.run(argv, { cwd = app, env = ENV, echo = true })
+  local res, err = proc.run(argv, { cwd = sb.app, env = ENV, echo = true })
   if not res then fail(err) end
   if res.code ~= expect then
     fail(string.format("expected exit status %d from relua %s, got %s", expect, table.concat(args, " "), tostring(res.code)))
@@ -103,9 +65,10 @@ local function relua(args, expect)
 end
 
 -- ---------------------------------------------------------------- the release
-say("1. The operator runs the release for ticket %s. The migration will fail.", TICKET)
+say("1. The operator runs the release for ticket %s. The health check will fail.", TICKET)
 relua({ RECIPE, TICKET }, 1)
-print("\nrelua halted at the failed phase: nothing after it ran, and it said how to resume or roll back.")
+print("\nrelua halted at the failed phase: nothing after it ran. It said how to resume or roll back,")
+print("and which shipped playbook matches what it saw.")
 
 say("2. Where did it stop? relua status reads the ticket's state file.")
 relua({ "status", TICKET }, 0)
@@ -116,28 +79,31 @@ for line in log:gmatch("[^\n]+") do
   if line:match("event=failed") or line:match("event=start") or line:match("event=done") then print("  " .. line) end
 end
 
-say("4. Fix the cause (free space on the database volume), not the symptom.")
-write(db .. "/space-freed", "")
-print("  touched db/space-freed")
+say("4. Instead of a wiki page at 3 a.m.: relua diagnose runs the matching playbook's checks.")
+relua({ "diagnose", TICKET }, 0)
 
-say("5. Resume from the failed phase. prepare is skipped: its state (BASE_SHA, the backup) is reused.")
-relua({ RECIPE, TICKET, "--from=migrate" }, 0)
+say("5. relua recover applies it: fix, verify, and only then resume, under the ticket's lock.")
+print("  (--yes: there is nobody to ask in a demo; on a terminal relua shows the plan and asks)")
+relua({ "recover", TICKET, "--yes" }, 0)
 
 say("6. Running it again is safe: every phase is done.")
 relua({ RECIPE, TICKET }, 0)
 
-say("7. All tickets at a glance.")
-relua({ "list" }, 0)
+say("7. The audit log records each stage of the recovery.")
+log = assert(fs.read(ENV.RELUA_HOME .. "/releases/" .. TICKET .. ".log"))
+for line in log:gmatch("[^\n]+") do
+  if line:match("event=playbook") then print("  " .. line) end
+end
 
-local schema = assert(fs.read(db .. "/schema"))
-if schema ~= "v2\n" then fail("the database should be at v2, it is " .. schema) end
-local released <close> = check(gitlib.open(app))
-if released:head().id ~= devrepo:head().id then fail("the deployed checkout is not at the released commit") end
-say("Done: the checkout is at the released commit and the database at v2.")
+local released <close> = assert(gitlib.open(sb.app))
+if released:head().id ~= sb.head then fail("the deployed checkout is not at the released commit") end
+if rr.svc(sb, "image") ~= "wiki:2" or rr.svc(sb, "health") ~= "healthy" then fail("the service is not healthy on wiki:2") end
+say("Done: the checkout is at the released commit and wikijs runs wiki:2, healthy.")
 
 if os.getenv("RELUA_DEMO_KEEP") then
-  print("sandbox kept (RELUA_DEMO_KEEP): " .. sandbox)
+  rr.stop(sb)
+  print("sandbox kept (RELUA_DEMO_KEEP): " .. sb.root)
 else
-  fs.remove(sandbox, { recursive = true })
-  print("sandbox removed (set RELUA_DEMO_KEEP=1 to keep it)")
+  rr.remove(sb)
+  print("service stopped, sandbox removed (set RELUA_DEMO_KEEP=1 to keep it)")
 end

@@ -107,6 +107,87 @@ static int c_digest_file(lua_State *L) {
   return 1;
 }
 
+/*
+** digests_file(path, {algo = format, ...}) -> {algo = digest, ...} | nil, msg, code
+** Every digest from one read of the file (a 1 GB upload reads its file once for all).
+*/
+#define MAX_ALGOS 4
+typedef struct Multi {
+  EVP_MD_CTX *md[MAX_ALGOS];
+  int fd;
+} Multi;
+
+static void multi_release(Multi *m) {
+  int i;
+  for (i = 0; i < MAX_ALGOS; i++) {
+    if (m->md[i] != NULL) EVP_MD_CTX_free(m->md[i]);
+    m->md[i] = NULL;
+  }
+  if (m->fd >= 0) close(m->fd);
+  m->fd = -1;
+}
+
+static int multi_gc(lua_State *L) {
+  multi_release((Multi *)luaL_checkudata(L, 1, CTX_MT ".multi"));
+  return 0;
+}
+
+static int c_digests_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int n = 0, i, ok = 1;
+  Multi *m;
+  char buf[CHUNK];
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  m = (Multi *)lua_newuserdatauv(L, sizeof(Multi), 0);  /* [path, algos, m] */
+  memset(m, 0, sizeof *m);
+  m->fd = -1;
+  luaL_setmetatable(L, CTX_MT ".multi");
+  lua_newtable(L);                                      /* [path, algos, m, names] */
+  lua_pushnil(L);
+  while (lua_next(L, 2) != 0) {                         /* [.., names, algo, format] */
+    const EVP_MD *type;
+    lua_pop(L, 1);
+    if (n == MAX_ALGOS) return luaL_argerror(L, 2, "at most 4 digests at once");
+    type = pick(L, -1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, 4, n + 1);
+    m->md[n] = EVP_MD_CTX_new();
+    if (m->md[n] == NULL || EVP_DigestInit_ex(m->md[n], type, NULL) != 1) ok = 0;
+    n++;
+  }
+  m->fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (m->fd < 0) return relua_oserror(L, "fs.digests", path);
+  while (ok) {
+    ssize_t r = read(m->fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int err = errno;
+      multi_release(m);
+      errno = err;
+      return relua_oserror(L, "fs.digests", path);
+    }
+    if (r == 0) break;
+    for (i = 0; i < n && ok; i++) ok = EVP_DigestUpdate(m->md[i], buf, (size_t)r) == 1;
+  }
+  lua_newtable(L);                                      /* [path, algos, m, names, out] */
+  for (i = 0; i < n && ok; i++) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    ok = EVP_DigestFinal_ex(m->md[i], md, &len) == 1;
+    if (!ok) break;
+    lua_rawgeti(L, 4, i + 1);                           /* [.., out, algo] */
+    lua_pushvalue(L, -1);
+    lua_gettable(L, 2);                                 /* [.., out, algo, format] */
+    push_formatted(L, md, len, lua_gettop(L));          /* [.., out, algo, format, digest] */
+    lua_remove(L, -2);
+    lua_settable(L, 5);
+  }
+  multi_release(m);
+  if (!ok) return relua_fail(L, "EIO", "fs.digests: %s: libcrypto failed", path);
+  return 1;
+}
+
 /* hash(data, algo [, format]) -> string */
 static int c_hash(lua_State *L) {
   size_t len;
@@ -159,6 +240,7 @@ static int c_unbase64(lua_State *L) {
 
 static const luaL_Reg funcs[] = {
   {"digest_file", c_digest_file},
+  {"digests_file", c_digests_file},
   {"hash", c_hash},
   {"base64", c_base64},
   {"unbase64", c_unbase64},
@@ -168,6 +250,11 @@ static const luaL_Reg funcs[] = {
 int luaopen_relua_core_crypto(lua_State *L) {
   if (luaL_newmetatable(L, CTX_MT)) {
     lua_pushcfunction(L, ctx_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, CTX_MT ".multi")) {
+    lua_pushcfunction(L, multi_gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);

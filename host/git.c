@@ -276,16 +276,19 @@ static int open_common(lua_State *L, const char *what, unsigned int flags) {
 
 /* git.open(path) -> Repository | nil, msg, code */
 static int l_open(lua_State *L) {
+  relua_need_git();  /* libgit2 starts on the first operation, not on require */
   return open_common(L, "git.open", GIT_REPOSITORY_OPEN_NO_SEARCH);
 }
 
 /* git.discover(path) -> Repository: the repository holding path (searching upwards). */
 static int l_discover(lua_State *L) {
+  relua_need_git();  /* libgit2 starts on the first operation, not on require */
   return open_common(L, "git.discover", 0);
 }
 
 /* git.init(path [, bare]) -> Repository */
 static int l_init(lua_State *L) {
+  relua_need_git();  /* libgit2 starts on the first operation, not on require */
   const char *path = luaL_checkstring(L, 1);
   int bare = lua_toboolean(L, 2);
   Repo *r = repo_box(L);
@@ -1795,6 +1798,7 @@ static int repo_reflog(lua_State *L) {
 
 /* git.is_valid_ref(name) -> boolean (a full name: refs/heads/x, refs/tags/v1) */
 static int l_is_valid_ref(lua_State *L) {
+  relua_need_git();  /* libgit2 starts on the first operation, not on require */
   lua_pushboolean(L, valid_refname(luaL_checkstring(L, 1)));
   return 1;
 }
@@ -2441,6 +2445,7 @@ static int repo_ls_remote(lua_State *L) {
 
 /* git.ls_remote(url [, <network options>]) */
 static int l_ls_remote(lua_State *L) {
+  relua_need_git();  /* libgit2 starts on the first operation, not on require */
   return ls_remote_common(L, NULL, luaL_checkstring(L, 1), 2);
 }
 
@@ -2517,6 +2522,7 @@ static int repo_push(lua_State *L) {
 ** libgit2 removes the folder it created when the clone fails.
 */
 static int l_clone(lua_State *L) {
+  relua_need_git();  /* libgit2 starts on the first operation, not on require */
   const char *url = luaL_checkstring(L, 1);
   const char *path = luaL_checkstring(L, 2);
   git_clone_options opts;
@@ -2650,6 +2656,7 @@ static int process_start(struct timespec *out) {
 ** P is one of them) and whether it is older than this process. Policy is Lua's.
 */
 static int l_lock_info(lua_State *L) {
+  relua_need_git();  /* libgit2 starts on the first operation, not on require */
   const char *path = luaL_checkstring(L, 1);
   struct stat st, fst;
   struct timespec start;
@@ -2750,7 +2757,6 @@ static const luaL_Reg metamethods[] = {
 };
 
 int luaopen_relua_core_git(lua_State *L) {
-  relua_need_git();
   luaL_newmetatable(L, HOLD_MT);
   lua_pushcfunction(L, hold_gc);
   lua_setfield(L, -2, "__gc");

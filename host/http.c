@@ -557,6 +557,16 @@ static int http_multi(lua_State *L) {
   return 1;
 }
 
+/* m:limit(n): at most n connections to one host at once (0: no limit); the transfers
+   beyond wait inside libcurl for a free connection, and reuse it. */
+static int multi_limit(lua_State *L) {
+  Multi *m = check_multi(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 0, 2, "a number of connections (0: no limit)");
+  curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n);
+  return 0;
+}
+
 /* m:add(t): starts the transfer. */
 static int multi_add(lua_State *L) {
   Multi *m = check_multi(L, 1);
@@ -673,6 +683,7 @@ static const luaL_Reg transfer_meta[] = {
 
 static const luaL_Reg multi_methods[] = {
   {"add", multi_add},
+  {"limit", multi_limit},
   {"run", multi_run},
   {"count", multi_count},
   {"close", multi_close},

@@ -104,6 +104,18 @@ describe("requiring a module", function()
     assert.are.equal("libcrypto", mapped('require("relua.fs").hash("x", "sha256")', { "libcrypto" }))
   end)
 
+  it("libgit2 parses the CA bundle on the first git operation, not when relua.git is required", function()
+    local function opens_bundle(code)
+      -- (LeakSanitizer cannot run under ptrace: the sanitizer build checks no leaks here)
+      local r = h.sh("strace -f -e trace=openat,open " .. h.quote(h.bin) .. " -e " .. h.quote(code),
+        { cwd = h.root, env = { ASAN_OPTIONS = "detect_leaks=0" } })
+      assert.are.equal(0, r.code, r.stderr)
+      return r.stderr:find("ca-certificates", 1, true) ~= nil
+    end
+    assert.is_false(opens_bundle('assert(require("relua.git").compare_versions("1.0", "1.1") == -1)'))
+    assert.is_true(opens_bundle('assert(require("relua.git").open("."))'))
+  end)
+
   it("relua.version loads libgit2 and libcurl only for their versions", function()
     if h.links(h.bin, "libgit2") then
       assert.are.equal("libcurl libgit2", mapped('require "relua.version"', { "libcurl", "libgit2" }))

@@ -47,7 +47,7 @@ describe("relua FILE TICKET with a file that is not a recipe", function()
     local r, s = run('return { phases = { { name = "a", run = function() end, revet = function() end } } }\n')
     refused(r, s, "invalid recipe recipe%.lua: phase a: unknown key revet %(did you mean revert%?%)")
     r, s = run('return { phases = { { name = "a", run = function() end, zzzzzzzz = 1 } } }\n')
-    refused(r, s, "phase a: unknown key zzzzzzzz %(the known keys are description, irreversible, name,")
+    refused(r, s, "phase a: unknown key zzzzzzzz %(the known keys are description, followup, irreversible, name,")
   end)
 
   it("refuses an unknown recipe key the same way, and lets keys starting with _ through", function()

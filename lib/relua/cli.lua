@@ -247,6 +247,98 @@ command {
   run = function(...) return require("relua.release").revert_command(...) end,
 }
 
+-- Recovery playbooks (lib/relua/playbook.lua, lib/relua/playbook/commands.lua, doc/playbooks.md).
+local function playbooks(fn)
+  return function(...) return require("relua.playbook.commands")[fn](...) end
+end
+
+command {
+  name = "diagnose", summary = "match a failed ticket's failure to the recovery playbooks",
+  usage = "relua diagnose TICKET [--json]",
+  description = "Selects the playbooks whose symptom matches the ticket's recorded failure, runs "
+    .. "their detection checks (each killed with its process group after its timeout, 30 s by "
+    .. "default) and prints the matches, confirmed ones first, with root cause, fix and verify. "
+    .. "With no match: the failure (phase, rc, message, output tail) and how to start a playbook "
+    .. "from it. Changes nothing. A malformed playbook is reported (file:line) and skipped.",
+  options = { { "--json", "print the failure and the matches as JSON" } },
+  exits = { [0] = "diagnosed (matches or not)", [2] = "usage error, unknown ticket, or the ticket has not failed" },
+  examples = { "relua diagnose 1234", "relua diagnose 1234 --json" },
+  args = { "ticket" },
+  run = playbooks("diagnose_command"),
+}
+
+command {
+  name = "recover", summary = "apply a playbook to a failed ticket: fix, verify, resume",
+  usage = "relua recover TICKET [--playbook ID] [--yes] [--adhoc] [--dry-run]",
+  description = "Takes the ticket's lock for the whole sequence, runs the detection of the best "
+    .. "matching playbook (or --playbook ID), shows the plan and asks; then runs the fix, the "
+    .. "verify checks, and only when verify passes resumes the release at the playbook's resume "
+    .. "phase. Each stage is an audit event (playbook-detect, -fix, -verify, -verified, -failed); "
+    .. "the state records the playbook applied. A fix or verify that fails leaves the ticket "
+    .. "failed and resumable.",
+  options = {
+    { "--playbook ID", "apply this playbook (its detection must still confirm)" },
+    { "--yes", "do not ask (required without a terminal)" },
+    { "--adhoc", "also run the playbook's ad hoc fix commands (otherwise shown, not run)" },
+    { "--dry-run", "run the detection and show the plan; change nothing" },
+  },
+  exits = { [0] = "recovered: the release completed", [1] = "no playbook confirmed, the fix or verify failed, or the resumed release failed",
+    [2] = "usage error, or the ticket has not failed", [3] = M.EXIT_LOCKED },
+  examples = { "relua recover 1234 --dry-run", "relua recover 1234", "relua recover 1234 --playbook release-verify-race --yes" },
+  args = { "ticket" },
+  run = playbooks("recover_command"),
+}
+
+command {
+  name = "playbook list", summary = "the playbooks on the search path",
+  usage = "relua playbook list [--recipe PATH]",
+  description = "The recipe's playbooks/ folder (with --recipe), each folder of RELUA_PLAYBOOKS, "
+    .. "and the set shipped with relua; a bad file or a duplicate id is reported and skipped.",
+  options = { { "--recipe PATH", "also search the playbooks/ folder beside this recipe" } },
+  exits = { [0] = "listed", [2] = "usage error" },
+  examples = { "relua playbook list", "relua playbook list --recipe recipes/release.lua" },
+  run = playbooks("list_command"),
+}
+
+command {
+  name = "playbook show", summary = "one playbook: symptom, detection, root cause, fix, verify",
+  usage = "relua playbook show ID [--recipe PATH]",
+  options = { { "--recipe PATH", "also search the playbooks/ folder beside this recipe" } },
+  exits = { [0] = "shown", [2] = "no such playbook" },
+  examples = { "relua playbook show release-verify-race" },
+  args = { "playbook" },
+  run = playbooks("show_command"),
+}
+
+command {
+  name = "playbook lint", summary = "check playbook files: file:line for every problem",
+  usage = "relua playbook lint [PATH...] [--recipe PATH]",
+  description = "Checks the given files or folders (default: the search path): bad YAML or Lua, "
+    .. "a missing id, an unknown field, a wrong type, a pattern that does not compile, a "
+    .. "duplicate id; warns about a free-text symptom that quotes no error line.",
+  options = { { "--recipe PATH", "also check the playbooks/ folder beside this recipe" } },
+  exits = { [0] = "no problems", [1] = "problems found (printed as file:line: message)", [2] = "no such path" },
+  examples = { "relua playbook lint", "relua playbook lint recovery/playbooks" },
+  args = { "file" },
+  run = playbooks("lint_command"),
+}
+
+command {
+  name = "playbook new", summary = "write a commented playbook skeleton",
+  usage = "relua playbook new ID [--from TICKET] [--yaml] [--dir DIR]",
+  description = "Writes DIR/ID.lua (or .yaml): with --from, the symptom is filled in from the "
+    .. "ticket's recorded failure and the file goes to the playbooks/ folder beside its recipe.",
+  options = {
+    { "--from TICKET", "fill the symptom in from this ticket's failure" },
+    { "--yaml", "write the YAML template instead of Lua" },
+    { "--dir DIR", "the folder to write to (default playbooks/)" },
+  },
+  exits = { [0] = "written", [2] = "usage error, the file or the id exists, or the ticket has not failed" },
+  examples = { "relua playbook new release-db-full --from 1234" },
+  args = { "playbook", "ticket" },
+  run = playbooks("new_command"),
+}
+
 -- For recipe authors.
 command {
   name = "init", summary = "start a project: a starter recipe, playbooks/, .luarc.json",

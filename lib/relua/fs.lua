@@ -380,6 +380,20 @@ function M.digest(path, algo, format)
   return crypto.digest_file(path, algo, format)
 end
 
+--- Several digests of a file from one read of it: `fs.digests(path, {sha256 = "hex",
+--- md5 = "hex"})` -> `{sha256 = ..., md5 = ...}` (at most 4 algorithms).
+---@param path string
+---@param algos table<string, "hex"|"base64"|"raw">
+---@return table<string, string>|nil digests
+---@return string? message
+---@return string? code
+function M.digests(path, algos)
+  need("fs.digests", 1, path, "string")
+  need("fs.digests", 2, algos, "table")
+  for algo, format in pairs(algos) do check_digest("fs.digests", algo, format) end
+  return crypto.digests_file(path, algos)
+end
+
 --- The digest of a string in memory.
 ---@param data string
 ---@param algo "sha256"|"sha512"|"sha1"|"md5"

@@ -461,6 +461,21 @@ local function backoff(policy, n)
   return d * (0.5 + math.random() * 0.5)
 end
 
+--- Seconds a response's Retry-After asks for (delta-seconds or an HTTP date), or nil.
+---@param v string?
+---@return number?
+M.retry_after = parse_retry_after
+
+--- The back-off before attempt n+1 (seconds; exponential from base, capped, with jitter):
+--- the same policy the retries of relua.http follow. Defaults: base 0.5, max 10.
+---@param n integer
+---@param base number?
+---@param max number?
+---@return number
+function M.backoff(n, base, max)
+  return backoff({ base = base or RETRY_DEFAULTS.base, max_delay = max or RETRY_DEFAULTS.max_delay }, n)
+end
+
 -- ------------------------------------------------------------------ progress
 
 local function progress_env_off()
@@ -549,9 +564,14 @@ local function multi()
   return shared_multi
 end
 
+--- Connections to one host at once (the transfers beyond wait for one and reuse it): a
+--- small server's listen backlog (Python's socketserver: 5) is never overflowed.
+M.MAX_HOST_CONNECTIONS = 4
+
 -- Runs jobs to completion, at most `concurrency` transfers at once; fills job.result.
-local function execute(jobs, concurrency, show_progress)
+local function execute(jobs, concurrency, show_progress, per_host)
   local m = multi()
+  m:limit(per_host or M.MAX_HOST_CONNECTIONS)
   local active, nactive, waiting, next_i = {}, 0, {}, 1
   local progress = new_progress(show_progress ~= false)
   local trace = trace_on()
@@ -706,25 +726,27 @@ M.patch = shorthand("PATCH")
 ---@type fun(url:string, opts:table?):relua.http.Response?, string?, string?, string?
 M.delete = shorthand("DELETE")
 
---- Runs many requests at once, at most opts.concurrency (default 8) in flight.
+--- Runs many requests at once, at most opts.concurrency (default 8) in flight, and at
+--- most opts.max_host_connections (default http.MAX_HOST_CONNECTIONS, 4) connections to
+--- one host, reused from one request to the next.
 --- Returns, in the same order, `{response, message, code}` per request (also named
 --- `.response`, `.err`, `.code`).
 ---@param requests table[]
----@param opts {concurrency:integer?, progress:boolean?}?
+---@param opts {concurrency:integer?, progress:boolean?, max_host_connections:integer?}?
 ---@return table[]
 function M.all(requests, opts)
   if type(requests) ~= "table" then
     error("http.all: expected an array of requests, got " .. type(requests), 0)
   end
   opts = opts or {}
-  check_keys("http.all", opts, { concurrency = "number", progress = "boolean" }, "option")
+  check_keys("http.all", opts, { concurrency = "number", progress = "boolean", max_host_connections = "number" }, "option")
   local concurrency = math.floor(opts.concurrency or 8)
   if concurrency < 1 then error("http.all: concurrency must be at least 1", 0) end
   local jobs = {}
   for i, req in ipairs(requests) do
     jobs[i] = prepare(req, "http.all: request " .. i)
   end
-  execute(jobs, concurrency, opts.progress)
+  execute(jobs, concurrency, opts.progress, opts.max_host_connections and math.floor(opts.max_host_connections))
   local results = {}
   for i, job in ipairs(jobs) do
     local r = job.result

@@ -59,10 +59,9 @@ end
 ---@param ctx table
 ---@return string[]
 function M.failure_hints(ctx)
-  local lines = {
-    string.format("release %s in phase %s (rc=%d). Resume: %s. Roll back: %s.",
-      (ctx.rc == 130 or ctx.rc == 143) and "interrupted" or "failed", ctx.phase, ctx.rc, ctx.resume, ctx.revert),
-  }
+  -- The first line knows the point of no return; the playbooks register their hint on load.
+  local lines = { require("relua.release.noreturn").headline(ctx) }
+  pcall(require, "relua.playbook")
   for _, fn in ipairs(M.hints) do
     local ok, more = pcall(fn, ctx)
     if ok and type(more) == "string" then lines[#lines + 1] = more
@@ -212,6 +211,9 @@ function M.validate(recipe, path)
   if first then
     usage(string.format("invalid recipe %s: %s", path, first),
       "a recipe returns { phases = { { name = \"prepare\", run = function(r) ... end }, ... } } (see doc/recipes.md)")
+  end
+  if recipe.preflight ~= nil and type(recipe.preflight) ~= "table" then
+    bad("preflight must be a list of checks (see doc/preflight.md)")
   end
   return recipe
 end
@@ -404,7 +406,9 @@ function M.execute(o)
   end
   local report = reporter({ ticket = o.ticket, path = o.path, json = o.json })
 
-  local lg, err, code, holder = core.open(o.dir, o.ticket)
+  -- o.ledger: a caller that already holds the ticket's lock (relua recover) hands it over.
+  local lg, err, code, holder = o.ledger, nil, nil, nil
+  if not lg then lg, err, code, holder = core.open(o.dir, o.ticket) end
   if not lg then
     if code == "locked" then
       errors.raise("locked", err, { exit = 3,
@@ -456,6 +460,10 @@ function M.execute(o)
     return 0
   end
 
+  if recipe.preflight then  -- fail closed: all checks before the first phase (doc/preflight.md)
+    require("relua.preflight").enforce(recipe.preflight, { ticket = o.ticket, recipe = recipe,
+      state = state.state or {}, say = say, log = function(ev, f) lg:log(ev, f) end })
+  end
   local paths = lg:paths()
   local context = require "relua.release.context"
   local r = context.new_context({
@@ -490,8 +498,18 @@ function M.execute(o)
   local ok, name, rc, msg, perr = lg:run(plan, r)
   r.phase, r.out = nil, nil
   if ok then
-    say(string.format("release %s done: %s done", o.ticket,
-      #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"))
+    local warnings = require("relua.ticket").warnings(lg:state())
+    local phases = #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"
+    if #warnings > 0 then
+      local names, seen = {}, {}
+      for _, w in ipairs(warnings) do
+        if not seen[w.target] then seen[w.target] = true; names[#names + 1] = w.target end
+      end
+      say(string.format("release %s done with warnings: %s done; fallback target%s %s did not get the release (relua status %s)",
+        o.ticket, phases, #names > 1 and "s" or "", table.concat(names, ", "), o.ticket))
+    else
+      say(string.format("release %s done: %s done", o.ticket, phases))
+    end
     report:finish(0, lg:state())
     lg:close()
     return 0

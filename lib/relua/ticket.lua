@@ -53,8 +53,36 @@ function M.parse_line(line)
   return ev
 end
 
---- Where a ticket stands, from its state: {status=, phase=, rc=, msg=, from=}.
---- status is "done", "failed", "interrupted" (a phase was running when the run died),
+local SUCCEEDED = { published = true, skipped_existing = true }
+
+--- What went wrong without failing the ticket: the fallback targets of relua.publish that
+--- did not get the release (r.state.publish, doc/publish.md), as a sorted list of
+--- {target=, artifact=, status=, detail=}.
+---@param state table
+---@return table[]
+function M.warnings(state)
+  local out = {}
+  local rec = type(state.state) == "table" and state.state.publish
+  if type(rec) ~= "table" then return out end
+  for name, t in pairs(rec) do
+    if type(t) == "table" and t.role == "fallback" and type(t.results) == "table" then
+      for label, x in pairs(t.results) do
+        if type(x) == "table" and not SUCCEEDED[x.status] then
+          out[#out + 1] = { target = name, artifact = label, status = x.status, detail = x.detail }
+        end
+      end
+    end
+  end
+  table.sort(out, function(a, b)
+    if a.target ~= b.target then return a.target < b.target end
+    return a.artifact < b.artifact
+  end)
+  return out
+end
+
+--- Where a ticket stands, from its state: {status=, phase=, rc=, msg=, from=, warnings=}.
+--- status is "done", "done with warnings" (a fallback target did not get the release:
+--- `warnings` says which), "failed", "interrupted" (a phase was running when the run died),
 --- "running" (holder given), "reverted", "pending" or "partly done". `from` is the phase a
 --- resume starts at (nil when all is done).
 ---@param state table
@@ -77,7 +105,9 @@ function M.summary(state, holder)
     end
   end
   if holder then s.status = "running"
-  elseif all_done then s.status = "done"
+  elseif all_done then
+    s.warnings = M.warnings(state)
+    s.status = #s.warnings > 0 and "done with warnings" or "done"
   elseif s.phase then -- failed / interrupted, as set
   elseif any_reverted then s.status = "reverted"
   elseif any_done then s.status = "partly done"

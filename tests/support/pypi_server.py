@@ -19,7 +19,8 @@ For the tests:
                                  "log": ["METHOD PATH STATUS", ...]}
   POST /_fail                   JSON {"status": 503, "count": 1, "prefix": "/simple/",
                                  "retry_after": 0}: the next `count` requests whose path
-                                 starts with prefix get that status; with "action":
+                                 starts with prefix get that status (after "skip" of
+                                 them went through); with "action":
                                  "reset_before" an upload's connection is reset unread,
                                  with "reset_after" the upload is stored, then the
                                  connection is reset instead of answering
@@ -371,6 +372,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.index.requests += 1
             for f in self.index.faults:
                 if f["count"] > 0 and self.path.startswith(f.get("prefix", "/")):
+                    if f.get("skip", 0) > 0:  # let this many matching requests through first
+                        f["skip"] -= 1
+                        continue
                     f["count"] -= 1
                     return f
         return None
@@ -510,7 +514,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             out = []
             for r in files:
                 d = {"filename": r["filename"], "url": self.file_url(r["filename"]),
-                     "hashes": {"sha256": r["sha256"]}, "size": r["size"],
+                     "hashes": {} if self.server.no_hashes else {"sha256": r["sha256"]}, "size": r["size"],
                      "upload-time": r["upload_time"], "yanked": False}
                 if r.get("requires_python"):
                     d["requires-python"] = r["requires_python"]
@@ -522,8 +526,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             attr = ""
             if r.get("requires_python"):
                 attr = ' data-requires-python="%s"' % html.escape(r["requires_python"])
-            links.append('<a href="%s#sha256=%s"%s>%s</a><br/>' % (
-                self.file_url(r["filename"]), r["sha256"], attr, html.escape(r["filename"])))
+            frag = "" if self.server.no_hashes else "#sha256=" + r["sha256"]
+            links.append('<a href="%s%s"%s>%s</a><br/>' % (
+                self.file_url(r["filename"]), frag, attr, html.escape(r["filename"])))
         body = ('<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="1.1">'
                 "<title>Links for %s</title></head><body>\n<h1>Links for %s</h1>\n%s\n</body></html>\n"
                 % (html.escape(name), html.escape(name), "\n".join(links)))
@@ -532,7 +537,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- JSON API --------------------------------------------------------------------
     def release_file(self, r):
         return {"filename": r["filename"], "url": self.file_url(r["filename"]),
-                "digests": {"sha256": r["sha256"], "md5": r["md5"]}, "md5_digest": r["md5"],
+                "digests": {} if self.server.no_hashes else {"sha256": r["sha256"], "md5": r["md5"]},
+                "md5_digest": r["md5"],
                 "packagetype": r["filetype"], "python_version": r["pyversion"],
                 "requires_python": r.get("requires_python"), "size": r["size"],
                 "upload_time": r["upload_time"], "upload_time_iso_8601": r["upload_time"],
@@ -683,14 +689,20 @@ def main():
                     help="answer duplicates as pypi.org does (200 identical, 400 different)")
     ap.add_argument("--no-simple", action="store_true",
                     help="offer no simple API (404), only the JSON API")
+    ap.add_argument("--no-hashes", action="store_true",
+                    help="show no digests (a client must download a file to compare it)")
+    ap.add_argument("--backlog", type=int, default=128,
+                    help="listen backlog (socketserver's default is 5: a small index)")
     ap.add_argument("--lifetime", type=float, default=3600, help="exit after this many seconds")
     args = ap.parse_args()
 
     storage = args.storage or tempfile.mkdtemp(prefix="relua-pypi-")
+    Server.request_queue_size = args.backlog
     srv = Server(("127.0.0.1", args.port), Handler)
     srv.index = Index(storage)
     srv.user, srv.password, srv.warehouse = args.user, args.password, args.warehouse
     srv.no_simple = args.no_simple
+    srv.no_hashes = args.no_hashes
     port = srv.server_address[1]
     if args.port_file:
         tmp = args.port_file + ".tmp"

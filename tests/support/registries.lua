@@ -79,6 +79,8 @@ function M.pypi(opts)
                  "--port-file", port_file, "--user", user, "--password", password, "--lifetime", "3600" }
   if opts.warehouse then argv[#argv + 1] = "--warehouse" end
   if opts.no_simple then argv[#argv + 1] = "--no-simple" end
+  if opts.no_hashes then argv[#argv + 1] = "--no-hashes" end
+  if opts.backlog then argv[#argv + 1] = "--backlog"; argv[#argv + 1] = tostring(opts.backlog) end
   local log = fs.join(dir, "server.log")
   local handle = spawn_logged(argv, log)
   local ok, port = pcall(wait_port, handle, port_file, log, "pypi_server.py", opts.timeout or 15)
@@ -102,10 +104,53 @@ function M.pypi(opts)
     local resp = assert(http.post(base .. "/_fail", { json = spec, retry = false, progress = false }))
     assert(resp.status == 200, "pypi_server /_fail answered " .. resp.status)
   end
+  --- How many uploads (POST /legacy/) the index has seen, whatever their answer.
+  function s.uploads()
+    local n = 0
+    for _, line in ipairs(s.stats().log) do
+      if line:match("^POST /legacy/") then n = n + 1 end
+    end
+    return n
+  end
   --- The files stored on disk (what the index really holds).
   function s.files()
     return fs.list(fs.join(s.storage, "files")) or {}
   end
+  return s
+end
+
+--- Starts tests/support/forge_server.py (a GitHub REST subset; opts.gitea: Gitea's API;
+--- opts.no_digest: assets without digest). Returns {api=, url=, token=, port=, stop(),
+--- stats(), fail(spec), setup(spec)}.
+function M.forge(opts)
+  opts = opts or {}
+  local dir = assert(fs.tmpdir("relua-forge-"))
+  local port_file = fs.join(dir, "port")
+  local token = random_secret("ghp_")
+  local argv = { "python3", root() .. "/tests/support/forge_server.py", "--port-file", port_file,
+                 "--token", token, "--lifetime", "3600" }
+  if opts.gitea then argv[#argv + 1] = "--gitea" end
+  if opts.no_digest then argv[#argv + 1] = "--no-digest" end
+  local log = fs.join(dir, "server.log")
+  local handle = spawn_logged(argv, log)
+  local ok, port = pcall(wait_port, handle, port_file, log, "forge_server.py", opts.timeout or 15)
+  if not ok then
+    fs.remove(dir, { recursive = true })
+    error(port, 0)
+  end
+  local base = "http://127.0.0.1:" .. port
+  local s = { port = port, url = base, api = base .. (opts.gitea and "/api/v1" or ""), token = token, dir = dir }
+  s.stop = stopper(handle, dir)
+  local function post(path, spec)
+    local resp = assert(http.post(base .. path, { json = spec, retry = false, progress = false }))
+    assert(resp.status == 200, "forge_server " .. path .. " answered " .. resp.status)
+  end
+  function s.stats()
+    local resp = assert(http.get(base .. "/_stats", { retry = false, progress = false }))
+    return assert(json.decode(resp.body))
+  end
+  function s.fail(spec) post("/_fail", spec) end
+  function s.setup(spec) post("/_setup", spec) end
   return s
 end
 

@@ -8,14 +8,19 @@ local release = require "relua.release"
 
 local M = {}
 
--- The playbooks beside the recipe, linted by the playbooks engine; a list of problems.
-local function playbook_problems(path, recipe)
+-- The problems of the playbooks the recipe would use (its playbooks/ folder, RELUA_PLAYBOOKS,
+-- the shipped set), as the playbooks engine (relua.playbook) finds them when it loads them.
+-- Returns the list, and whether the engine was there to look.
+local function playbook_problems(path)
   local ok, pb = pcall(require, "relua.playbook")
-  if not ok or type(pb) ~= "table" or type(pb.lint) ~= "function" then return {}, nil end
-  local dir = path:match("^(.*)/[^/]*$") or "."
-  local ok2, list = pcall(pb.lint, dir .. "/playbooks", recipe)
-  if not ok2 then return { "playbooks: " .. (errors.is(list) and list.message or tostring(list)) }, true end
-  return type(list) == "table" and list or {}, true
+  if not ok or type(pb) ~= "table" or type(pb.discover) ~= "function" then return {}, false end
+  local ok2, found = pcall(pb.discover, { recipe = path })
+  if not ok2 then return { "playbooks: " .. (errors.is(found) and found.message or tostring(found)) }, true end
+  local list = {}
+  for _, p in ipairs(found.problems or {}) do
+    list[#list + 1] = "playbook " .. (pb.format_problem and pb.format_problem(p) or tostring(p.message))
+  end
+  return list, true
 end
 
 --- Checks a recipe file; returns the problems (strings) and the recipe when it loaded.
@@ -45,7 +50,7 @@ function M.check(path, from)
   local linted
   if #problems == 0 then
     local more
-    more, linted = playbook_problems(path, recipe)
+    more, linted = playbook_problems(path)
     for _, p in ipairs(more) do problems[#problems + 1] = p end
   end
   return problems, recipe, linted

@@ -32,12 +32,18 @@ local function phases(path)
   return out
 end
 
--- Playbook ids, when the playbooks engine is there.
+-- Playbook ids, when the playbooks engine is there (those the current folder's recipe
+-- would see: ./playbooks, RELUA_PLAYBOOKS, the shipped set).
 local function playbooks()
   local ok, pb = pcall(require, "relua.playbook")
-  if not ok or type(pb) ~= "table" or type(pb.ids) ~= "function" then return {} end
-  local ok2, ids = pcall(pb.ids)
-  return ok2 and type(ids) == "table" and ids or {}
+  if not ok or type(pb) ~= "table" or type(pb.discover) ~= "function" then return {} end
+  local ok2, found = pcall(pb.discover, { recipe = "./recipe.lua" })
+  local ids = {}
+  if ok2 and type(found) == "table" then
+    for _, p in ipairs(found.playbooks or {}) do ids[#ids + 1] = p.id end
+  end
+  table.sort(ids)
+  return ids
 end
 
 -- The visible command names (two-word commands as their first word).

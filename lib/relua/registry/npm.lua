@@ -10,6 +10,7 @@ local json = require "relua.json"
 local err = require "relua.error"
 local archive = require "relua.core.archive"
 local log = require "relua.log"
+local publish = require "relua.publish"
 local semver = require "relua.semver"
 
 local M = {}
@@ -243,19 +244,14 @@ function M.inspect(path)
   if type(manifest) ~= "table" or type(manifest.name) ~= "string" or type(manifest.version) ~= "string" then
     return nil, "npm: " .. (jmsg or (path .. ": package.json without name or version")), "bad_tarball"
   end
-  local sha512, m1, c1 = fs.digest(path, "sha512", "base64")
-  if not sha512 then return nil, m1, c1 end
-  local sha1, m2, c2 = fs.digest(path, "sha1", "hex")
-  if not sha1 then return nil, m2, c2 end
+  local dg, m1, c1 = fs.digests(path, { sha512 = "base64", sha1 = "hex" })  -- one read for both
+  if not dg then return nil, m1, c1 end
+  local sha512, sha1 = dg.sha512, dg.sha1
   return { path = path, name = manifest.name, version = manifest.version, manifest = manifest,
            integrity = "sha512-" .. sha512, shasum = sha1, size = st.size }
 end
 
 -- ------------------------------------------------------------------ publishing
-
-local function sleep(seconds)
-  if seconds > 0 then require("relua.proc").sleep(seconds) end
-end
 
 local function sha512_of(integrity)
   for part in (integrity or ""):gmatch("%S+") do
@@ -264,31 +260,44 @@ local function sha512_of(integrity)
   end
 end
 
--- "same", or raises immutable.
-local function compare(tb, dist, registry)
-  local remote = sha512_of(dist.integrity)
-  local mine = tb.integrity:sub(8)
-  if remote then
-    if remote == mine then return "same" end
-  elseif dist.shasum then
-    if dist.shasum:lower() == tb.shasum then return "same" end
+--- The dist of many name@version at once (http.all, one abbreviated packument per package):
+--- a list, per item, of {dist = d} (published), {} (absent) or {err = message, code = code}.
+---@param items {name:string, version:string}[]
+---@param opts relua.npm.Options?
+---@return table[]
+function M.dists(items, opts)
+  opts = opts or {}
+  local registry = registry_of(opts)
+  local token = find_token(opts, registry, false)
+  local reqs, slot = {}, {}
+  for _, it in ipairs(items) do
+    if not slot[it.name] then
+      reqs[#reqs + 1] = { url = registry .. M.escape(it.name), timeout = opts.timeout, cainfo = opts.cainfo,
+        progress = false, bearer = token, headers = { accept = ABBREVIATED }, retry = opts.retry,
+        connect_timeout = opts.connect_timeout or publish.DEFAULTS.connect_timeout,
+        stall_timeout = opts.stall_timeout or publish.DEFAULTS.stall_timeout }
+      slot[it.name] = #reqs
+    end
   end
-  err.raise("immutable", string.format(
-    "npm: %s@%s is already on %s with integrity %s, but the local tarball has integrity %s",
-    tb.name, tb.version, http.redact(registry), dist.integrity or ("sha1 " .. tostring(dist.shasum)), tb.integrity), {
-      hint = string.format("published versions are immutable: %s@%s is burned; bump the version and publish a new version",
-        tb.name, tb.version),
-      remote_integrity = dist.integrity, local_integrity = tb.integrity,
-    })
-end
-
-local function look(tb, opts, registry)
-  local dist, msg, code = M.dist(tb.name, tb.version, opts)
-  if dist == nil and msg then
-    err.raise((code == "connect" or code == "resolve") and "unreachable" or (code or "http"), msg,
-      { hint = "check that the registry " .. http.redact(registry) .. " is reachable" })
+  local answers = http.all(reqs, { concurrency = opts.concurrency or 8, progress = false })
+  local out = {}
+  for i, it in ipairs(items) do
+    local a = answers[slot[it.name]]
+    local resp, msg, code = a[1], a[2], a[3]
+    local url = http.redact(reqs[slot[it.name]].url)
+    if not resp then out[i] = { err = msg, code = code }
+    elseif resp.status == 404 then out[i] = {}
+    elseif resp.status ~= 200 then out[i] = { err = string.format("npm: GET %s: HTTP %d", url, resp.status), code = "http_status" }
+    else
+      local doc, m2, c2 = decode(resp, url)
+      if not doc then out[i] = { err = m2, code = c2 }
+      else
+        local v = doc.versions and doc.versions[it.version]
+        out[i] = { dist = v and v.dist or nil }
+      end
+    end
   end
-  return dist
+  return out
 end
 
 local function document(tb, registry, tag, access)
@@ -320,6 +329,80 @@ local function auth_error(method, url, resp, source, var)
     { hint = "check the token in " .. source .. (source:sub(1, 1) ~= "$" and (" or set " .. var) or "") })
 end
 
+--- The adapter of relua.publish for npm registries (doc/publish.md).
+M.adapter = {
+  name = "npm",
+  inspect = function(path)
+    local tb, msg, code = M.inspect(path)
+    if not tb then err.raise(code == "ENOENT" and "ENOENT" or "bad_tarball", msg) end
+    return tb
+  end,
+  method = "PUT",
+  failed_code = "publish_failed",
+  refused = function(source) return "the token from " .. source .. " was refused" end,
+  label = function(tb) return tb.name .. "@" .. tb.version end,
+  where = function(opts) return http.redact(registry_of(opts)) end,
+  look = function(tbs, opts)
+    local out = M.dists(tbs, opts)
+    for i, o in ipairs(out) do out[i] = { remote = o.dist, err = o.err, code = o.code } end
+    return out
+  end,
+  compare = function(tb, dist)
+    local remote = sha512_of(dist.integrity)
+    if remote then
+      return remote == tb.integrity:sub(8) and "same" or "different", dist.integrity
+    elseif dist.shasum then
+      return dist.shasum:lower() == tb.shasum and "same" or "different", "sha1 " .. dist.shasum
+    end
+    return "unknown"
+  end,
+  credentials = function(opts) return find_token(opts, registry_of(opts), true) end,
+  send = function(tb, opts, token, t)
+    local registry = registry_of(opts)
+    local body = json.encode(document(tb, registry, opts.tag or "latest", opts.access))
+    return http.request{ method = "PUT", url = registry .. M.escape(tb.name), body = body, bearer = token,
+      content_type = "application/json", timeout = t.timeout, connect_timeout = t.connect_timeout,
+      stall_timeout = t.stall_timeout, cainfo = opts.cainfo,
+      label = tb.name .. "@" .. tb.version, progress = opts.progress,
+      fresh = true }  -- never a keep-alive connection the registry may have dropped meanwhile
+  end,
+  exists = function(resp)
+    local text = (resp.body or ""):lower()
+    return resp.status == 409 or (resp.status == 403 and text:find("previously published", 1, true) ~= nil)
+      or text:find("cannot publish over", 1, true) ~= nil
+  end,
+  immutable = function(tb, remote, where)
+    return string.format("npm: %s@%s is already on %s with integrity %s, but the local tarball has integrity %s",
+      tb.name, tb.version, where, remote or "(unknown)", tb.integrity),
+      string.format("published versions are immutable: %s@%s is burned; bump the version and publish a new version",
+        tb.name, tb.version),
+      { remote_integrity = remote, local_integrity = tb.integrity }
+  end,
+  result = function(tb)
+    return { name = tb.name, version = tb.version, integrity = tb.integrity, shasum = tb.shasum,
+             digest = tb.integrity }
+  end,
+  -- Pre-flight: a read that needs the token (GET /-/whoami).
+  probe = function(opts)
+    local registry = registry_of(opts)
+    local token, source = find_token(opts, registry, true)
+    local url = registry .. "-/whoami"
+    local resp, msg = http.request{ url = url, bearer = token, progress = false, retry = false, cainfo = opts.cainfo,
+      connect_timeout = opts.connect_timeout or publish.DEFAULTS.connect_timeout, timeout = opts.timeout or 30 }
+    if not resp then return false, msg end
+    if resp.status == 401 or resp.status == 403 then
+      return false, string.format("GET %s: HTTP %d: the token from %s was refused", http.redact(url), resp.status, source)
+    end
+    if not resp.ok then return false, string.format("GET %s: HTTP %d", http.redact(url), resp.status) end
+    return true
+  end,
+  log_fields = function(r) return { package = r.name .. "@" .. r.version, integrity = r.integrity, tag = r.tag } end,
+  auth_hint = function(source, _, opts)
+    local var = opts and opts.token_env or M.TOKEN_ENV
+    return "check the token in " .. source .. (source:sub(1, 1) ~= "$" and (" or set " .. var) or "")
+  end,
+}
+
 ---@class relua.npm.Result
 ---@field status "published"|"skipped_existing"
 ---@field name string
@@ -339,79 +422,10 @@ end
 function M.publish(path, opts)
   if type(path) ~= "string" then error("npm.publish: path must be a string", 2) end
   opts = opts or {}
-  local registry = registry_of(opts)
-  local tb, msg, code = M.inspect(path)
-  if not tb then err.raise(code == "ENOENT" and "ENOENT" or "bad_tarball", msg) end
-  local function result(status, tag)
-    log.info("npm: " .. (status == "published" and "published" or "already there, identical"),
-      { package = tb.name .. "@" .. tb.version, integrity = tb.integrity, tag = tag })
-    return { status = status, name = tb.name, version = tb.version, integrity = tb.integrity,
-             shasum = tb.shasum, tag = tag }
-  end
-  local dist = look(tb, opts, registry)
-  if dist then
-    compare(tb, dist, registry)
-    return result("skipped_existing")
-  end
-  local token, source = find_token(opts, registry, true)
-  local tag = opts.tag or "latest"
-  local url = registry .. M.escape(tb.name)
-  local body = json.encode(document(tb, registry, tag, opts.access))
-  local tries = opts.tries or 4
-  for attempt = 1, tries do
-    local resp, m, c = http.request{ method = "PUT", url = url, body = body, bearer = token,
-      content_type = "application/json", timeout = opts.timeout, cainfo = opts.cainfo,
-      label = tb.name .. "@" .. tb.version, progress = opts.progress,
-      fresh = true }  -- never a keep-alive connection the registry may have dropped meanwhile
-    local status = resp and resp.status
-    local text = resp and (resp.body or ""):lower() or ""
-    if resp and resp.ok then
-      local waited = 0
-      while true do
-        local d = look(tb, opts, registry)
-        if d then
-          compare(tb, d, registry)
-          return result("published", tag)
-        end
-        if waited >= (opts.confirm_timeout or 10) then
-          err.raise("unconfirmed", string.format("npm: PUT %s was accepted but %s@%s is not on the registry after %.0f s",
-            http.redact(url), tb.name, tb.version, waited), { hint = "re-run: the version will be verified, not published twice" })
-        end
-        sleep(0.2); waited = waited + 0.2
-      end
-    elseif status == 409 or (status == 403 and text:find("previously published", 1, true))
-        or text:find("cannot publish over", 1, true) then
-      local d = look(tb, opts, registry)
-      if d then
-        compare(tb, d, registry)
-        return result("skipped_existing")
-      end
-      err.raise("conflict", string.format("npm: PUT %s: HTTP %d, yet %s@%s is not on the registry",
-        http.redact(url), status, tb.name, tb.version))
-    elseif status == 401 or status == 403 then
-      auth_error("PUT", url, resp, source, opts.token_env or M.TOKEN_ENV)
-    elseif (resp and (status >= 500 or status == 429)) or c == "ambiguous" or c == "timeout" or c == "network" then
-      local d = look(tb, opts, registry)
-      if d then
-        compare(tb, d, registry)
-        return result("published", tag)
-      end
-      if attempt == tries then
-        err.raise("publish_failed", string.format("npm: PUT %s: %s (after %d attempts)", http.redact(url),
-          resp and ("HTTP " .. status) or m, attempt), { hint = "re-run later: a version already there is verified, not published twice" })
-      end
-      log.warn("npm: publish failed and the version is not on the registry; sending it again",
-        { package = tb.name .. "@" .. tb.version, reason = resp and ("HTTP " .. status) or c, attempt = attempt })
-      local ra = resp and tonumber(resp.headers["retry-after"])
-      sleep(ra and ra <= 60 and ra or math.min(10, 0.5 * 2 ^ (attempt - 1)) * (0.5 + math.random() * 0.5))
-    elseif resp then
-      err.raise("publish_failed", string.format("npm: PUT %s: HTTP %d: %s", http.redact(url), status,
-        (resp.body or ""):sub(1, 300):gsub("%s+$", "")))
-    else
-      err.raise((c == "connect" or c == "resolve") and "unreachable" or (c or "http"), m,
-        { hint = "check that the registry " .. http.redact(registry) .. " is reachable" })
-    end
-  end
+  local tb = M.adapter.inspect(path)
+  local r = publish.run(M.adapter, { tb }, opts)[1]
+  if r.status == "published" then r.tag = opts.tag or "latest" end
+  return r
 end
 
 --- Points a dist-tag at a version; idempotent: {status = "unchanged"} when it already does,

@@ -9,7 +9,7 @@ local fs = require "relua.fs"
 local json = require "relua.json"
 local err = require "relua.error"
 local archive = require "relua.core.archive"
-local log = require "relua.log"
+local publish = require "relua.publish"
 local pep440 = require "relua.pep440"
 
 local M = {}
@@ -116,10 +116,9 @@ function M.inspect(path)
   if not f.name or not f.version then
     return nil, "pypi: " .. path .. ": metadata without Name or Version", "bad_dist"
   end
-  local sha256, m2, c2 = fs.digest(path, "sha256")
-  if not sha256 then return nil, m2, c2 end
-  local md5, m3, c3 = fs.digest(path, "md5")
-  if not md5 then return nil, m3, c3 end
+  local dg, m2, c2 = fs.digests(path, { sha256 = "hex", md5 = "hex" })  -- one read for both
+  if not dg then return nil, m2, c2 end
+  local sha256, md5 = dg.sha256, dg.md5
   return {
     path = path, filename = filename, name = f.name, version = f.version,
     filetype = filetype, pyversion = pyversion,
@@ -245,6 +244,8 @@ local function lookup_request(name, opts)
             headers = { accept = opts.api == "html" and "text/html" or ACCEPT, ["cache-control"] = "no-cache" } }
   end
   req.progress = false
+  req.connect_timeout = opts.connect_timeout or publish.DEFAULTS.connect_timeout
+  req.stall_timeout = opts.stall_timeout or publish.DEFAULTS.stall_timeout
   if opts.cainfo then req.cainfo = opts.cainfo end
   if opts.retry ~= nil then req.retry = opts.retry end
   local function read(resp, msg, code)
@@ -350,153 +351,150 @@ local function credentials(opts)
   return { user = user, password = password }, source
 end
 
-local function sleep(seconds)
-  if seconds > 0 then require("relua.proc").sleep(seconds) end
-end
-
-local function retry_after(resp, attempt)
-  local ra = resp and resp.headers and tonumber(resp.headers["retry-after"])
-  if ra and ra >= 0 and ra <= 60 then return ra end
-  return math.min(10, 0.5 * 2 ^ (attempt - 1)) * (0.5 + math.random() * 0.5)
-end
-
 local function find(project, filename)
   for _, f in ipairs(project.files) do
     if f.filename == filename then return f end
   end
 end
 
-local function immutable(dist, remote, where)
-  err.raise("immutable", string.format(
-    "pypi: %s %s: %s is already on %s with sha256 %s, but the local file has sha256 %s",
-    dist.name, dist.version, dist.filename, where, remote.sha256 or "(unknown)", dist.sha256), {
-      hint = string.format("published files are immutable: version %s of %s is burned; "
-        .. "bump the version and publish a new version", dist.version, dist.name),
-      remote_sha256 = remote.sha256, local_sha256 = dist.sha256, filename = dist.filename,
-    })
+-- What the index holds for each project of dists, read at once (http.all, at most
+-- opts.concurrency connections): projects[normalized] = project | {err=, code=}.
+local function lookup_projects(dists, opts)
+  local reqs, reads, slot, names = {}, {}, {}, {}
+  for _, d in ipairs(dists) do
+    local key = M.normalize(d.name)
+    names[key] = d.name
+    if not slot[key] then
+      local req, read = lookup_request(d.name, opts)
+      reqs[#reqs + 1], reads[#reads + 1] = req, read
+      slot[key] = #reqs
+    end
+  end
+  local all = { concurrency = opts.concurrency or 8, progress = false }
+  local answers = http.all(reqs, all)
+  local projects, again = {}, {}
+  for key, i in pairs(slot) do
+    local a = answers[i]
+    local p, msg, code = reads[i](a[1], a[2], a[3])
+    if opts.api == nil and ((p and not p.exists) or code == "http_status") then
+      again[#again + 1] = { key = key, name = names[key], p = p, msg = msg, code = code }
+    elseif not p then
+      projects[key] = { err = msg, code = code }
+    else
+      projects[key] = p
+    end
+  end
+  if #again > 0 then
+    -- Not on the simple API: ask the JSON API too ("whichever the index offers").
+    local jopts = setmetatable({ api = "json" }, { __index = opts })
+    local jreqs, jreads = {}, {}
+    for j, g in ipairs(again) do jreqs[j], jreads[j] = lookup_request(g.name, jopts) end
+    local janswers = http.all(jreqs, all)
+    for j, g in ipairs(again) do
+      local jp = jreads[j](janswers[j][1], janswers[j][2], janswers[j][3])
+      if jp and jp.exists then projects[g.key] = jp
+      elseif g.p then projects[g.key] = g.p
+      else projects[g.key] = { err = g.msg, code = g.code } end
+    end
+  end
+  return projects
 end
 
--- Compares a file on the index with the local one: "same", or raises immutable.
-local function compare(dist, remote, where)
-  if remote.sha256 and remote.sha256:lower() == dist.sha256 then return "same" end
-  if remote.sha256 == nil and remote.url then
-    -- An index that shows no digest: download the file and hash it.
+--- The adapter of relua.publish for PyPI-compatible indexes (doc/publish.md).
+M.adapter = {
+  name = "pypi",
+  inspect = function(path) return M.inspect_or_raise(path) end,
+  label = function(d) return d.filename end,
+  where = function(opts) return opt_index(opts) end,
+  look = function(dists, opts)
+    local projects = lookup_projects(dists, opts)
+    local out = {}
+    for i, d in ipairs(dists) do
+      local p = projects[M.normalize(d.name)]
+      if p.err then out[i] = { err = p.err, code = p.code }
+      else out[i] = { remote = find(p, d.filename) } end
+    end
+    return out
+  end,
+  -- The index's sha256; an index that shows none: download the file and hash it.
+  -- A download that fails is "unknown", never "different".
+  compare = function(dist, remote, opts)
+    if remote.sha256 then
+      return remote.sha256:lower() == dist.sha256 and "same" or "different", remote.sha256:lower()
+    end
+    if not remote.url then return "unknown" end
     local tmp = assert(fs.tmpdir("relua-pypi-"))
     local out = fs.join(tmp, "dl")
-    local resp = http.request{ url = remote.url, output = out, progress = false }
-    local sha = resp and resp.status == 200 and fs.digest(out, "sha256")
+    local resp = http.request{ url = remote.url, output = out, progress = false, cainfo = opts.cainfo,
+      connect_timeout = opts.connect_timeout or publish.DEFAULTS.connect_timeout, timeout = opts.timeout }
+    local sha = resp and resp.status == 200 and fs.digest(out, "sha256") or nil
     fs.remove(tmp, { recursive = true })
-    if sha == dist.sha256 then return "same" end
-    remote = { sha256 = sha or "(unreadable)" }
-  end
-  immutable(dist, remote, where)
-end
-
-local function look(dist, opts)
-  local p, msg, code = M.project(dist.name, opts)
-  if not p then
-    err.raise((code == "connect" or code == "resolve") and "unreachable" or (code or "http"), msg,
-      { hint = "check that the index " .. opt_index(opts) .. " is reachable" })
-  end
-  return find(p, dist.filename)
-end
-
--- Uploads one distribution known to be absent; resolves every doubtful answer by looking.
-local function upload(dist, opts, auth, source)
-  local url = opts.url or error("pypi.publish: opts.url (the upload URL) is required", 3)
-  local where = opt_index(opts)
-  local form = {
-    { name = ":action", value = "file_upload" },
-    { name = "protocol_version", value = "1" },
-    { name = "name", value = dist.name },
-    { name = "version", value = dist.version },
-    { name = "filetype", value = dist.filetype },
-    { name = "pyversion", value = dist.pyversion },
-    { name = "metadata_version", value = dist.metadata_version },
-    { name = "sha256_digest", value = dist.sha256 },
-    { name = "md5_digest", value = dist.md5 },
-  }
-  if dist.summary then form[#form + 1] = { name = "summary", value = dist.summary } end
-  if dist.requires_python then form[#form + 1] = { name = "requires_python", value = dist.requires_python } end
-  form[#form + 1] = { name = "content", file = dist.path, filename = dist.filename,
-                      type = "application/octet-stream" }
-  local tries = opts.tries or 4
-  for attempt = 1, tries do
-    local resp, msg, code = http.request{
-      method = "POST", url = url, auth = auth, form = form, timeout = opts.timeout,
+    if not sha then return "unknown" end
+    return sha == dist.sha256 and "same" or "different", sha
+  end,
+  credentials = function(opts) return credentials(opts) end,
+  send = function(dist, opts, auth, t)
+    local form = {
+      { name = ":action", value = "file_upload" },
+      { name = "protocol_version", value = "1" },
+      { name = "name", value = dist.name },
+      { name = "version", value = dist.version },
+      { name = "filetype", value = dist.filetype },
+      { name = "pyversion", value = dist.pyversion },
+      { name = "metadata_version", value = dist.metadata_version },
+      { name = "sha256_digest", value = dist.sha256 },
+      { name = "md5_digest", value = dist.md5 },
+    }
+    if dist.summary then form[#form + 1] = { name = "summary", value = dist.summary } end
+    if dist.requires_python then form[#form + 1] = { name = "requires_python", value = dist.requires_python } end
+    form[#form + 1] = { name = "content", file = dist.path, filename = dist.filename,
+                        type = "application/octet-stream" }
+    return http.request{
+      method = "POST", url = opts.url, auth = auth, form = form, timeout = t.timeout,
+      connect_timeout = t.connect_timeout, stall_timeout = t.stall_timeout,
       label = dist.filename, cainfo = opts.cainfo, progress = opts.progress,
       fresh = true,  -- never a keep-alive connection the server may have dropped meanwhile
     }
-    local status = resp and resp.status
-    if resp and resp.ok then
-      -- Read the index back until the file shows (an index may lag behind its upload API).
-      local deadline = (opts.confirm_timeout or 10)
-      local waited, n = 0, 0
-      while true do
-        local remote = look(dist, opts)
-        if remote then
-          compare(dist, remote, where)
-          return { status = "published", filename = dist.filename, sha256 = dist.sha256, url = remote.url,
-                   name = dist.name, version = dist.version }
-        end
-        if waited >= deadline then
-          err.raise("unconfirmed", string.format(
-            "pypi: %s: the upload to %s was accepted but the file is not on %s after %.0f s",
-            dist.filename, http.redact(url), where, waited), { hint = "re-run: the file will be verified, not uploaded twice" })
-        end
-        n = n + 1
-        local d = math.min(2, 0.1 * 2 ^ n)
-        sleep(d)
-        waited = waited + d
-      end
-    elseif status == 401 or status == 403 then
-      local body = (resp.body or ""):sub(1, 200):gsub("%s+$", "")
-      err.raise("auth", string.format("pypi: POST %s: HTTP %d%s: the credentials in %s were refused",
-        http.redact(url), status, body ~= "" and " (" .. body .. ")" or "", source),
-        { hint = "check the token in " .. source .. " (user " .. auth.user .. ")" })
-    elseif status == 409 or (status == 400 and (resp.body or ""):lower():find("already exist", 1, true)) then
-      -- Someone (maybe our own earlier attempt) put it there: look, do not guess.
-      local remote = look(dist, opts)
-      if remote then
-        compare(dist, remote, where)
-        return { status = "skipped_existing", filename = dist.filename, sha256 = dist.sha256, url = remote.url,
-                 name = dist.name, version = dist.version }
-      end
-      err.raise("conflict", string.format("pypi: POST %s: HTTP %d for %s, yet the file is not on %s",
-        http.redact(url), status, dist.filename, where))
-    elseif (resp and (status >= 500 or status == 429)) or code == "ambiguous" or code == "timeout"
-        or code == "network" then
-      -- The upload may or may not have landed: ask the index.
-      local remote = look(dist, opts)
-      if remote then
-        compare(dist, remote, where)
-        return { status = "published", filename = dist.filename, sha256 = dist.sha256, url = remote.url,
-                 name = dist.name, version = dist.version }
-      end
-      if attempt == tries then
-        err.raise("upload_failed", string.format("pypi: POST %s: %s (after %d attempts)", http.redact(url),
-          resp and ("HTTP " .. status) or msg, attempt), { hint = "re-run later: files already on the index are verified, not uploaded twice" })
-      end
-      log.warn("pypi: upload failed and the file is not on the index; sending it again",
-        { file = dist.filename, reason = resp and ("HTTP " .. status) or code, attempt = attempt })
-      sleep(retry_after(resp, attempt))
-    elseif resp then
-      err.raise("upload_failed", string.format("pypi: POST %s: HTTP %d for %s: %s", http.redact(url), status,
-        dist.filename, (resp.body or ""):sub(1, 300):gsub("%s+$", "")))
-    else
-      err.raise((code == "connect" or code == "resolve") and "unreachable" or (code or "http"), msg,
-        { hint = "check that " .. http.redact(url) .. " is reachable" })
-    end
-  end
-end
+  end,
+  exists = function(resp)
+    return resp.status == 409 or (resp.status == 400 and (resp.body or ""):lower():find("already exist", 1, true) ~= nil)
+  end,
+  immutable = function(dist, remote_sha, where)
+    return string.format("pypi: %s %s: %s is already on %s with sha256 %s, but the local file has sha256 %s",
+      dist.name, dist.version, dist.filename, where, remote_sha or "(unknown)", dist.sha256),
+      string.format("published files are immutable: version %s of %s is burned; "
+        .. "bump the version and publish a new version", dist.version, dist.name),
+      { remote_sha256 = remote_sha, local_sha256 = dist.sha256, filename = dist.filename }
+  end,
+  result = function(dist, remote)
+    return { filename = dist.filename, sha256 = dist.sha256, url = remote and remote.url,
+             name = dist.name, version = dist.version, digest = "sha256:" .. dist.sha256 }
+  end,
+  log_fields = function(r) return { file = r.filename, sha256 = r.sha256 } end,
+  -- Pre-flight: the index answers. PyPI has no read that needs the upload token, so the
+  -- token itself is first tested by the upload (its absence is a pre-flight failure).
+  probe = function(opts)
+    local index = opt_index(opts)
+    local resp, msg = http.request{ url = index, progress = false, retry = false, cainfo = opts.cainfo,
+      connect_timeout = opts.connect_timeout or publish.DEFAULTS.connect_timeout, timeout = opts.timeout or 30 }
+    if not resp then return false, msg end
+    if resp.status >= 500 then return false, string.format("GET %s: HTTP %d", http.redact(index), resp.status) end
+    return true
+  end,
+  auth_hint = function(source, auth) return "check the token in " .. source .. " (user " .. auth.user .. ")" end,
+}
 
-local function inspect_or_raise(path)
+--- inspect, raising `bad_dist` / `ENOENT` instead of returning nil.
+---@param path string
+---@return relua.pypi.Dist
+function M.inspect_or_raise(path)
   local dist, msg, code = M.inspect(path)
   if not dist then
     err.raise(code == "ENOENT" and "ENOENT" or "bad_dist", msg)
   end
   return dist
 end
+local inspect_or_raise = M.inspect_or_raise
 
 ---@class relua.pypi.Result
 ---@field status "published"|"skipped_existing"
@@ -518,69 +516,7 @@ function M.publish_all(paths, opts)
   if not opts.url then error("pypi.publish: opts.url (the upload URL) is required", 2) end
   local dists = {}
   for i, p in ipairs(paths) do dists[i] = inspect_or_raise(p) end
-  -- One lookup per project.
-  local reqs, reads, slot, names = {}, {}, {}, {}
-  for _, d in ipairs(dists) do
-    local key = M.normalize(d.name)
-    names[key] = d.name
-    if not slot[key] then
-      local req, read = lookup_request(d.name, opts)
-      reqs[#reqs + 1], reads[#reads + 1] = req, read
-      slot[key] = #reqs
-    end
-  end
-  local answers = http.all(reqs, { concurrency = opts.concurrency or 8, progress = false })
-  local projects, again = {}, {}
-  for key, i in pairs(slot) do
-    local a = answers[i]
-    local p, msg, code = reads[i](a[1], a[2], a[3])
-    if opts.api == nil and ((p and not p.exists) or code == "http_status") then
-      again[#again + 1] = { key = key, name = names[key], p = p, msg = msg, code = code }
-    elseif not p then
-      err.raise((code == "connect" or code == "resolve") and "unreachable" or (code or "http"), msg,
-        { hint = "check that the index " .. opt_index(opts) .. " is reachable" })
-    else
-      projects[key] = p
-    end
-  end
-  if #again > 0 then
-    -- Not on the simple API: ask the JSON API too ("whichever the index offers").
-    local jopts = setmetatable({ api = "json" }, { __index = opts })
-    local jreqs, jreads = {}, {}
-    for j, g in ipairs(again) do jreqs[j], jreads[j] = lookup_request(g.name, jopts) end
-    local janswers = http.all(jreqs, { concurrency = opts.concurrency or 8, progress = false })
-    for j, g in ipairs(again) do
-      local jp = jreads[j](janswers[j][1], janswers[j][2], janswers[j][3])
-      if jp and jp.exists then
-        projects[g.key] = jp
-      elseif g.p then
-        projects[g.key] = g.p
-      else
-        err.raise("http", g.msg, { hint = "check that the index " .. opt_index(opts) .. " is reachable" })
-      end
-    end
-  end
-  local results, todo = {}, {}
-  local where = opt_index(opts)
-  for i, d in ipairs(dists) do
-    local remote = find(projects[M.normalize(d.name)], d.filename)
-    if remote then
-      compare(d, remote, where)
-      results[i] = { status = "skipped_existing", filename = d.filename, sha256 = d.sha256, url = remote.url,
-                     name = d.name, version = d.version }
-    else
-      todo[#todo + 1] = i
-    end
-  end
-  if #todo > 0 then
-    local auth, source = credentials(opts)
-    for _, i in ipairs(todo) do results[i] = upload(dists[i], opts, auth, source) end
-  end
-  for _, r in ipairs(results) do
-    log.info("pypi: " .. (r.status == "published" and "published" or "already there, identical"),
-      { file = r.filename, sha256 = r.sha256 })
-  end
-  return results
+  return publish.run(M.adapter, dists, opts)
 end
 
 --- Verify-or-publish one distribution (a wheel or an sdist).

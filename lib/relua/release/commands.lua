@@ -85,9 +85,12 @@ function M.revert_command(...)
     f:close()
   end
   local recipe = release.load_recipe(path)
+  -- Past the point of no return nothing is undone: only the phases after it are reverted.
+  local noreturn = require "relua.release.noreturn"
   local function todo(state)
     local list = {}
-    for i = #recipe.phases, 1, -1 do
+    local stop = noreturn.point(recipe, state) or 0
+    for i = #recipe.phases, stop + 1, -1 do
       local p = recipe.phases[i]
       local st = status_of(state, p.name)
       if st == "done" or st == "failed" or st == "running" then list[#list + 1] = p end
@@ -122,6 +125,17 @@ function M.revert_command(...)
   end
   local guard <close> = lg
   local state = lg:state()
+  local kept, kept_name, kept_why = noreturn.point(recipe, state)
+  if kept then
+    say(string.format("phase %s is past the point of no return (%s): it and the phases before it are not undone. " ..
+      "Retry the same version, or release a new version to change what shipped.", kept_name, kept_why))
+    if #todo(state) == 0 then
+      lg:log("revert-refused", { phase = kept_name, msg = "past the point of no return" })
+      lg:close()
+      errors.raise("refused", string.format("relua revert %s: nothing can be undone: phase %s is past the point of no return", ticket, kept_name),
+        { exit = 3, hint = "retry the same version (it only fills gaps), or release a new version to change what shipped" })
+    end
+  end
   lg:log("revert-run", { recipe = shown(abspath(path)) })
   local report = H.reporter({ ticket = ticket, path = shown(abspath(path)), json = o.json, what = "revert" })
   local list = todo(state)
@@ -212,9 +226,11 @@ local function next_command(t)
   local s = t.summary
   local recipe = quote_arg(shown(t.state.recipe.path))
   if s.status == "running" then return nil end
-  if s.status == "done" then return nil end
+  if s.status == "done" or s.status == "done with warnings" then return nil end
   if s.status == "failed" or s.status == "interrupted" then
-    return "relua " .. recipe .. " " .. t.id .. " --from=" .. s.phase .. "  (or roll back: relua revert " .. t.id .. ")"
+    local undo = "  (or roll back: relua revert " .. t.id .. ")"
+    if t.past_no_return then undo = "  (past the point of no return: retry, or release a new version)" end
+    return "relua " .. recipe .. " " .. t.id .. " --from=" .. s.phase .. undo
   end
   return "relua " .. recipe .. " " .. t.id
 end
@@ -239,6 +255,7 @@ function M.status_command(...)
       recipe_file_changed = file_changed,
     }
     if s.phase then out.failed = { phase = s.phase, rc = s.rc, msg = s.msg } end
+    if s.warnings and #s.warnings > 0 then out.warnings = json.array(s.warnings) end
     io.stdout:write(json.encode(out, { pretty = true }), "\n")
     return 0
   end
@@ -251,6 +268,10 @@ function M.status_command(...)
     head = string.format("running now (pid=%s host=%s since=%s)", tostring(t.holder.pid), tostring(t.holder.host), tostring(t.holder.since))
   end
   add("ticket %s: %s", t.id, head)
+  for _, w in ipairs(s.warnings or {}) do
+    add("  warning: fallback target %s: %s %s%s", w.target, w.artifact, w.status,
+      (w.detail and w.detail ~= "") and (" (" .. one_line(w.detail) .. ")") or "")
+  end
   add("recipe: %s%s (sha256 %s)", shown(st.recipe.path), st.recipe.name and " [" .. st.recipe.name .. "]" or "", short(st.recipe.sha256))
   if st.recipe.previous_sha256 then
     add("  the recipe changed during this release (%s: sha256 %s -> %s)", tostring(st.recipe.changed),
@@ -291,6 +312,9 @@ function M.status_command(...)
       f:close()
       add("output of phase %s: %s", s.phase, out)
     end
+  end
+  if s.status == "failed" or s.status == "interrupted" then  -- the hints printed at the failure
+    for _, l in ipairs(require("relua.playbook.commands").status_lines(t)) do add("%s", l) end
   end
   local nxt = next_command(t)
   if nxt then add("next: %s", nxt) end

@@ -77,6 +77,7 @@ local function new_context(opts)
     recipe = opts.recipe, dir = opts.dir, out = nil,
   }, R)
   rawset(r, "_store", store)
+  if not r.dry_run then require("relua.release.noreturn").current = r end  -- for the publish core
   rawset(r, "_say", opts.say)
   r.state = setmetatable({}, {
     __index = function(_, k) return store.get(k) end,

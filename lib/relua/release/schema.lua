@@ -23,6 +23,7 @@ M.phase = {
   run = "function(r): the phase's work",
   revert = "function(r): undoes the phase",
   irreversible = "true: a point of no return",
+  followup = "true: only tidies up after the release (a failure past the point of no return reads \"released; follow-up failed\")",
   preflight = "checks run before this phase",
 }
 

@@ -1,0 +1,175 @@
+-- relua.forge against tests/support/forge_server.py (GitHub's REST subset, and Gitea's).
+local reg = require "support.registries"
+local h = require "support.h"
+local forge = require "relua.forge"
+local fs = require "relua.fs"
+
+local log_level
+setup(function() log_level = require("relua.log").level("error") end)
+teardown(function() require("relua.log").level(log_level) end)
+
+local function count(log, pattern)
+  local n = 0
+  for _, l in ipairs(log) do if l:match(pattern) then n = n + 1 end end
+  return n
+end
+
+describe("relua.forge (GitHub)", function()
+  local server, dir, gh
+
+  setup(function()
+    server = reg.forge()
+    dir = assert(fs.tmpdir("relua-forge-spec-"))
+    gh = forge.new({ api = server.api, token = server.token, repo = "acme/lib", tries = 3 })
+  end)
+
+  teardown(function()
+    if server then server.stop() end
+    if dir then fs.remove(dir, { recursive = true }) end
+  end)
+
+  it("gets or creates a release; a 422 already_exists is resolved by looking; a draft is completed", function()
+    local rel, how = gh:release("v1.0.0", { body = "notes" })
+    assert.are.equal("created", how)
+    assert.are.equal("v1.0.0", rel.tag_name)
+    local again, how2 = gh:release("v1.0.0")
+    assert.are.equal("existing", how2)
+    assert.are.equal(rel.id, again.id)
+    -- a draft (invisible by tag): the POST answers 422 already_exists, the list finds it
+    local draft = gh:release("v1.1.0", { draft = true })
+    assert.is_true(draft.draft)
+    local done, how3 = gh:release("v1.1.0")
+    assert.are.equal("completed", how3)
+    assert.are.equal(draft.id, done.id)
+    assert.is_false(done.draft)
+  end)
+
+  it("publishes assets by digest: published, then skipped_existing with no upload; other bytes are immutable", function()
+    local rel = gh:release("v2.0.0")
+    local a = h.spit(fs.join(dir, "lib-2.0.0.tar.gz"), string.rep("a", 5000))
+    local r = gh:assets(rel, { a })
+    assert.are.equal("published", r[1].status)
+    local before = server.stats().uploads
+    assert.are.equal("skipped_existing", gh:assets(rel, { a })[1].status)
+    assert.are.equal(before, server.stats().uploads)
+    assert(fs.mkdir(fs.join(dir, "other")))
+    local b = h.spit(fs.join(dir, "other", "lib-2.0.0.tar.gz"), "different")
+    local ok, e = pcall(gh.assets, gh, rel, { b })
+    assert.is_false(ok)
+    assert.are.equal("immutable", e.code)
+    assert.matches(fs.digest(a, "sha256"), e.message, 1, true)
+    assert.are.equal(before, server.stats().uploads)
+  end)
+
+  it("a connection dropped mid-upload: exactly one asset afterwards", function()
+    local rel = gh:release("v3.0.0")
+    local a = h.spit(fs.join(dir, "big.bin"), string.rep("x", 300000))
+    server.fail({ prefix = "/repos/acme/lib/releases/" .. rel.id .. "/assets", method = "POST",
+                  action = "reset_mid_upload", starter = true })
+    local r = gh:assets(rel, { a }, { confirm_timeout = 2 })
+    assert.are.equal("published", r[1].status)
+    local assets = gh:list_assets(rel)
+    assert.are.equal(1, #assets)
+    assert.are.equal("big.bin", assets[1].name)
+    assert.are.equal("sha256:" .. fs.digest(a, "sha256"), assets[1].digest)
+  end)
+
+  it("finds or opens a pull request (422 'already exists' resolved by finding it), closes it", function()
+    local pr, how = gh:pull_request("release/1.0", "main", { title = "Release 1.0" })
+    assert.are.equal("opened", how)
+    local pr2, how2 = gh:pull_request("release/1.0", "main")
+    assert.are.equal("existing", how2)
+    assert.are.equal(pr.number, pr2.number)
+    assert.are.equal("closed", gh:close_pull_request(pr.number).state)
+  end)
+
+  it("gives one CI verdict from the combined status and the check runs, naming the failing checks", function()
+    server.setup({ repo = "acme/lib",
+      statuses = { aaa = { { context = "ci/lint", state = "success" } },
+                   bbb = { { context = "ci/lint", state = "success" }, { context = "ci/docs", state = "failure" } } },
+      check_runs = { aaa = { { name = "test", status = "completed", conclusion = "success" } },
+                     bbb = { { name = "test", status = "completed", conclusion = "failure" },
+                             { name = "build", status = "in_progress" } },
+                     ccc = {} } })
+    assert.are.equal("success", gh:ci("aaa").state)
+    local v = gh:ci("bbb")
+    assert.are.equal("failure", v.state)
+    assert.matches("ci/docs (failure)", v.summary, 1, true)
+    assert.matches("test (failure)", v.summary, 1, true)
+    assert.are.equal("pending", gh:ci("ccc").state)
+  end)
+
+  it("deletes a ref through the API (idempotent)", function()
+    server.setup({ repo = "acme/lib", refs = { "heads/release/0.9" } })
+    assert.are.same({ true, "deleted" }, { gh:delete_ref("heads/release/0.9") })
+    assert.are.same({ true, "not there" }, { gh:delete_ref("heads/release/0.9") })
+  end)
+
+  it("waits out a primary rate limit until its reset, and a secondary one per Retry-After", function()
+    server.fail({ prefix = "/user", kind = "primary_rate", reset_in = 1 })
+    assert.are.equal("relua-bot", gh:user().login)
+    server.fail({ prefix = "/user", kind = "secondary_rate", retry_after = 1 })
+    assert.are.equal("relua-bot", gh:user().login)
+    -- a reset too far away: fails at once, with the time
+    local impatient = forge.new({ api = server.api, token = server.token, repo = "acme/lib", max_rate_wait = 0 })
+    server.fail({ prefix = "/user", kind = "primary_rate", reset_in = 3600 })
+    local ok, e = pcall(impatient.user, impatient)
+    assert.is_false(ok)
+    assert.are.equal("rate_limited", e.code)
+    assert.matches("the limit resets at", e.message, 1, true)
+  end)
+
+  it("401 Bad credentials is an auth error naming where the token came from, never the token", function()
+    local bad = forge.new({ api = server.api, token = "ghp_wrongwrongwrong", repo = "acme/lib" })
+    local ok, e = pcall(bad.user, bad)
+    assert.is_false(ok)
+    assert.are.equal("auth", e.code)
+    assert.matches("HTTP 401: Bad credentials", e.message, 1, true)
+    assert.not_matches("ghp_wrong", e.message, 1, true)
+    server.fail({ prefix = "/repos/acme/lib/releases", kind = "nothing", status = 403 })
+    local ok2, e2 = pcall(gh.release, gh, "v9.9.9")
+    assert.is_false(ok2)
+    assert.are.equal("auth", e2.code)
+  end)
+
+  it("takes the token from GITHUB_TOKEN or GH_TOKEN and the API URL from GITHUB_API_URL", function()
+    local r = h.relua({ "-e", [[
+      local gh = require("relua.forge").new({ repo = "acme/lib" })
+      io.write(gh:user().login, " ", gh.source)
+    ]] }, { env = { GITHUB_TOKEN = false, GH_TOKEN = server.token, GITHUB_API_URL = server.api } })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("relua-bot $GH_TOKEN", r.stdout)
+  end)
+end)
+
+describe("relua.forge (Gitea /api/v1)", function()
+  local server, dir, gt
+
+  setup(function()
+    server = reg.forge({ gitea = true })
+    dir = assert(fs.tmpdir("relua-forge-gitea-"))
+    gt = forge.new({ api = server.api, token = server.token, repo = "acme/lib" })
+  end)
+
+  teardown(function()
+    if server then server.stop() end
+    if dir then fs.remove(dir, { recursive = true }) end
+  end)
+
+  it("speaks Gitea: token auth, 409 conflicts, multipart assets without digest (hashed by download)", function()
+    assert.are.equal("gitea", gt.kind)
+    local rel = gt:release("v1.0.0")
+    local draft = gt:release("v1.1.0", { draft = true })
+    assert.are.equal("completed", select(2, gt:release("v1.1.0")))
+    assert.is_true(draft.draft)
+    local a = h.spit(fs.join(dir, "lib-1.0.0.zip"), string.rep("z", 1000))
+    assert.are.equal("published", gt:assets(rel, { a })[1].status)
+    assert.are.equal("skipped_existing", gt:assets(rel, { a })[1].status)
+    local _, how = gt:pull_request("release/1.0", "main")
+    assert.are.equal("opened", how)
+    assert.are.equal("existing", select(2, gt:pull_request("release/1.0", "main")))
+    server.setup({ repo = "acme/lib", statuses = { abc = { { context = "ci", state = "success" } } } })
+    assert.are.equal("success", gt:ci("abc").state)
+    assert.are.equal(1, count(server.stats().log, "^POST /api/v1/repos/acme/lib/releases/%d+/assets 201"))
+  end)
+end)

@@ -1,0 +1,114 @@
+-- relua.publish, the one verify-or-publish core, through the PyPI adapter against the
+-- test index (tests/support/pypi_server.py) with faults injected at each stage.
+local reg = require "support.registries"
+local publish = require "relua.publish"
+local pypi = require "relua.registry.pypi"
+local fs = require "relua.fs"
+
+local log_level
+setup(function() log_level = require("relua.log").level("error") end)
+teardown(function() require("relua.log").level(log_level) end)
+
+local function uploads(server) return server.uploads() end
+
+describe("relua.publish", function()
+  local server, dir, opts
+
+  setup(function()
+    server = reg.pypi()
+    dir = assert(fs.tmpdir("relua-publish-"))
+    opts = { url = server.legacy, user = server.user, password = server.password, timeout = 30,
+             confirm_timeout = 2, retry = false }
+  end)
+
+  teardown(function()
+    if server then server.stop() end
+    if dir then fs.remove(dir, { recursive = true }) end
+  end)
+
+  it("says published for its own upload that lands late (answer lost, not yet visible, then 'exists')", function()
+    local whl = reg.build_dists(fs.join(dir, "late"), { "Late.Pkg", "1.0" })[1]
+    server.fail({ action = "reset_after", prefix = "/legacy/", count = 1 })
+    server.fail({ status = 404, prefix = "/simple/late-pkg/", count = 2 })
+    server.fail({ status = 404, prefix = "/pypi/late-pkg/", count = 2 })
+    local r = pypi.publish(whl, opts)
+    assert.are.equal("published", r.status)
+    assert.are.same({ "Late_Pkg-1.0-py3-none-any.whl" }, server.files())
+  end)
+
+  it("says the upload may have landed when the answer is lost and the index cannot be read", function()
+    local whl = reg.build_dists(fs.join(dir, "lost"), { "Lost.Pkg", "1.0" })[1]
+    server.fail({ action = "reset_after", prefix = "/legacy/", count = 1 })
+    server.fail({ status = 503, prefix = "/simple/lost-pkg/", count = 50, skip = 1 })
+    server.fail({ status = 503, prefix = "/pypi/lost-pkg/", count = 50, skip = 1 })
+    local o = setmetatable({ tries = 1 }, { __index = opts })
+    local sent = {}
+    o.on_sent = function(label) sent[label] = true end
+    local ok, e = pcall(pypi.publish, whl, o)
+    assert.is_false(ok)
+    assert.are.equal("maybe_landed", e.code)
+    assert.matches("may have landed: re-run to check", e.message, 1, true)
+    assert.is_true(sent["Lost_Pkg-1.0-py3-none-any.whl"])
+    -- drain the injected failures, then a re-run that knows it sent the file says published
+    for _ = 1, 60 do
+      local p = pypi.project("lost-pkg", { index = server.index, retry = false, api = "simple" })
+      if p and p.exists then break end
+    end
+    for _ = 1, 60 do
+      local p = pypi.project("lost-pkg", { index = server.index, retry = false, api = "json" })
+      if p and p.exists then break end
+    end
+    local before = uploads(server)
+    local r = pypi.publish(whl, setmetatable({ sent = sent }, { __index = opts }))
+    assert.are.equal("published", r.status)
+    assert.are.equal(before, uploads(server), "the re-run sent nothing")
+  end)
+
+  it("retries through Retry-After given as an HTTP date", function()
+    local when = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 2)
+    local d = publish.delay(1, { headers = { ["retry-after"] = when } })
+    assert.is_true(d >= 0 and d <= 3, "delay " .. d)
+    assert.is_true(publish.delay(1, { headers = { ["retry-after"] = "1" } }) == 1)
+    local whl = reg.build_dists(fs.join(dir, "ra"), { "Ra.Pkg", "1.0" })[1]
+    server.fail({ status = 503, prefix = "/legacy/", count = 1, retry_after = 0 })
+    assert.are.equal("published", pypi.publish(whl, opts).status)
+  end)
+end)
+
+describe("relua.publish: unknown is not different", function()
+  local server, dir, opts
+
+  setup(function()
+    server = reg.pypi({ no_hashes = true })
+    dir = assert(fs.tmpdir("relua-publish-nh-"))
+    opts = { url = server.legacy, user = server.user, password = server.password, timeout = 30,
+             confirm_timeout = 2, retry = false }
+  end)
+
+  teardown(function()
+    if server then server.stop() end
+    if dir then fs.remove(dir, { recursive = true }) end
+  end)
+
+  it("an index without digests: a failed download is unverified (retried), never immutable", function()
+    local whl = reg.build_dists(fs.join(dir, "a"), { "Nh.Pkg", "1.0" })[1]
+    assert.are.equal("published", pypi.publish(whl, opts).status)
+    local before = uploads(server)
+    server.fail({ status = 404, prefix = "/files/", count = 3 })
+    local ok, e = pcall(pypi.publish, whl, opts)
+    assert.is_false(ok)
+    assert.are.equal("unverified", e.code)
+    assert.matches("could not be read", e.message, 1, true)
+    assert.not_matches("bump", e.hint, 1, true)
+    -- one failed download, then it reads: verified identical, nothing sent
+    server.fail({ status = 404, prefix = "/files/", count = 1 })
+    assert.are.equal("skipped_existing", pypi.publish(whl, opts).status)
+    assert.are.equal(before, uploads(server))
+    -- other bytes are still found different by download
+    local rebuilt = reg.build_dists(fs.join(dir, "b"), { "Nh.Pkg", "1.0" }, { salt = "b" })[1]
+    local ok2, e2 = pcall(pypi.publish, rebuilt, opts)
+    assert.is_false(ok2)
+    assert.are.equal("immutable", e2.code)
+    assert.are.equal(before, uploads(server))
+  end)
+end)
