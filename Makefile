@@ -18,7 +18,7 @@ B          ?= build
 
 # The host modules, in one place: host/STEM.c defines luaopen_relua_core_STEM, the Lua
 # module relua.core.STEM. A new module is one word here (and its libraries below).
-MODULES    := error fs json ledger proc secret version yaml \
+MODULES    := error fs json ledger proc secret store version yaml \
               http git archive crypto readline
 # Lazy modules: host modules whose libraries are heavy to load (libcurl alone brings in
 # some thirty shared libraries: gnutls, krb5, ldap...; libcrypto is large). Each is built as a shared object

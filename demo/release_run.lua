@@ -21,9 +21,14 @@ D=$(dirname "$0")/svc
 case "$1" in
   start)    # recreate: stop it, start it on the pulled image; healthy after $SVC_BOOT s
     "$0" stop
-    echo starting > "$D/health"
     cp "$D/pulled" "$D/running"
-    ( sleep "${SVC_BOOT:-0}"; echo healthy > "$D/health"; exec sleep 600 ) </dev/null >/dev/null 2>&1 &
+    if [ "${SVC_BOOT:-0}" = 0 ]; then  # up at once: healthy before start returns
+      echo healthy > "$D/health"
+      ( exec sleep 600 ) </dev/null >/dev/null 2>&1 &
+    else
+      echo starting > "$D/health"
+      ( sleep "$SVC_BOOT"; echo healthy > "$D/health"; exec sleep 600 ) </dev/null >/dev/null 2>&1 &
+    fi
     echo $! > "$D/pid" ;;
   recreate) # what migrate does: pull (unless the pull is broken), then start
     [ -f "$D/no-pull" ] || "$0" pull

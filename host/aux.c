@@ -243,3 +243,20 @@ fail_nofd:
   errno = err;
   return -1;
 }
+
+/* mkdir -p path (mode 0755); 0, or -1 with errno. */
+int relua_mkdir_p(const char *path) {
+  char buf[4096];
+  size_t i, n = strlen(path);
+  if (n == 0 || n >= sizeof buf) { errno = ENAMETOOLONG; return -1; }
+  memcpy(buf, path, n + 1);
+  for (i = 1; i <= n; i++) {
+    if (buf[i] == '/' || buf[i] == '\0') {
+      char c = buf[i];
+      buf[i] = '\0';
+      if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+      buf[i] = c;
+    }
+  }
+  return 0;
+}

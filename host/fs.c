@@ -16,6 +16,7 @@
 
 #include "lualib.h"
 #include "relua.h"
+#include "store.h"
 
 #define LOCK_MT "relua.fs.Lock"
 #define CHUNK 65536
@@ -306,12 +307,8 @@ typedef struct Lock {
 
 static int lock_close(lua_State *L) {
   Lock *k = (Lock *)luaL_checkudata(L, 1, LOCK_MT);
-  if (k->fd >= 0) {
-    if (ftruncate(k->fd, 0) != 0) { /* the record goes; the lock goes regardless */ }
-    flock(k->fd, LOCK_UN);
-    close(k->fd);
-    k->fd = -1;
-  }
+  relua_lock_release(k->fd);
+  k->fd = -1;
   return 0;
 }
 
@@ -323,6 +320,13 @@ static int lock_record(lua_State *L) {
   return 1;
 }
 
+/* lock:holder() -> {pid=, host=, since=}: the record this lock wrote, parsed. */
+static int lock_holder(lua_State *L) {
+  lock_record(L);
+  relua_store_push_holder(L, lua_tostring(L, -1));
+  return 1;
+}
+
 static int lock_tostring(lua_State *L) {
   Lock *k = (Lock *)luaL_checkudata(L, 1, LOCK_MT);
   lua_getiuservalue(L, 1, 2);
@@ -331,67 +335,47 @@ static int lock_tostring(lua_State *L) {
 }
 
 /*
-** core.lock(path, record, wait) -> lock | nil, msg, "locked", current record | nil, msg, code
-** wait: false (try once), true (until free) or seconds. Polls so Ctrl-C is seen.
+** core.lock(path, wait) -> lock | nil, msg, "locked", holder | nil, msg, code
+** The one lock implementation (lock.c): the record is this process's holder record.
+** wait: false (try once), true (until free; Ctrl-C interrupts) or seconds.
 */
 static int fs_lock(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  size_t rlen;
-  const char *record = luaL_checklstring(L, 2, &rlen);
-  double wait = lua_isnumber(L, 3) ? lua_tonumber(L, 3) : (lua_toboolean(L, 3) ? -1 : 0);
-  struct timespec start, t;
+  double wait = lua_isnumber(L, 2) ? lua_tonumber(L, 2) : (lua_toboolean(L, 2) ? -1 : 0);
+  char record[512];
+  int busy;
   Lock *k;
-  lua_settop(L, 3);
-  k = (Lock *)lua_newuserdatauv(L, sizeof(Lock), 2);  /* [path, record, wait, k] */
+  lua_settop(L, 2);
+  if (wait < 0 && lua_isnumber(L, 2)) wait = 0;
+  relua_store_holder_record(record, sizeof record);
+  k = (Lock *)lua_newuserdatauv(L, sizeof(Lock), 2);  /* [path, wait, k] */
   k->fd = -1;
   luaL_setmetatable(L, LOCK_MT);
-  lua_pushvalue(L, 2);
-  lua_setiuservalue(L, 4, 1);
+  lua_pushstring(L, record);
+  lua_setiuservalue(L, 3, 1);
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, 4, 2);
-  k->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (k->fd < 0) return relua_oserror(L, "fs.lock", path);
-  clock_gettime(CLOCK_MONOTONIC, &start);
-  while (flock(k->fd, LOCK_EX | LOCK_NB) != 0) {
-    struct timespec nap = {0, 20000000};
-    double waited;
-    if (errno == EINTR) continue;
-    if (errno != EWOULDBLOCK) {
-      int err = errno;
-      close(k->fd);
-      k->fd = -1;
-      errno = err;
-      return relua_oserror(L, "fs.lock", path);
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    waited = (double)(t.tv_sec - start.tv_sec) + (double)(t.tv_nsec - start.tv_nsec) / 1e9;
-    if (wait >= 0 && waited >= wait) {
-      lua_pushnil(L);
-      lua_pushfstring(L, "fs.lock: %s is locked", path);
-      lua_pushliteral(L, "locked");
-      lseek(k->fd, 0, SEEK_SET);
-      if (push_contents(L, k->fd) != 0) lua_pushliteral(L, "");
-      close(k->fd);
-      k->fd = -1;
-      return 4;
-    }
-    if (relua_interrupted()) {
-      close(k->fd);
-      k->fd = -1;
-      return relua_raise_interrupt(L);
-    }
-    nanosleep(&nap, NULL);
-  }
-  if (ftruncate(k->fd, 0) != 0 || pwrite(k->fd, record, rlen, 0) != (ssize_t)rlen ||
-      fsync(k->fd) != 0) {
-    int err = errno;
-    flock(k->fd, LOCK_UN);
-    close(k->fd);
-    k->fd = -1;
-    errno = err;
-    return relua_oserror(L, "fs.lock", path);
-  }
-  return 1;
+  lua_setiuservalue(L, 3, 2);
+  k->fd = relua_lock_take(path, record, wait, &busy);
+  if (k->fd >= 0) return 1;
+  if (errno == EINTR && relua_interrupted()) return relua_raise_interrupt(L);
+  if (errno != EWOULDBLOCK) return relua_oserror(L, "fs.lock", path);
+  relua_lock_push_record(L, busy);                   /* [.., record] */
+  close(busy);
+  relua_store_push_holder(L, lua_tostring(L, -1));   /* [.., record, holder] */
+  lua_pushnil(L);
+  lua_getfield(L, -2, "pid");
+  lua_getfield(L, -3, "host");
+  lua_getfield(L, -4, "since");
+  if (lua_isinteger(L, -3))
+    lua_pushfstring(L, "fs.lock: %s is held by pid %I on %s since %s", path,
+                    (LUAI_UACINT)lua_tointeger(L, -3), lua_tostring(L, -2), lua_tostring(L, -1));
+  else
+    lua_pushfstring(L, "fs.lock: %s is locked", path);
+  lua_replace(L, -4);
+  lua_pop(L, 2);                                     /* [.., record, holder, nil, msg] */
+  lua_pushliteral(L, "locked");
+  lua_pushvalue(L, -4);
+  return 4;
 }
 
 /* ---------------------------------------------------------------- stdout */
@@ -431,6 +415,7 @@ static int fs_stdout_to_stderr(lua_State *L) {
 static const luaL_Reg lock_methods[] = {
   {"close", lock_close},
   {"record", lock_record},
+  {"holder", lock_holder},
   {NULL, NULL}
 };
 

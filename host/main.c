@@ -387,10 +387,47 @@ static int lazy_loader(lua_State *L) {
   return open(L);
 }
 
+/*
+** The host's own require, for the enforcing core (relua_open_owned in store.c): runs the
+** opener of a C module, linked or lazy, found by its name in the tables above, without
+** package.loaded, package.preload or any Lua a script could replace. Kept in the registry
+** as "relua.owned".
+*/
+static int owned_require(lua_State *L) {
+  const char *module = luaL_checkstring(L, 1);
+  const luaL_Reg *m;
+  const Lazy *z;
+  luaL_Buffer b;
+  if (strncmp(module, "relua.", 6) != 0) return luaL_error(L, "no host module %s", module);
+  luaL_buffinit(L, &b);
+  for (module += 6; *module; module++) luaL_addchar(&b, *module == '.' ? '_' : *module);
+  luaL_pushresult(&b);                                     /* [module, name] */
+  for (m = host_modules; m->name != NULL; m++) {
+    if (strcmp(m->name, lua_tostring(L, 2)) == 0) {
+      lua_pushcfunction(L, m->func);
+      lua_pushvalue(L, 1);
+      lua_call(L, 1, 1);
+      return 1;
+    }
+  }
+  for (z = lazy_modules; z->name != NULL; z++) {
+    if (strcmp(z->name, lua_tostring(L, 2)) == 0) {
+      lua_pushlightuserdata(L, (void *)z);
+      lua_pushcclosure(L, lazy_loader, 1);
+      lua_pushvalue(L, 1);
+      lua_call(L, 1, 1);
+      return 1;
+    }
+  }
+  return luaL_error(L, "no host module %s in this build", lua_tostring(L, 1));
+}
+
 static void open_loaders(lua_State *L, const char *argv0) {
   const luaL_Reg *m;
   const Lazy *z;
   const char *dev = getenv("RELUA_LIB");
+  lua_pushcfunction(L, owned_require);
+  lua_setfield(L, LUA_REGISTRYINDEX, "relua.owned");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);  /* [preload] */
   for (m = host_modules; m->name != NULL; m++) {
     push_module_name(L, m->name);          /* [preload, name] */

@@ -72,6 +72,20 @@ int relua_write_atomic(const char *path, const char *data, size_t len, int mode)
 /* write(2) until all of data is written (EINTR retried); 0, or -1 with errno set. */
 int relua_write_all(int fd, const char *data, size_t len);
 int relua_fsync_dir(const char *path);
+/* mkdir -p path (mode 0755); 0, or -1 with errno. */
+int relua_mkdir_p(const char *path);
+
+/*
+** Locks (host/lock.c): the one lock implementation, an exclusive flock(2) on a file that
+** records its holder. relua_lock_take returns the held descriptor, or -1 with errno
+** (EWOULDBLOCK: held by another; *busy_fd is then a descriptor of the file to read the
+** holder's record from, which the caller closes). wait: 0 once, < 0 until free (Ctrl-C:
+** EINTR), else seconds. relua_lock_held: 1 when another process holds path's lock.
+*/
+int relua_lock_take(const char *path, const char *record, double wait, int *busy_fd);
+void relua_lock_release(int fd);
+int relua_lock_held(const char *path);
+void relua_lock_push_record(lua_State *L, int fd);
 
 /*
 ** JSON: encode the value at idx with sorted keys, integers kept as integers; pushes the

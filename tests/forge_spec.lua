@@ -173,3 +173,37 @@ describe("relua.forge (Gitea /api/v1)", function()
     assert.are.equal(1, count(server.stats().log, "^POST /api/v1/repos/acme/lib/releases/%d+/assets 201"))
   end)
 end)
+
+describe("relua.forge as a publish target", function()
+  local server, dir
+
+  setup(function()
+    server = reg.forge()
+    dir = assert(fs.tmpdir("relua-forge-target-"))
+  end)
+
+  teardown(function()
+    if server then server.stop() end
+    if dir then fs.remove(dir, { recursive = true }) end
+  end)
+
+  it("publishes a release's assets as a target: looking creates nothing, a re-run sends nothing", function()
+    local a = h.spit(fs.join(dir, "tool-1.0.tar.gz"), string.rep("t", 2000))
+    local script = h.spit(fs.join(dir, "t.lua"), [[
+      local targets = require "relua.publish.targets"
+      local T = { { name = "github", role = "primary", adapter = "forge", artifacts = { arg[1] },
+        opts = { api = arg[2], repo = "acme/tool", tag = "v1.0", confirm_timeout = 2 },
+        secrets = { token = "ACME_FORGE_TOKEN" } } }
+      for _ = 1, 2 do
+        local rec = targets.publish(nil, T)
+        io.stderr:write("status=", rec.github.results["tool-1.0.tar.gz"].status, "\n")
+      end
+    ]])
+    local r = h.relua({ script, a, server.api }, { env = { ACME_FORGE_TOKEN = server.token, RELUA_LOG_LEVEL = "warn" } })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("status=published\nstatus=skipped_existing\n", r.stderr, 1, true)
+    assert.matches("github%s+primary%s+tool%-1%.0%.tar%.gz%s+skipped_existing", r.stdout)
+    assert.are.equal(1, server.stats().uploads)
+    assert.not_matches(server.token, r.stdout .. r.stderr, 1, true)
+  end)
+end)

@@ -143,7 +143,7 @@ describe("relua.git", function()
       assert.is_false(ok)
       assert.are.equal("dirty", err.code)
       assert.are.equal("Working tree is dirty: " .. dir .. ": README", err.message)
-      assert.matches("commit or stash", err.hint)
+      assert.matches("commit them, stash them", err.hint)
     end)
 
     it("reports a merge in progress", function()

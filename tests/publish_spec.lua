@@ -112,3 +112,46 @@ describe("relua.publish: unknown is not different", function()
     assert.are.equal(before, uploads(server))
   end)
 end)
+
+describe("relua.publish against a registry that accepts and never answers", function()
+  local proc = require "relua.proc"
+  local handle, port, dir
+
+  setup(function()
+    dir = assert(fs.tmpdir("relua-publish-hang-"))
+    local pf = fs.join(dir, "port")
+    handle = assert(proc.spawn({ "python3", "-c", [[
+import socket, sys, time, os
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
+open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1])); os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+held = []
+end = time.time() + 120
+while time.time() < end:
+    s.settimeout(1)
+    try:
+        c, _ = s.accept(); held.append(c)   # accepted, read nothing, never answered
+    except socket.timeout:
+        pass
+]], pf }, { capture = false }))
+    for _ = 1, 100 do
+      port = fs.read(pf)
+      if port then break end
+      proc.sleep(0.05)
+    end
+    assert(port, "the hanging server did not start")
+  end)
+
+  teardown(function()
+    if handle then handle:kill("KILL"); handle:close() end
+    if dir then fs.remove(dir, { recursive = true }) end
+  end)
+
+  it("gives up within the publish's bounds (stall timeout, deadline) and says the index is unreachable", function()
+    local whl = reg.build_dists(fs.join(dir, "w"), { "Hang.Pkg", "1.0" })[1]
+    local ok, e = pcall(pypi.publish, whl, { url = "http://127.0.0.1:" .. port .. "/legacy/", password = "x",
+      retry = false, stall_timeout = 1, deadline = 3 })
+    assert.is_false(ok)
+    assert.are.equal("unreachable", e.code)
+    assert.matches("127.0.0.1:" .. port, e.message, 1, true)
+  end)
+end)

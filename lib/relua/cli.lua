@@ -247,6 +247,22 @@ command {
   run = function(...) return require("relua.release").revert_command(...) end,
 }
 
+command {
+  name = "store copy", summary = "copy tickets (state and audit log) into another store",
+  usage = "relua store copy --to URL [TICKET...]",
+  description = "Copies each TICKET (default: every ticket) from the current store (--store, "
+    .. "$RELUA_STORE, else the folder .relua) into the store at URL, e.g. a local ledger into the "
+    .. "shared PostgreSQL store. A ticket the target already has, or that a run holds, is not copied.",
+  options = {
+    { "--to=URL", "the target store: a folder (PATH, folder:PATH) or postgres://..." },
+    { "--store=URL", "the store to copy from (default: $RELUA_STORE, else the folder .relua)" },
+  },
+  exits = { [0] = "every ticket copied", [1] = "some ticket was not copied (each is named)",
+    [2] = "no --to, an invalid ticket name or store URL" },
+  examples = { "relua store copy --to postgres://relua@db/releases", "relua store copy --to /srv/ledger 1.4.0" },
+  run = function(...) return require("relua.release").store_copy_command(...) end,
+}
+
 -- Recovery playbooks (lib/relua/playbook.lua, lib/relua/playbook/commands.lua, doc/playbooks.md).
 local function playbooks(fn)
   return function(...) return require("relua.playbook.commands")[fn](...) end

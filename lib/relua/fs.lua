@@ -431,21 +431,9 @@ end
 
 -- ------------------------------------------------------------------ locks
 
-local function parse_record(text)
-  if not text or text == "" then return nil end
-  local pid, host, since = text:match("pid=(%d+) host=(%S+) since=(%S+)")
-  if not pid then return nil end
-  return { pid = math.tointeger(tonumber(pid)), host = host, since = since }
-end
-
 ---@class relua.fs.Lock
 ---@field close fun(self)                    releases the lock (also <close> and __gc)
----@field holder fun(self):{pid:integer, host:string, since:string}
-
---- The holder record this lock wrote: {pid=, host=, since=}.
-function core.Lock.holder(self)
-  return parse_record(self:record())
-end
+---@field holder fun(self):{pid:integer, host:string, since:string}  the record it wrote
 
 --- Takes an exclusive lock (flock) on path, creating the file. The file records
 --- "pid=N host=H since=ISO8601" while held. wait: false (default: try once), true (until
@@ -464,17 +452,7 @@ function M.lock(path, opts)
   if type(wait) ~= "boolean" and type(wait) ~= "number" then
     error("fs.lock: option 'wait' must be a boolean or a number of seconds", 2)
   end
-  local record = string.format("pid=%d host=%s since=%s\n", require("relua.core.proc").pid(),
-    (core.hostname() or "unknown"):gsub("%s", "_"), os.date("!%Y-%m-%dT%H:%M:%SZ"))
-  local lock, msg, code, current = core.lock(path, record, wait)
-  if lock then return lock end
-  if code ~= "locked" then return nil, msg, code end
-  local holder = parse_record(current)
-  if holder then
-    msg = string.format("fs.lock: %s is held by pid %d on %s since %s", path, holder.pid,
-      holder.host, holder.since)
-  end
-  return nil, msg, "locked", holder
+  return core.lock(path, wait)
 end
 
 return M

@@ -286,7 +286,8 @@ M.is_valid_ref = core.is_valid_ref
 -- ------------------------------------------------------------------ repository: facts
 
 --- Is the work tree dirty? Returns dirty, the sorted changed/untracked paths, and the
---- status entries ({path=, index=, worktree=, conflicted=}).
+--- status entries ({path=, index=, worktree=, conflicted=}). relua's own folders (the
+--- ledger under .relua or $RELUA_HOME, a folder store) never count.
 ---@param opts {untracked:boolean?}?  untracked files count (default true)
 ---@return boolean|nil dirty
 ---@return string[]|string paths_or_message
@@ -297,8 +298,27 @@ function R:dirty(opts)
   if untracked == nil then untracked = true end
   local st, err, code = C.status(self, untracked)
   if not st then return nil, err, code end
-  local paths = {}
-  for _, e in ipairs(st) do paths[#paths + 1] = e.path end
+  -- relua's own folders (the ledger, the phases' output) are never a change to release
+  local own = {}
+  local wd = C.workdir(self)
+  if wd then
+    wd = wd:gsub("/$", "")
+    for _, f in ipairs(require("relua.store").own_folders()) do
+      if f:sub(1, #wd + 1) == wd .. "/" then own[#own + 1] = f:sub(#wd + 2) .. "/" end
+    end
+  end
+  local paths, kept = {}, {}
+  for _, e in ipairs(st) do
+    local mine = false
+    for _, prefix in ipairs(own) do
+      if e.path == prefix or e.path:sub(1, #prefix) == prefix then mine = true end
+    end
+    if not mine then
+      paths[#paths + 1] = e.path
+      kept[#kept + 1] = e
+    end
+  end
+  st = kept
   table.sort(paths)
   return #paths > 0, paths, st
 end
@@ -319,7 +339,8 @@ function R:assert_clean(opts)
     for i = 1, math.min(#paths, 20) do shown[i] = paths[i] end
     if #paths > 20 then shown[#shown + 1] = string.format("... (%d more)", #paths - 20) end
     rerror.raise("dirty", string.format("Working tree is dirty: %s: %s", self:where(),
-      table.concat(shown, ", ")), { hint = "commit or stash these changes, then run again" })
+      table.concat(shown, ", ")), { hint = "commit them, stash them (git stash -u) or add them to .gitignore, then run again "
+        .. "(relua's own ledger folder is never counted)" })
   end
   return self
 end

@@ -158,6 +158,8 @@ local function send_one(adapter, art, opts, creds, source)
   end
   for attempt = 1, tries do
     if opts.on_sent then opts.on_sent(key) end  -- recorded before: a late landing is ours
+    -- From here the running phase is past the point of no return (relua.release.noreturn).
+    require("relua.release.noreturn").published(adapter.name .. ": " .. key)
     local resp, msg, code = adapter.send(art, opts, creds, b.timeouts())
     local status = resp and resp.status
     if resp and resp.ok then
@@ -259,8 +261,8 @@ function M.run(adapter, arts, opts)
   local dry = opts.dry_run or require("relua.dryrun").active()
   if dry then
     for _, i in ipairs(todo) do
-      io.stdout:write(string.format("  [dry-run] would publish %s to %s\n", adapter.label(arts[i]),
-        http.redact(opts.url or adapter.where(opts))))
+      io.stdout:write(require("relua.secret").mask(string.format("  [dry-run] would publish %s to %s\n",
+        adapter.label(arts[i]), http.redact(opts.url or adapter.where(opts)))))
       local r = adapter.result(arts[i])
       r.status = "dry_run"
       results[i] = r

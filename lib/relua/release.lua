@@ -1,14 +1,16 @@
 --- relua.release: the release engine's policy. A recipe is a table of ordered phases;
 -- `relua RECIPE TICKET` runs them for a ticket. What must hold whatever a recipe does (the
 -- lock, the state file, the audit log, the phase runner that halts on failure) is C, in
--- host/ledger.c (relua.core.ledger); this file decides where to start, builds the `r`
--- context recipes use, and prints what happened and what to do next.
+-- host/ledger*.c (relua.core.ledger) over the store of host/store.h; C decides where a
+-- run starts and what runs. This file builds the `r` context recipes use, and prints what
+-- happened and what to do next.
 local core = require "relua.core.ledger"
 local errors = require "relua.error"
 local fsc = require "relua.core.fs"  -- cwd only: relua.fs loads libcrypto, not needed on a no-op run
 local json = require "relua.json"
 local schema = require "relua.release.schema"
 local mask = require("relua.core.secret").mask
+local storelib = require "relua.store"
 
 local M = {}
 
@@ -280,10 +282,16 @@ local function find_phase(recipe, name)
   end
 end
 
--- The state of a ticket's first run.
-local function fresh_state(ticket, recipe, path, hash)
+-- The phases of a ticket's first run, all pending.
+local function fresh_phases(recipe)
   local phases = json.array()
   for i, p in ipairs(recipe.phases) do phases[i] = { name = p.name, status = "pending" } end
+  return phases
+end
+
+-- The state of a ticket's first run.
+local function fresh_state(ticket, recipe, path, hash)
+  local phases = fresh_phases(recipe)
   return {
     schema = core.SCHEMA, ticket = ticket, created = core.now(),
     recipe = { path = path, sha256 = hash, name = recipe.name },
@@ -321,28 +329,24 @@ local function status_of(state, name)
   return "pending"
 end
 
--- Which phases run: returns the index of the first phase to run (nil: nothing to do).
-local function start_index(recipe, state, from)
-  if from then
-    local i = find_phase(recipe, from)
-    if not i then
-      usage(string.format("unknown phase %q: the phases are %s", from, table.concat(phase_names(recipe), ", ")))
-    end
-    for j = 1, i - 1 do
-      local name = recipe.phases[j].name
-      local st = state and status_of(state, name) or "pending"
-      if st ~= "done" then
-        usage(string.format("cannot start at phase %s: the earlier phase %s is not done (%s)", from, name, st),
-          "run the release without --from to continue where it stopped, or use --from=" .. name)
-      end
-    end
-    return i
+-- Which phase a run starts at, as the core decides it (core.start): its index, or nil when
+-- every phase is done. A --from that is not a phase, or whose earlier phases are not all
+-- done, is a usage error.
+local function start_index(phases, from)
+  local i, err, hint = core.start(phases, from)
+  if i == nil then usage(err, hint) end
+  return i or nil
+end
+
+-- A ticket stays with the recipe that started it (by name): another recipe is refused.
+local function check_recipe(state, recipe, ticket)
+  local was = state.recipe.name
+  if was ~= nil and was ~= recipe.name then
+    errors.raise("recipe-mismatch", string.format("ticket %s belongs to recipe %s, not %s", ticket,
+      was, recipe.name or "(a recipe without a name)"), { exit = 2,
+      hint = string.format("a ticket is released by one recipe: use a new ticket, or run %s again (%s)",
+        was, state.recipe.path) })
   end
-  if not state then return 1 end
-  for i, p in ipairs(recipe.phases) do
-    if status_of(state, p.name) ~= "done" then return i end
-  end
-  return nil
 end
 
 local function parse_args(args, allowed)
@@ -350,8 +354,19 @@ local function parse_args(args, allowed)
   local i = 1
   while i <= #args do
     local a = args[i]
-    local name, value = a:match("^%-%-([%w%-]+)=(.*)$")
-    if name then
+    if a == "--store" then  -- every ledger command takes --store=URL
+      a = "--store=" .. tostring(args[i + 1])
+      i = i + 1
+    end
+    if a:match("^%-%-store=") then
+      storelib.url = a:match("^%-%-store=(.*)$")
+      if storelib.url == "" then usage("--store needs a URL") end
+      a = nil
+    end
+    local name, value
+    if a then name, value = a:match("^%-%-([%w%-]+)=(.*)$") end
+    if not a then -- taken above
+    elseif name then
       if not allowed[name] or allowed[name] ~= "value" then usage("unknown option " .. a) end
       o[name] = value
     elseif a:match("^%-%-") then
@@ -393,22 +408,28 @@ function M.execute(o)
   local say = o.say or M.say
   check_ticket(o.ticket)
   local recipe = o.recipe
-  o.dir = o.home and (o.home:gsub("/+$", "") .. "/releases") or core.dir()
+  local store = storelib.open(o.home)
+  o.store = store
   local abs = abspath(o.path)
 
   if o.dry_run then
-    local state, err, code = core.read(o.dir .. "/" .. o.ticket .. ".json", o.ticket)
+    local state, err, code = store:read(o.ticket)
     if not state and code ~= "ENOENT" then
-      errors.raise("corrupt", err, { exit = 2, hint = "the file was left untouched" })
+      if code == "corrupt" then errors.raise("corrupt", err, { exit = 2, hint = "the file was left untouched" }) end
+      storelib.fail(err, code)
     end
-    if state then sync_phases(state, recipe) end
-    return require("relua.release.commands").dry_run(o, recipe, start_index(recipe, state, o.from), state, say)
+    if state then
+      check_recipe(state, recipe, o.ticket)
+      sync_phases(state, recipe)
+    end
+    local start = start_index(state and state.phases or fresh_phases(recipe), o.from)
+    return require("relua.release.commands").dry_run(o, recipe, start, state, say)
   end
   local report = reporter({ ticket = o.ticket, path = o.path, json = o.json })
 
   -- o.ledger: a caller that already holds the ticket's lock (relua recover) hands it over.
   local lg, err, code, holder = o.ledger, nil, nil, nil
-  if not lg then lg, err, code, holder = core.open(o.dir, o.ticket) end
+  if not lg then lg, err, code, holder = store:ledger(o.ticket) end
   if not lg then
     if code == "locked" then
       errors.raise("locked", err, { exit = 3,
@@ -418,7 +439,7 @@ function M.execute(o)
       errors.raise("corrupt", err, { exit = 2,
         hint = "relua left the file untouched: inspect it, restore it, or move it away to start the ticket afresh" })
     end
-    errors.raise(code or "ledger", err, { exit = 1 })
+    storelib.fail(err, code)
   end
   local guard <close> = lg  -- the lock goes whatever happens below
   local state = lg:state()
@@ -428,14 +449,15 @@ function M.execute(o)
   if not state then
     state = fresh_state(o.ticket, recipe, abs, hash)
     state.recipe.fingerprint = fingerprint
-    start_index(recipe, state, o.from)  -- a bad --from is refused before anything is written
+    start_index(state.phases, o.from)  -- a bad --from is refused before anything is written
     lg:save(state)
     lg:log("run", fields)
   else
+    check_recipe(state, recipe, o.ticket)
     local gone, reshaped = sync_phases(state, recipe)
     local changed = reshaped or state.recipe.sha256 ~= hash or state.recipe.path ~= abs
       or state.recipe.name ~= recipe.name or state.recipe.fingerprint ~= fingerprint
-    if start_index(recipe, state, o.from) then lg:log("run", fields) end
+    if start_index(state.phases, o.from) then lg:log("run", fields) end
     if state.recipe.sha256 ~= hash then
       lg:log("recipe-changed", { old = state.recipe.sha256, new = hash, recipe = shown(abs) })
       say(string.format("note: the recipe changed since the last run of ticket %s (sha256 %s -> %s); the change is logged",
@@ -451,7 +473,8 @@ function M.execute(o)
     if changed then lg:save(state) end
   end
 
-  local start = start_index(recipe, state, o.from)
+  -- where the run starts is the core's decision (lg:start and lg:run agree: one function)
+  local start = start_index(lg:state().phases, o.from)
   if not start then
     lg:log("nothing-to-do", fields)
     say(nothing_to_do(#recipe.phases, o.ticket))
@@ -464,10 +487,10 @@ function M.execute(o)
     require("relua.preflight").enforce(recipe.preflight, { ticket = o.ticket, recipe = recipe,
       state = state.state or {}, say = say, log = function(ev, f) lg:log(ev, f) end })
   end
-  local paths = lg:paths()
+  local out = lg:paths().out
   local context = require "relua.release.context"
   local r = context.new_context({
-    ticket = o.ticket, recipe = recipe, dir = o.dir, say = say,
+    ticket = o.ticket, recipe = recipe, dir = out:match("^(.*)/[^/]*$") or ".", say = say,
     store = context.store_for(lg, state, false, say),
   })
   local plan = {}
@@ -475,27 +498,25 @@ function M.execute(o)
     if i < start then
       say(string.format("phase %s: done earlier, skipped", p.name))
       report:skipped(p.name, "done earlier")
-      plan[i] = { name = p.name, skip = true, reason = "done" }
-    else
-      plan[i] = {
-        name = p.name,
-        fn = function(ctx)
-          ctx.phase = p.name
-          ctx.out = paths.out .. "/" .. p.name .. ".out"
-          local _, entry = status_of(lg:state(), p.name)
-          context.append_out(ctx, string.format("--- %s phase %s, attempt %d ---\n", core.now(), p.name, entry.attempts or 1))
-          report:start(p.name)
-          say(string.format("phase %s: running", p.name))
-          local t0 = core.clock()
-          local ok, err = xpcall(p.run, masked_error, ctx)
-          if not ok then error(err, 0) end
-          say(string.format("phase %s: done (%.2fs)", p.name, core.clock() - t0))
-          report:done(p.name)
-        end,
-      }
     end
+    plan[i] = {
+      name = p.name,
+      fn = function(ctx)
+        ctx.phase = p.name
+        ctx.out = out .. "/" .. p.name .. ".out"
+        local _, entry = status_of(lg:state(), p.name)
+        context.append_out(ctx, string.format("--- %s phase %s, attempt %d ---\n", core.now(), p.name, entry.attempts or 1))
+        report:start(p.name)
+        say(string.format("phase %s: running", p.name))
+        local t0 = core.clock()
+        local ok, err = xpcall(p.run, masked_error, ctx)
+        if not ok then error(err, 0) end
+        say(string.format("phase %s: done (%.2fs)", p.name, core.clock() - t0))
+        report:done(p.name)
+      end,
+    }
   end
-  local ok, name, rc, msg, perr = lg:run(plan, r)
+  local ok, name, rc, msg, perr = lg:run(plan, r, "run", o.from)
   r.phase, r.out = nil, nil
   if ok then
     local warnings = require("relua.ticket").warnings(lg:state())
@@ -581,5 +602,9 @@ M._internal = {
   reporter = reporter,
   status_of = status_of, find_phase = find_phase, parse_args = parse_args,
 }
+
+--- `relua store copy --to URL [TICKET...]` (relua.store).
+---@return integer
+function M.store_copy_command(...) return storelib.copy_command(...) end
 
 return M

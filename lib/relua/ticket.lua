@@ -1,6 +1,7 @@
 --- relua.ticket: a ticket's ledger as tables, for `relua status/log/list` and the REPL.
--- `require("relua.ticket").load("1234")` reads RELEASES/1234.json (the state) and
--- RELEASES/1234.log (the audit log) without taking the ticket's lock and without writing.
+-- `require("relua.ticket").load("1234")` reads the ticket's state and audit log from its
+-- store (relua.store: the folder .relua by default) without taking the ticket's lock and
+-- without writing.
 local core = require "relua.core.ledger"
 
 local M = {}
@@ -115,10 +116,12 @@ function M.summary(state, holder)
   return s
 end
 
---- Loads a ticket: {id=, state=, log=array of events, paths=, holder=, summary=}.
---- Fails with code "EINVAL" (bad ticket), "ENOENT" (no such ticket) or "corrupt".
+--- Loads a ticket: {id=, state=, log=array of events, events_text=, paths={state=, out=,
+--- dir=}, holder=, summary=, store=}. opts.store: the store (default: relua.store's, or the folder
+--- opts.home). Fails with code "EINVAL" (bad ticket), "ENOENT" (no such ticket),
+--- "corrupt", or the store's code.
 ---@param id string
----@param opts {home:string?}?
+---@param opts {home:string?, store:userdata?}?
 ---@return table|nil ticket
 ---@return string? message
 ---@return string? code
@@ -127,56 +130,46 @@ function M.load(id, opts)
   if not core.valid_ticket(id) then
     return nil, string.format("invalid ticket %q: use 1-64 characters of A-Z a-z 0-9 . _ -", tostring(id)), "EINVAL"
   end
-  local dir = M.dir(opts.home)
-  local paths = {
-    dir = dir, state = dir .. "/" .. id .. ".json", log = dir .. "/" .. id .. ".log",
-    lock = dir .. "/" .. id .. ".lock", out = dir .. "/" .. id,
-  }
-  local state, err, code = core.read(paths.state, id)
+  local store = opts.store or require("relua.store").open(opts.home)
+  local out = store:outdir(id)
+  local paths = { state = store:where(id), out = out, dir = out:match("^(.*)/[^/]*$") or "." }
+  local state, err, code = store:read(id)
   if not state then
     if code == "ENOENT" then
       return nil, string.format("no release recorded for ticket %s (looked for %s)", id, paths.state), "ENOENT"
     end
     return nil, err, code
   end
+  local text, terr, tcode = store:events(id)
+  if not text then return nil, terr, tcode end
   local events = {}
-  local f = io.open(paths.log, "r")
-  if f then
-    for line in f:lines() do
-      if line ~= "" then events[#events + 1] = M.parse_line(line) end
-    end
-    f:close()
-  end
-  local holder = core.holder(dir, id)
+  for line in text:gmatch("[^\n]+") do events[#events + 1] = M.parse_line(line) end
+  local holder = store:holder(id)
   return {
-    id = id, state = state, log = events, paths = paths, holder = holder,
+    id = id, state = state, log = events, events_text = text, paths = paths, holder = holder, store = store,
     summary = M.summary(state, holder),
   }
 end
 
---- Every ticket in the ledger folder, sorted: {ticket=, status=, updated=, phase=, rc=,
---- error=} (error set for a state file that cannot be read).
----@param opts {home:string?}?
+--- Every ticket in the store, sorted: {ticket=, status=, updated=, phase=, rc=,
+--- error=} (error set for a state that cannot be read).
+---@param opts {home:string?, store:userdata?}?
 ---@return table[]
 function M.list(opts)
   opts = opts or {}
-  local dir = M.dir(opts.home)
-  local names = {}
-  for _, name in ipairs(require("relua.fs").list(dir) or {}) do
-    local id = name:match("^(.+)%.json$")
-    if id and core.valid_ticket(id) then names[#names + 1] = id end
-  end
-  table.sort(names)
+  local store = opts.store or require("relua.store").open(opts.home)
+  local names, err, code = store:tickets()
+  if not names then require("relua.store").fail(err, code) end
   local out = {}
   for _, id in ipairs(names) do
-    local t, err = M.load(id, opts)
+    local t, lerr = M.load(id, { store = store })
     if t then
       out[#out + 1] = {
         ticket = id, status = t.summary.status, updated = t.state.updated,
         phase = t.summary.phase, rc = t.summary.rc, recipe = t.state.recipe.path,
       }
     else
-      out[#out + 1] = { ticket = id, status = "unreadable", error = err }
+      out[#out + 1] = { ticket = id, status = "unreadable", error = lerr }
     end
   end
   return out

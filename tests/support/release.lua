@@ -1,7 +1,14 @@
 -- Helpers for the release engine's specs: a sandbox folder with recipes, running the
 -- relua binary in it the way an operator does, and reading back what it left behind.
 local h = require "support.h"
-local json = require "relua.json"
+local store_core = require "relua.core.store"
+
+-- RELUA_TEST_STORE: run the release specs against that store instead of each sandbox's
+-- folder. "%s" in it is replaced by a name unique to the sandbox (e.g. a schema per
+-- sandbox: postgres://127.0.0.1:5433/relua?schema=%s), so sandboxes never share tickets.
+-- Specs tagged #folder look at the folder store's files and only run without it.
+local TEST_STORE = os.getenv("RELUA_TEST_STORE")
+if TEST_STORE == "" then TEST_STORE = nil end
 
 local M = {}
 
@@ -28,10 +35,25 @@ function M.cleanup()
   h.cleanup()
 end
 
---- A fresh folder; the ledger goes to DIR/.relua/releases (RELUA_HOME unset).
+--- A fresh folder; the ledger goes to DIR/.relua/releases (RELUA_HOME unset), or to
+--- RELUA_TEST_STORE when set.
 function M.sandbox()
   local d = shm_tmpdir()
-  return setmetatable({ dir = d, rel = d .. "/.relua/releases" }, Sandbox)
+  local s = setmetatable({ dir = d, rel = d .. "/.relua/releases" }, Sandbox)
+  if TEST_STORE then
+    s.store_url = TEST_STORE:gsub("%%s", ((d:match("([^/]+)$") or d):gsub("[^%w]", "_"):lower()))
+  end
+  return s
+end
+
+--- The store the sandbox's runs use (relua.core.store), for reading back what they left.
+function Sandbox:store()
+  local url = self.store_url or ("folder:" .. self.rel:gsub("/releases$", ""))
+  if self._store_url ~= url then
+    self._store = assert(store_core.open(url))
+    self._store_url = url
+  end
+  return self._store
 end
 
 --- Writes a file in the sandbox; returns its name.
@@ -44,7 +66,7 @@ end
 
 --- Runs relua in the sandbox: {code=, stdout=, stderr=}.
 function Sandbox:relua(args, env)
-  local e = { RELUA_HOME = false, RELUA_TEST_CRASH_AT = false }
+  local e = { RELUA_HOME = false, RELUA_TEST_CRASH_AT = false, RELUA_STORE = self.store_url or false }
   for k, v in pairs(env or {}) do e[k] = v end
   local bin = h.bin:sub(1, 1) == "/" and h.bin or h.root .. "/" .. h.bin
   local parts = { h.quote(bin) }
@@ -66,21 +88,33 @@ function Sandbox:exists(name)
   return false
 end
 
---- The decoded state file of a ticket (asserts that it parses).
+--- The state of a ticket, read through its store (asserts that it is sound), and its
+--- version.
 function Sandbox:state(ticket)
-  local text = h.slurp(self.rel .. "/" .. ticket .. ".json")
-  local v, err = json.decode(text)
-  assert(v, err)
-  return v
+  local v, version = self:store():read(ticket)
+  assert(v, version)
+  return v, version
+end
+
+--- The audit log as text.
+function Sandbox:log_text(ticket)
+  return assert(self:store():events(ticket))
 end
 
 --- The audit log's lines.
 function Sandbox:log_lines(ticket)
   local lines = {}
-  for line in (h.slurp(self.rel .. "/" .. ticket .. ".log")):gmatch("([^\n]*)\n") do
+  for line in self:log_text(ticket):gmatch("([^\n]*)\n") do
     lines[#lines + 1] = line
   end
   return lines
+end
+
+--- What a phase wrote to its output file ("" when nothing).
+function Sandbox:out(ticket, phase)
+  local dir = self:store():outdir(ticket)
+  if dir:sub(1, 1) ~= "/" then dir = self.dir .. "/" .. dir end
+  return h.slurp(dir .. "/" .. phase .. ".out")
 end
 
 --- The events of the audit log as "phase:event" strings (phase "-" when none).

@@ -286,7 +286,7 @@ function M.recover_command(...)
   local lg
   if not dry then
     local err, code, holder
-    lg, err, code, holder = core.open(t.paths.dir, t.id)
+    lg, err, code, holder = t.store:ledger(t.id)  -- the store the ticket was read from
     if not lg then
       if code == "locked" then
         errors.raise("locked", err, { exit = 3, hint = string.format("one run per ticket: wait for pid %s on %s to finish",

@@ -7,6 +7,7 @@ local json = require "relua.json"
 local release = require "relua.release"
 local ticketlib = require "relua.ticket"
 local context = require "relua.release.context"
+local storelib = require "relua.store"
 
 local H = release._internal
 local quote_arg, usage, check_ticket, abspath, shown = H.quote_arg, H.usage, H.check_ticket, H.abspath, H.shown
@@ -18,7 +19,7 @@ local M = {}
 
 function M.dry_run(o, recipe, start, state, say)
   say(string.format("dry run of %s for ticket %s: nothing will be changed", o.path, o.ticket))
-  local holder = core.holder(o.dir, o.ticket)
+  local holder = o.store:holder(o.ticket)
   if holder then
     say(string.format("note: a run holds the ticket now (pid=%s host=%s since=%s)",
       tostring(holder.pid), tostring(holder.host), tostring(holder.since)))
@@ -38,7 +39,8 @@ function M.dry_run(o, recipe, start, state, say)
     return 0
   end
   local r = new_context({
-    ticket = o.ticket, dry_run = true, recipe = recipe, dir = o.dir, say = say,
+    ticket = o.ticket, dry_run = true, recipe = recipe, say = say,
+    dir = (o.store:outdir(o.ticket):match("^(.*)/[^/]*$")) or ".",
     store = store_for(nil, state, true, say),
   })
   for i, p in ipairs(recipe.phases) do
@@ -68,12 +70,13 @@ function M.revert_command(...)
   if o.json and o["dry-run"] then usage("--json and --dry-run do not go together: a dry run is for reading") end
   local ticket = o.positional[1]
   check_ticket(ticket)
-  local dir = ticketlib.dir(o.home)
-  local statefile = dir .. "/" .. ticket .. ".json"
-  local recorded, err, code = core.read(statefile, ticket)
+  local store = storelib.open(o.home)
+  local dir = (store:outdir(ticket):match("^(.*)/[^/]*$")) or "."
+  local recorded, err, code = store:read(ticket)
   if not recorded then
-    if code == "ENOENT" then usage(string.format("no release recorded for ticket %s (looked for %s)", ticket, statefile)) end
-    errors.raise("corrupt", err, { exit = 2, hint = "relua left the file untouched" })
+    if code == "ENOENT" then usage(string.format("no release recorded for ticket %s (looked for %s)", ticket, store:where(ticket))) end
+    if code == "corrupt" then errors.raise("corrupt", err, { exit = 2, hint = "relua left the file untouched" }) end
+    storelib.fail(err, code)
   end
   local path = o.recipe or recorded.recipe.path
   if not o.recipe then
@@ -115,13 +118,13 @@ function M.revert_command(...)
     end
     return 0
   end
-  local lg, lerr, lcode, holder = core.open(dir, ticket)
+  local lg, lerr, lcode, holder = store:ledger(ticket)
   if not lg then
     if lcode == "locked" then
       errors.raise("locked", lerr, { exit = 3, hint = string.format("wait for pid %s on %s to finish",
         tostring(holder.pid or "?"), tostring(holder.host or "?")) })
     end
-    errors.raise(lcode or "ledger", lerr, { exit = lcode == "corrupt" and 2 or 1 })
+    storelib.fail(lerr, lcode)
   end
   local guard <close> = lg
   local state = lg:state()
@@ -165,12 +168,8 @@ function M.revert_command(...)
           report:start(p.name)
           say(string.format("phase %s: reverting", p.name))
           p.revert(ctx)
-          -- The phase is undone: its steps run again if it is run again. Saved together
-          -- with the `reverted` status by the runner.
-          local steps = lg:state().steps or {}
-          for k, e in pairs(steps) do
-            if e.phase == p.name then steps[k] = nil end
-          end
+          -- The phase is undone: the runner forgets its steps (they run again if the
+          -- phase is run again), saved together with the `reverted` status.
           say(string.format("phase %s: reverted", p.name))
           report:done(p.name)
         end,
@@ -210,12 +209,13 @@ end
 local function load_ticket(id, home, missing_ok)
   if id == nil then usage("no ticket given") end
   check_ticket(id)
-  local t, err, code = ticketlib.load(id, { home = home })
+  local t, err, code = ticketlib.load(id, { home = home, store = storelib.open(home) })
   if not t then
     if code == "ENOENT" and missing_ok then return nil end
     if code == "corrupt" then
       errors.raise("corrupt", err, { exit = 2, hint = "relua left the file untouched" })
     end
+    if code ~= "ENOENT" and code ~= "EINVAL" then storelib.fail(err, code) end
     usage(err)
   end
   return t
@@ -294,6 +294,21 @@ function M.status_command(...)
     if extra == "" then add("  %-9s %s", p.status, p.name)
     else add("  %-9s %-" .. width .. "s%s", p.status, p.name, extra) end
   end
+  for _, p in ipairs(st.phases) do
+    local f = p.status == "failed" and p.failure
+    if f then
+      add("failure of phase %s: rc=%s%s", p.name, tostring(f.rc), f.code and ("  code=" .. f.code) or "")
+      add("  message: %s", one_line(f.message))
+      if f.hint then add("  hint: %s", one_line(f.hint)) end
+      if f.tail then
+        local lines = {}
+        for l in (f.tail .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
+        if lines[#lines] == "" then lines[#lines] = nil end
+        add("  output (last %d line%s):", #lines, #lines == 1 and "" or "s")
+        for _, l in ipairs(lines) do add("    | %s", l) end
+      end
+    end
+  end
   local keys = {}
   for k in pairs(st.state or {}) do keys[#keys + 1] = k end
   table.sort(keys)
@@ -331,11 +346,7 @@ function M.log_command(...)
     for _, ev in ipairs(t.log) do io.stdout:write(json.encode(ev), "\n") end
     return 0
   end
-  local f = io.open(t.paths.log, "r")
-  if f then
-    io.stdout:write(f:read("a"))
-    f:close()
-  end
+  io.stdout:write(t.events_text)
   return 0
 end
 
@@ -343,13 +354,14 @@ end
 ---@return integer
 function M.list_command(...)
   local o = parse_args({ ... }, { json = "flag" })
-  local items = ticketlib.list({ home = o.home })
+  local store = storelib.open(o.home)
+  local items = ticketlib.list({ store = store })
   if o.json then
     io.stdout:write(json.encode(json.array(items), { pretty = true }), "\n")
     return 0
   end
   if #items == 0 then
-    io.stdout:write("no releases recorded under " .. ticketlib.dir(o.home) .. "\n")
+    io.stdout:write("no releases recorded in " .. store:describe() .. "\n")
     return 0
   end
   for _, it in ipairs(items) do
