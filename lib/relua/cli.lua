@@ -189,7 +189,7 @@ command {
     { "--json", "print the run's summary as JSON on stdout (doc/json.md); the progress goes to stderr" },
   },
   exits = { [0] = "every phase done, or nothing to do", [1] = M.EXIT_FAILED, [2] = M.EXIT_CORRUPT,
-    [3] = M.EXIT_LOCKED, [130] = M.EXIT_INTERRUPTED, [143] = M.EXIT_TERMINATED },
+    [3] = M.EXIT_LOCKED .. ", or the recipe's lane is paused (relua controls)", [130] = M.EXIT_INTERRUPTED, [143] = M.EXIT_TERMINATED },
   examples = { "relua run recipes/release.lua 1.4.0", "relua release.lua 1.4.0 --from=publish",
     "relua release.lua 1.4.0 --dry-run" },
   args = { "recipe", "ticket" },
@@ -245,6 +245,55 @@ command {
   examples = { "relua revert 1.4.0 --dry-run", "relua revert 1.4.0" },
   args = { "ticket" },
   run = function(...) return require("relua.release").revert_command(...) end,
+}
+
+-- Delivery controls (lib/relua/control.lua, doc/controls.md).
+command {
+  name = "pause", summary = "pause a lane's delivery: its releases are refused until an unpause",
+  usage = "relua pause --lane LANE --sha SHA --reason REASON [--by WHO] [--ticket TICKET]",
+  description = "Records a pause of LANE for the failure REASON on the commit SHA. A pause that "
+    .. "restates a failure an unpause already resumed (same lane, SHA and reason) is recorded as "
+    .. "ignored and the lane stays resumed; any other failure pauses (rules: doc/controls.md).",
+  options = {
+    { "--lane LANE", "the lane (default main)" },
+    { "--sha SHA", "the full commit id of the failed release" },
+    { "--reason REASON", "why, e.g. ci-failed or deploy-failed" },
+    { "--by WHO", "who pauses (default $RELUA_BY, else USER@host)" },
+    { "--ticket TICKET", "the ticket whose failure this is: the unpause wakes it; the event goes to its audit log" },
+  },
+  exits = { [0] = "recorded (paused, or ignored with why)", [2] = "a malformed SHA, an empty reason, a bad lane, or a corrupt control record" },
+  examples = { "relua pause --lane main --sha $(git rev-parse HEAD) --reason ci-failed" },
+  run = function(...) return require("relua.control.commands").pause_command(...) end,
+}
+
+command {
+  name = "unpause", summary = "resume a paused lane (a recovery) and wake its paused ticket",
+  usage = "relua unpause --lane LANE --sha SHA --reason REASON [--by WHO] [--admit MODE] [--no-wake] [--timeout SECONDS]",
+  description = "Records a recovery for the pause of SHA and REASON (they must name an open pause), "
+    .. "then resumes the ticket whose failure caused it. While the recovery owns the failed SHA, "
+    .. "releases of SHAs that descend from it are admitted.",
+  options = {
+    { "--lane LANE", "the lane (default main)" },
+    { "--sha SHA", "the SHA of the pause it resumes" },
+    { "--reason REASON", "the reason of the pause it resumes" },
+    { "--by WHO", "who unpauses (default $RELUA_BY, else USER@host)" },
+    { "--admit MODE", "what the recovery admits: descendants (default), failed (also the failed SHA), any" },
+    { "--no-wake", "record the recovery only; do not resume the paused ticket" },
+    { "--timeout SECONDS", "stop the wake after SECONDS" },
+  },
+  exits = { [0] = "recovery recorded (and the woken ticket done)", [1] = "the wake failed: the recovery stays and the lane stays unpaused",
+    [2] = "the lane is not paused for that SHA and reason (its state is shown), or bad input" },
+  examples = { "relua unpause --lane main --sha 79cbedf6... --reason ci-failed --by alice" },
+  run = function(...) return require("relua.control.commands").unpause_command(...) end,
+}
+
+command {
+  name = "controls", summary = "a lane's current control and its history",
+  usage = "relua controls [--lane LANE] [--json]",
+  options = { { "--lane LANE", "the lane (default main)" }, { "--json", "print it as one JSON object" } },
+  exits = { [0] = "shown", [2] = "a bad lane, or a corrupt control record (its location is named)" },
+  examples = { "relua controls", "relua controls --lane main --json" },
+  run = function(...) return require("relua.control.commands").controls_command(...) end,
 }
 
 command {

@@ -171,6 +171,12 @@ function M.problems(recipe)
   end
   local key, advice = schema.unknown(schema.recipe, recipe)
   if key then bad(string.format("unknown key %s (%s)", key, advice)) end
+  if recipe.lane ~= nil and not require("relua.control.gate").valid_lane(recipe.lane) then
+    bad(string.format("invalid lane %q (use 1-64 characters of A-Z a-z 0-9 . _ -)", tostring(recipe.lane)))
+  end
+  if recipe.sha ~= nil and type(recipe.sha) ~= "function" then
+    bad("sha must be a function(r) returning the release's commit id")
+  end
   if phases == nil then bad("it has no phases") return list end
   if type(phases) ~= "table" then bad("phases is a " .. type(phases) .. ", not a list") return list end
   if #phases == 0 then bad("phases is empty") return list end
@@ -443,21 +449,28 @@ function M.execute(o)
   end
   local guard <close> = lg  -- the lock goes whatever happens below
   local state = lg:state()
+  -- Admission: the recipe's lane's delivery controls (relua.control, doc/controls.md).
+  local ok, admitted = pcall(require("relua.control.gate").admission, recipe, o.ticket, state and state.state, store)
+  if not ok then
+    if state and errors.is(admitted) and admitted.exit == 3 then lg:log("refused", { msg = admitted.message }) end
+    error(admitted, 0)
+  end
   local hash, fingerprint = recipe_hash(abs, state and state.recipe.path == abs and state.recipe or nil)
   if not hash then usage("cannot read recipe " .. fingerprint) end
   local fields = { recipe = shown(abs), sha256 = hash, from = o.from }
+  local run_fields = { recipe = fields.recipe, sha256 = hash, from = o.from, lane = admitted.lane, sha = admitted.sha }
   if not state then
     state = fresh_state(o.ticket, recipe, abs, hash)
     state.recipe.fingerprint = fingerprint
     start_index(state.phases, o.from)  -- a bad --from is refused before anything is written
     lg:save(state)
-    lg:log("run", fields)
+    lg:log("run", run_fields)
   else
     check_recipe(state, recipe, o.ticket)
     local gone, reshaped = sync_phases(state, recipe)
     local changed = reshaped or state.recipe.sha256 ~= hash or state.recipe.path ~= abs
       or state.recipe.name ~= recipe.name or state.recipe.fingerprint ~= fingerprint
-    if start_index(state.phases, o.from) then lg:log("run", fields) end
+    if start_index(state.phases, o.from) then lg:log("run", run_fields) end
     if state.recipe.sha256 ~= hash then
       lg:log("recipe-changed", { old = state.recipe.sha256, new = hash, recipe = shown(abs) })
       say(string.format("note: the recipe changed since the last run of ticket %s (sha256 %s -> %s); the change is logged",

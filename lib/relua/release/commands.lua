@@ -235,6 +235,20 @@ local function next_command(t)
   return "relua " .. recipe .. " " .. t.id
 end
 
+-- The delivery control of the ticket's lane (the lane its last run named; "main" before
+-- any): {lane=, state=, text=} or {lane=, error=}.
+local function lane_control(t)
+  local lane
+  for _, ev in ipairs(t.log) do
+    if ev.event == "run" and ev.lane then lane = ev.lane end
+  end
+  local control = require "relua.control"
+  lane = lane or control.DEFAULT_LANE
+  local ok, c = pcall(control.current, lane)
+  if not ok then return { lane = lane, error = errors.is(c) and c.message or tostring(c) } end
+  return { lane = lane, state = c.state, pauses = c.pauses, recovery = c.recovery, text = control.describe(c) }
+end
+
 --- `relua status TICKET [--json]`
 ---@return integer
 function M.status_command(...)
@@ -244,6 +258,7 @@ function M.status_command(...)
     io.stdout:write(json.encode({ ticket = o.positional[1], status = "none", phases = json.array() }, { pretty = true }), "\n")
     return 0
   end
+  local ctl = lane_control(t)
   local st, s = t.state, t.summary
   local current = recipe_hash(st.recipe.path, st.recipe)
   local file_changed = current ~= nil and current ~= st.recipe.sha256
@@ -253,6 +268,8 @@ function M.status_command(...)
       steps = st.steps or {}, recipe = st.recipe, updated = st.updated, holder = t.holder,
       next = next_command(t),
       recipe_file_changed = file_changed,
+      control = { lane = ctl.lane, state = ctl.state, error = ctl.error,
+        pauses = ctl.pauses and json.array(ctl.pauses), recovery = ctl.recovery },
     }
     if s.phase then out.failed = { phase = s.phase, rc = s.rc, msg = s.msg } end
     if s.warnings and #s.warnings > 0 then out.warnings = json.array(s.warnings) end
@@ -330,6 +347,10 @@ function M.status_command(...)
   end
   if s.status == "failed" or s.status == "interrupted" then  -- the hints printed at the failure
     for _, l in ipairs(require("relua.playbook.commands").status_lines(t)) do add("%s", l) end
+  end
+  if ctl.error then add("control: lane %s: unreadable: %s", ctl.lane, ctl.error)
+  else
+    for line in ctl.text:gmatch("[^\n]+") do add("%s%s", line:match("^lane ") and "control: " or "         ", line) end
   end
   local nxt = next_command(t)
   if nxt then add("next: %s", nxt) end

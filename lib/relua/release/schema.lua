@@ -11,6 +11,7 @@ M.recipe = {
   description = "a sentence on what the recipe releases",
   phases = "the ordered list of phases",
   lane = "the delivery lane whose controls admit the run",
+  sha = "function(r): the release's commit id, for admission (default: HEAD)",
   preflight = "checks run before the first phase that changes anything",
   targets = "the publish targets",
   secrets = "the secret values the recipe declares",
