@@ -19,20 +19,21 @@ B          ?= build
 # The host modules, in one place: host/STEM.c defines luaopen_relua_core_STEM, the Lua
 # module relua.core.STEM. A new module is one word here (and its libraries below).
 MODULES    := error fs json ledger proc secret store version yaml \
-              http git archive crypto readline
+              http git archive crypto readline store_pg
 # Lazy modules: host modules whose libraries are heavy to load (libcurl alone brings in
 # some thirty shared libraries: gnutls, krb5, ldap...; libcrypto is large). Each is built as a shared object
 # loaded on the first require, so `relua -e ''` does not pay for libraries it does not use:
 # installed as files beside the binary (LIBDIR), or carried inside it by `make single`.
 # `make LAZY=` links everything directly.
-LAZY       ?= http git archive crypto readline
+LAZY       ?= http git archive crypto readline store_pg
 LIBS_http  := libcurl
 LIBS_git   := libgit2
 LIBS_archive := libarchive
 LIBS_crypto := libcrypto
 LIBS_readline := readline
+LIBS_store_pg := libpq
 MAIN_PKGS  := lua5.4 yaml-0.1
-ALL_PKGS   := $(MAIN_PKGS) libcurl libgit2 libarchive libcrypto readline
+ALL_PKGS   := $(MAIN_PKGS) libcurl libgit2 libarchive libcrypto readline libpq
 CJSON      := -l:liblua5.4-cjson.so.0
 
 ifneq ($(filter-out $(MODULES),$(LAZY)),)

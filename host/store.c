@@ -467,8 +467,48 @@ static int st_import(lua_State *L) {
   return 1;
 }
 
+/*
+** store.migrate(url) -> version found, version now | nil, message, code
+** Creates or upgrades the schema of a store that has one (relua store migrate).
+*/
+static int l_migrate(lua_State *L) {
+  const char *url = luaL_checkstring(L, 1);
+  const relua_StoreBackend *be;
+  int64_t found = 0, now = 0;
+  int st;
+  lua_settop(L, 1);
+  if (!starts(url, "postgres://") && !starts(url, "postgresql://")) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "only a PostgreSQL store has a schema to migrate (the folder store's "
+                       "files need none)");
+    lua_pushliteral(L, "usage");
+    return 3;
+  }
+  if (relua_open_owned(L, "relua.core.store_pg") != RELUA_STORE_OK ||
+      lua_type(L, -1) != LUA_TLIGHTUSERDATA) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "this relua has no PostgreSQL backend (%s)",
+                    lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "no relua.core.store_pg");
+    lua_pushliteral(L, "unsupported");
+    return 3;
+  }
+  be = (const relua_StoreBackend *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  st = be->migrate(L, url, &found, &now);
+  if (st != RELUA_STORE_OK) {                              /* [url, msg] */
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_pushstring(L, relua_store_code(st));
+    return 3;
+  }
+  lua_pushinteger(L, (lua_Integer)found);
+  lua_pushinteger(L, (lua_Integer)now);
+  return 2;
+}
+
 static const luaL_Reg funcs[] = {
   {"open", l_open},
+  {"migrate", l_migrate},
   {"url", l_url},
   {NULL, NULL}
 };

@@ -165,6 +165,11 @@ struct relua_Store {
 typedef struct relua_StoreBackend {
   const char *scheme;
   int (*open)(lua_State *L, const char *url, relua_Store **out);
+  /* A store with a versioned schema (postgres; NULL for the folder): creates it, or
+     upgrades an older one to this relua's (`relua store migrate`; open() creates it on
+     first use but never upgrades). OK: sets *found (the version before, 0 for none) and
+     *now, pushes nothing. */
+  int (*migrate)(lua_State *L, const char *url, int64_t *found, int64_t *now);
 } relua_StoreBackend;
 
 /* The folder backend (host/store_folder.c). home: the relua home (tickets in

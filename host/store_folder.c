@@ -589,4 +589,4 @@ static int folder_open(lua_State *L, const char *url, relua_Store **out) {
   return RELUA_STORE_OK;
 }
 
-const relua_StoreBackend relua_store_folder = {"folder", folder_open};
+const relua_StoreBackend relua_store_folder = {"folder", folder_open, NULL};

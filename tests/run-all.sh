@@ -48,6 +48,9 @@ run_specs() {  # label binary [busted args]
 run_specs relua ./relua
 # Resident-memory measurements mean nothing under ASan's allocator: those run above only.
 run_specs asan build/asan/relua --exclude-tags=rss
+# The release CLI specs once more, on the PostgreSQL store (a database per sandbox on the
+# suite's own server); those tagged #folder look at the folder store's files.
+RELUA_TEST_STORE=postgres run_specs "relua, postgres store" ./relua --exclude-tags=folder tests/release_cli_spec.lua
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

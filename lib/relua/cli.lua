@@ -312,6 +312,20 @@ command {
   run = function(...) return require("relua.release").store_copy_command(...) end,
 }
 
+command {
+  name = "store migrate", summary = "create or upgrade relua's schema in a PostgreSQL store",
+  usage = "relua store migrate [--store=URL]",
+  description = "A PostgreSQL store (RELUA_STORE=postgres://...) gets relua's schema on first use. "
+    .. "A newer relua may need a newer schema: until it is upgraded, relua refuses the store "
+    .. "(exit 2) rather than misread it. This upgrades it, once, for every runner.",
+  options = { { "--store=URL", "the store (default: $RELUA_STORE); libpq's PG* variables fill what the URL leaves out" } },
+  exits = { [0] = "the schema is this relua's", [1] = "cannot connect, or the upgrade failed (nothing changed)",
+    [2] = "usage error, or a schema newer than this relua" },
+  examples = { "relua store migrate --store=postgres://relua@db.internal/releases",
+    "relua store migrate  # the store in $RELUA_STORE" },
+  run = function(...) return require("relua.release.migrate").migrate_command(...) end,
+}
+
 -- Recovery playbooks (lib/relua/playbook.lua, lib/relua/playbook/commands.lua, doc/playbooks.md).
 local function playbooks(fn)
   return function(...) return require("relua.playbook.commands")[fn](...) end

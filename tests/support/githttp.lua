@@ -56,16 +56,7 @@ function Server:stop()
   end
 end
 
--- Is something listening on 127.0.0.1:port? (/proc/net/tcp, state 0A = LISTEN)
-local function listening(port)
-  local want = string.format(":%04X", port)
-  local text = fs.read("/proc/net/tcp") or ""
-  for line in text:gmatch("[^\n]+") do
-    local loc, state = line:match("^%s*%d+:%s+(%x+:%x+)%s+%x+:%x+%s+(%x+)")
-    if loc and state == "0A" and loc:sub(-5) == want then return true end
-  end
-  return false
-end
+local listening = require("support.ports").listening
 
 local CONF = [[
 server.modules = ("mod_alias", "mod_auth", "mod_authn_file", "mod_cgi", "mod_setenv")

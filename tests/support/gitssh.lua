@@ -39,14 +39,7 @@ function Server:stop()
   end
 end
 
-local function listening(port)
-  local want = string.format(":%04X", port)
-  for line in (fs.read("/proc/net/tcp") or ""):gmatch("[^\n]+") do
-    local loc, state = line:match("^%s*%d+:%s+(%x+:%x+)%s+%x+:%x+%s+(%x+)")
-    if loc and state == "0A" and loc:sub(-5) == want then return true end
-  end
-  return false
-end
+local listening = require("support.ports").listening
 
 local function run(argv, opts)
   local r = assert(proc.run(argv, opts))

@@ -4,8 +4,9 @@ local h = require "support.h"
 local store_core = require "relua.core.store"
 
 -- RELUA_TEST_STORE: run the release specs against that store instead of each sandbox's
--- folder. "%s" in it is replaced by a name unique to the sandbox (e.g. a schema per
--- sandbox: postgres://127.0.0.1:5433/relua?schema=%s), so sandboxes never share tickets.
+-- folder. "postgres": the suite's PostgreSQL server (tests/support/postgres.lua), a fresh
+-- database per sandbox. Otherwise a URL where "%s" is replaced by a name unique to the
+-- sandbox (e.g. folder:/srv/relua-%s), so sandboxes never share tickets.
 -- Specs tagged #folder look at the folder store's files and only run without it.
 local TEST_STORE = os.getenv("RELUA_TEST_STORE")
 if TEST_STORE == "" then TEST_STORE = nil end
@@ -40,7 +41,9 @@ end
 function M.sandbox()
   local d = shm_tmpdir()
   local s = setmetatable({ dir = d, rel = d .. "/.relua/releases" }, Sandbox)
-  if TEST_STORE then
+  if TEST_STORE == "postgres" then
+    s.store_url = require("support.postgres").shared():database()
+  elseif TEST_STORE then
     s.store_url = TEST_STORE:gsub("%%s", ((d:match("([^/]+)$") or d):gsub("[^%w]", "_"):lower()))
   end
   return s
