@@ -64,7 +64,7 @@ CTEST_SRC  := $(sort $(wildcard tests/c/*.c))
 CTEST_BIN  := $(CTEST_SRC:tests/c/%.c=$(B)/ctest/%)
 
 .SECONDARY:
-.PHONY: all deps test test-nolazy check asan ctest single share man bench demo install uninstall clean FORCE
+.PHONY: all deps lint test test-nolazy check asan ctest single share man bench demo install uninstall clean FORCE
 all:
 
 deps:
@@ -173,6 +173,16 @@ $(B)/ctest/%: tests/c/%.c $(CTEST_OBJ)
 test: deps
 	@$(MAKE) --no-print-directory all single man asan ctest
 	@tests/run-all.sh
+
+# Code health (CI runs it: .ci/run): luacheck over the Lua (.luacheckrc), shellcheck over
+# the shell scripts, cppcheck over the host's C.
+SHELL_SCRIPTS := .ci/run tests/run-all.sh tools/deps.sh tools/lazy.sh completions/relua.bash
+lint:
+	luacheck -q --no-color lib recipes playbooks tests
+	shellcheck $(SHELL_SCRIPTS)
+	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability,performance \
+	  --inline-suppr --suppress=missingIncludeSystem -D__linux__ -DRELUA_VERSION='"0"' \
+	  -Ihost -I$(B)/gen host/
 
 # The specs against a build that links every module directly (`make LAZY=`).
 test-nolazy: deps

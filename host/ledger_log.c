@@ -59,7 +59,7 @@ static int key_cmp(const void *a, const void *b) {
 
 void ledger_push_event(lua_State *L, const char *ticket, const char *phase, const char *event,
                        int fidx) {
-  const char *keys[MAX_FIELDS];
+  const char *keys[MAX_FIELDS] = {NULL};
   int nkeys = 0, i, top, parts;
   size_t len;
   const char *line;

@@ -186,13 +186,14 @@ static int credential_name(const char *name, size_t n) {
                                          "_TYPE", "_ID", "_USER", "_USERNAME", NULL};
   char up[128];
   int j;
-  if (!fold(up, sizeof up, name, n, toupper)) return 0;
+  if (n >= sizeof up || !fold(up, sizeof up, name, n, toupper)) return 0;
   for (j = 0; ends_not[j]; j++) {
     size_t m = strlen(ends_not[j]);
     if (n >= m && strcmp(up + n - m, ends_not[j]) == 0) return 0;
   }
   for (j = 0; has[j]; j++)
     if (strstr(up, has[j]) != NULL) return 1;
+  /* cppcheck-suppress pointerOutOfBoundsCond ; n < sizeof up, checked above */
   if (n >= 4 && (strcmp(up + n - 4, "_KEY") == 0 || strcmp(up + n - 4, "_PAT") == 0)) return 1;
   {
     const char *a = up;

@@ -367,6 +367,7 @@ static int decode_stream(lua_State *L) {
   Ctx c;
   int docs = 0, all;
   lua_Integer ndoc = 0;
+  memset(&c, 0, sizeof c);
   c.L = L;
   c.p = (Parser *)lua_touserdata(L, 1);
   c.text = lua_tolstring(L, 2, &c.len);

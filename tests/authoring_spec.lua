@@ -85,6 +85,17 @@ describe("relua check", function()
     assert.are.equal(1, h.sh("test -e " .. h.quote(d .. "/ran")).code)  -- relua.fs was guarded
   end)
 
+  it("reports a preflight that is not a list, as a run does", function()
+    local d = h.tmpdir()
+    h.spit(d .. "/r.lua", 'return { preflight = "clean-tree", phases = { { name = "a", run = function() end } } }')
+    local r = h.relua({ "check", d .. "/r.lua" })
+    assert.are.equal(2, r.code)
+    assert.matches("r%.lua: preflight must be a list of checks %(see doc/preflight%.md%)\n", r.stderr)
+    r = h.relua({ "r.lua", "1.0" }, { cwd = d })
+    assert.are.equal(2, r.code)
+    assert.matches("^relua: invalid recipe r%.lua: preflight must be a list of checks", r.stderr)
+  end)
+
   it("checks a --from, and says what is fine", function()
     local d = h.tmpdir()
     h.spit(d .. "/r.lua", [[return { phases = {

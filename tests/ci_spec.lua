@@ -142,6 +142,33 @@ describe("doc/ci.md", function()
     assert.are.equal("done", require("relua.json").decode(h.slurp(d .. "/relua-status.json")).status)
   end)
 
+  it("the job summary and --json list what the run published", function()
+    local reg = require "support.registries"
+    local server = reg.pypi()
+    local ok, e = pcall(function()
+      local d = h.tmpdir()
+      local whl = reg.build_dists(d .. "/dist", { "Summary.Pkg", "1.0" })[1]
+      h.spit(d .. "/r.lua", string.format([[
+return { phases = { { name = "publish", run = function(r)
+  require("relua.registry.pypi").publish(%q, { url = %q, index = %q, user = "relua" })
+end } } }]], whl, server.legacy, server.index))
+      local summary = d .. "/summary.md"
+      local env = { GITHUB_ACTIONS = "true", GITHUB_STEP_SUMMARY = summary, PYPI_TOKEN = server.password,
+        TWINE_PASSWORD = false, GITLAB_CI = false }
+      local r = h.relua({ "r.lua", "1.0", "--json" }, { cwd = d, env = env })
+      assert.are.equal(0, r.code, r.stderr)
+      local s = require("relua.json").decode(r.stdout)
+      assert.are.same({ { label = "Summary_Pkg-1.0-py3-none-any.whl", where = server.legacy, adapter = "pypi",
+        status = "published" } }, s.published)
+      assert.matches("| artifact | where | outcome |\n|---|---|---|\n| Summary_Pkg-1.0-py3-none-any.whl | "
+        .. server.legacy .. " | published |\n", h.slurp(summary), 1, true)
+      r = h.relua({ "r.lua", "1.1", "--json" }, { cwd = d, env = env })
+      assert.are.equal("skipped_existing", require("relua.json").decode(r.stdout).published[1].status)
+    end)
+    server.stop()
+    if not ok then error(e, 0) end
+  end)
+
   it("elsewhere: plain lines", function()
     local d = project()
     local r = h.relua({ "recipes/release.lua", "1.0" }, { cwd = d, env = { GITHUB_ACTIONS = false, GITLAB_CI = false } })

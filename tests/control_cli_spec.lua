@@ -2,7 +2,6 @@
 -- the seed's stale re-pause race (../shared/seeds/004), new failures, 20 concurrent
 -- writers, the wake, admission and bad input. Runs on each sandbox's folder store, or on
 -- the store RELUA_TEST_STORE names (support.release); #folder specs read the folder's files.
-local h = require "support.h"
 local S = require "support.release"
 local G = require "support.gitfix"
 local json = require "relua.json"

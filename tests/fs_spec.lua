@@ -403,7 +403,7 @@ describe("relua.fs", function()
     it("releases on <close> and on garbage collection", function()
       local path = d .. "/l"
       do
-        local l <close> = assert(fs.lock(path))
+        local _ <close> = assert(fs.lock(path))
       end
       local weak = setmetatable({}, { __mode = "v" })
       weak[1] = assert(fs.lock(path))

@@ -3,7 +3,7 @@
 # binary built under AddressSanitizer + UndefinedBehaviorSanitizer (leaks fail).
 # Ends with one line "N passed, N failed"; exits non-zero when anything failed.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 passed=0
 failed=0
 counts=$(mktemp)

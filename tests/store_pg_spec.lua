@@ -379,7 +379,7 @@ describe("a lane's control records in PostgreSQL", function()
     assert.has_error(function()
       b:control_append("main", function() error("decide failed") end)
     end)
-    assert.same({ action = "resume", by = "b" }, b:control_append("main", function(records)
+    assert.same({ action = "resume", by = "b" }, b:control_append("main", function()
       return { action = "resume", by = "b" }
     end))
     b:control_append("other", function() return { action = "pause" } end)

@@ -5,8 +5,6 @@ local git = require "relua.git"
 local G = require "support.gitfix"
 local servers = require "support.http_servers"
 
-local function esc(s) return (s:gsub("%p", "%%%0")) end
-
 describe("traps", function()
   after_each(function()
     h.cleanup()

@@ -251,7 +251,8 @@ function M.admit(c, release, descends)
   end
   return false, {
     code = "recovery",
-    message = string.format("lane %s is recovering from the failure on SHA %s (%q, resumed by %s at %s): only releases of SHAs that descend from it are admitted, and this release's SHA %s %s",
+    message = string.format("lane %s is recovering from the failure on SHA %s (%q, resumed by %s at %s): "
+      .. "only releases of SHAs that descend from it are admitted, and this release's SHA %s %s",
       c.lane, u.sha, u.reason, u.by, u.at, tostring(sha), sha == u.sha and "is the failed SHA itself" or "does not descend from it"),
     hint = "release the repair (a commit on top of the failed SHA); to admit other SHAs, the unpause says so: relua unpause ... --admit failed|any",
   }
@@ -352,9 +353,9 @@ local function note_ticket(ticket, r, rec, effect, why)
     rawget(r, "_store").log("control", require("relua.secret").mask_value(fields))
     return
   end
-  local function warn(why)
+  local function warn(problem)
     io.stderr:write(require("relua.core.secret").mask(string.format(
-      "relua: warning: the control change is not in ticket %s's audit log: %s\n", ticket, tostring(why))))
+      "relua: warning: the control change is not in ticket %s's audit log: %s\n", ticket, tostring(problem))))
   end
   local st <close> = store()
   local state, err, code = st:read(ticket)

@@ -263,10 +263,14 @@ local FIX_FIELDS = { run = true, adhoc = true, bootstrap_script = true, bootstra
 local function check_fix(v)
   if type(v) == "function" then return { run = v } end
   if type(v) == "string" then return { run = { v } } end
-  if type(v) ~= "table" then return nil, "fix must be a function or a table { run =, adhoc =, bootstrap_script =, bootstrap_change = }, not a " .. type(v) end
+  if type(v) ~= "table" then
+    return nil, "fix must be a function or a table { run =, adhoc =, bootstrap_script =, bootstrap_change = }, not a " .. type(v)
+  end
   local f = {}
   for k, x in pairs(v) do
-    if not FIX_FIELDS[k] then return nil, string.format("fix: unknown field %s (known: run, adhoc, describe, bootstrap_script, bootstrap_change)", tostring(k)) end
+    if not FIX_FIELDS[k] then
+      return nil, string.format("fix: unknown field %s (known: run, adhoc, describe, bootstrap_script, bootstrap_change)", tostring(k))
+    end
     if k == "run" then
       if type(x) == "function" then f.run = x
       elseif type(x) == "string" then f.run = { x }

@@ -171,8 +171,10 @@ local function send_one(adapter, art, opts, creds, source)
         if remote then return settle(remote, "published") end
         if waited >= limit then
           if remote == nil then
-            err.raise("maybe_landed", string.format("%s: %s was accepted by %s, but %s cannot be read back (%s): the upload may have landed: re-run to check",
-              adapter.name, key, http.redact(opts.url or where), where, m2 or c2), { hint = "a re-run looks first: a file that landed is verified, never sent twice" })
+            err.raise("maybe_landed", string.format(
+              "%s: %s was accepted by %s, but %s cannot be read back (%s): the upload may have landed: re-run to check",
+              adapter.name, key, http.redact(opts.url or where), where, m2 or c2),
+              { hint = "a re-run looks first: a file that landed is verified, never sent twice" })
           end
           err.raise("unconfirmed", string.format("%s: %s: the upload was accepted but it is not on %s after %.0f s",
             adapter.name, key, where, waited), { hint = "re-run: the file will be verified, not uploaded twice" })
@@ -205,7 +207,8 @@ local function send_one(adapter, art, opts, creds, source)
       if remote then return settle(remote, "published") end
       local why = resp and ("HTTP " .. status) or msg
       if remote == nil and (attempt == tries or b.left() <= 0) then
-        err.raise("maybe_landed", string.format("%s: %s: the answer to the upload was lost (%s) and %s cannot be read back (%s): the upload may have landed: re-run to check",
+        err.raise("maybe_landed", string.format(
+          "%s: %s: the answer to the upload was lost (%s) and %s cannot be read back (%s): the upload may have landed: re-run to check",
           adapter.name, key, why, where, m2 or c2), { hint = "a re-run looks first: a file that landed is verified, never sent twice" })
       end
       if attempt == tries or b.left() <= 0 then
@@ -238,6 +241,23 @@ end
 ---@return table[]
 function M.run(adapter, arts, opts)
   opts = opts or {}
+  local results = M._run(adapter, arts, opts)
+  for _, fn in ipairs(M.observers) do
+    for i, art in ipairs(arts) do
+      if results[i] then pcall(fn, { label = adapter.label(art), where = http.redact(opts.url or adapter.where(opts)),
+        adapter = adapter.name, status = results[i].status }) end
+    end
+  end
+  return results
+end
+
+--- Functions called with {label=, where=, adapter=, status=} for each artifact a publish
+--- settled (the job summary of a run lists them: relua.release.report).
+---@type fun(outcome:table)[]
+M.observers = {}
+
+-- The verify-or-publish itself (M.run tells the observers what it settled).
+function M._run(adapter, arts, opts)
   local checks = M.check(adapter, arts, opts)
   local results, todo = {}, {}
   for i, art in ipairs(arts) do

@@ -171,6 +171,9 @@ function M.problems(recipe)
   end
   local key, advice = schema.unknown(schema.recipe, recipe)
   if key then bad(string.format("unknown key %s (%s)", key, advice)) end
+  if recipe.preflight ~= nil and type(recipe.preflight) ~= "table" then
+    bad("preflight must be a list of checks (see doc/preflight.md)")
+  end
   if recipe.lane ~= nil and not require("relua.control.gate").valid_lane(recipe.lane) then
     bad(string.format("invalid lane %q (use 1-64 characters of A-Z a-z 0-9 . _ -)", tostring(recipe.lane)))
   end
@@ -219,9 +222,6 @@ function M.validate(recipe, path)
   if first then
     usage(string.format("invalid recipe %s: %s", path, first),
       "a recipe returns { phases = { { name = \"prepare\", run = function(r) ... end }, ... } } (see doc/recipes.md)")
-  end
-  if recipe.preflight ~= nil and type(recipe.preflight) ~= "table" then
-    bad("preflight must be a list of checks (see doc/preflight.md)")
   end
   return recipe
 end
@@ -275,12 +275,6 @@ function M.load_recipe(path)
 end
 
 -- ------------------------------------------------------------------ runs
-
-local function phase_names(recipe)
-  local names = {}
-  for i, p in ipairs(recipe.phases) do names[i] = p.name end
-  return names
-end
 
 local function find_phase(recipe, name)
   for i, p in ipairs(recipe.phases) do
@@ -371,8 +365,11 @@ local function parse_args(args, allowed)
     end
     local name, value
     if a then name, value = a:match("^%-%-([%w%-]+)=(.*)$") end
-    if not a then -- taken above
-    elseif name then
+    if a == nil then
+      i = i + 1  -- --store: taken above
+      goto continue
+    end
+    if name then
       if not allowed[name] or allowed[name] ~= "value" then usage("unknown option " .. a) end
       o[name] = value
     elseif a:match("^%-%-") then
@@ -389,6 +386,7 @@ local function parse_args(args, allowed)
       o.positional[#o.positional + 1] = a
     end
     i = i + 1
+    ::continue::
   end
   return o
 end
@@ -522,16 +520,16 @@ function M.execute(o)
         report:start(p.name)
         say(string.format("phase %s: running", p.name))
         local t0 = core.clock()
-        local ok, err = xpcall(p.run, masked_error, ctx)
-        if not ok then error(err, 0) end
+        local done, e = xpcall(p.run, masked_error, ctx)
+        if not done then error(e, 0) end
         say(string.format("phase %s: done (%.2fs)", p.name, core.clock() - t0))
         report:done(p.name)
       end,
     }
   end
-  local ok, name, rc, msg, perr = lg:run(plan, r, "run", o.from)
+  local finished, name, rc, msg, perr = lg:run(plan, r, "run", o.from)
   r.phase, r.out = nil, nil
-  if ok then
+  if finished then
     local warnings = require("relua.ticket").warnings(lg:state())
     local phases = #recipe.phases == 1 and "1 phase" or "all " .. #recipe.phases .. " phases"
     if #warnings > 0 then

@@ -109,10 +109,11 @@ function M.summary(state, holder)
   elseif all_done then
     s.warnings = M.warnings(state)
     s.status = #s.warnings > 0 and "done with warnings" or "done"
-  elseif s.phase then -- failed / interrupted, as set
-  elseif any_reverted then s.status = "reverted"
-  elseif any_done then s.status = "partly done"
-  else s.status = "pending" end
+  elseif not s.phase then  -- (a failed or interrupted phase has set the status above)
+    if any_reverted then s.status = "reverted"
+    elseif any_done then s.status = "partly done"
+    else s.status = "pending" end
+  end
   return s
 end
 

@@ -93,11 +93,11 @@ function M.start()
     wait_for(self.agent, "ssh-agent")
     wait_for(self.empty_agent, "ssh-agent")
     -- the socket exists once bound, a moment before the agent listens: retry a refusal
-    local deadline = proc.clock() + 10
+    local added_by = proc.clock() + 10
     while true do
       local r = assert(proc.run({ "ssh-add", "-q", d .. "/client_key" }, { env = { SSH_AUTH_SOCK = self.agent } }))
       if r.code == 0 then break end
-      assert(r.stderr:find("Connection refused", 1, true) and proc.clock() < deadline, "ssh-add: " .. r.stderr)
+      assert(r.stderr:find("Connection refused", 1, true) and proc.clock() < added_by, "ssh-add: " .. r.stderr)
       proc.sleep(0.05)
     end
     math.randomseed(math.floor(proc.clock() * 1e6) + proc.pid())

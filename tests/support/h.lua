@@ -79,13 +79,7 @@ function M.relua(args, opts)
   if bin:sub(1, 1) ~= "/" then bin = M.root .. "/" .. bin end
   local parts = { M.quote(bin) }
   for _, a in ipairs(args) do parts[#parts + 1] = M.quote(a) end
-  --- Does the binary link the shared library `lib` (e.g. "libcurl") directly? A `make LAZY=`
---- build does; the default build loads it with its lazy module.
-function M.links(bin, lib)
-  return M.sh("readelf -d " .. M.quote(bin)).stdout:find("Shared library: %[" .. lib) ~= nil
-end
-
-return M.sh(table.concat(parts, " "), opts)
+  return M.sh(table.concat(parts, " "), opts)
 end
 
 --- Does the binary link the shared library `lib` (e.g. "libcurl") directly? A `make LAZY=`

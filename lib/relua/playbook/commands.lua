@@ -116,7 +116,7 @@ end
 -- The matching playbooks with their detection run: confirmed first, then those without
 -- detection checks, then those whose detection did not confirm.
 local RANK = { confirmed = 1, unconfirmed = 2, ["not matched"] = 3 }
-local function diagnose(t, failure, found, ctx, opts)
+local function diagnose(_, failure, found, ctx, opts)
   local sel = pb.select(found.playbooks, failure)
   for i, m in ipairs(sel) do
     m.order = i
@@ -549,7 +549,8 @@ local function lint_cmd(o)
   end
   for _, p in ipairs(found.playbooks) do
     if p.symptom.text and #p.symptom.quotes == 0 and not (p.symptom.phase or p.symptom.output or p.symptom.message or p.symptom.rc or p.symptom.code) then
-      io.stdout:write(string.format("%s: warning: %s: the symptom quotes no error line (in `backquotes`, \"double quotes\", or a line starting [ERROR], error:, fatal: or \u{2717}): it can never match\n",
+      io.stdout:write(string.format("%s: warning: %s: the symptom quotes no error line (in `backquotes`, "
+        .. "\"double quotes\", or a line starting [ERROR], error:, fatal: or \u{2717}): it can never match\n",
         where(p), p.id))
     end
   end

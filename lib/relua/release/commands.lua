@@ -318,11 +318,11 @@ function M.status_command(...)
       add("  message: %s", one_line(f.message))
       if f.hint then add("  hint: %s", one_line(f.hint)) end
       if f.tail then
-        local lines = {}
-        for l in (f.tail .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
-        if lines[#lines] == "" then lines[#lines] = nil end
-        add("  output (last %d line%s):", #lines, #lines == 1 and "" or "s")
-        for _, l in ipairs(lines) do add("    | %s", l) end
+        local tail_lines = {}
+        for l in (f.tail .. "\n"):gmatch("([^\n]*)\n") do tail_lines[#tail_lines + 1] = l end
+        if tail_lines[#tail_lines] == "" then tail_lines[#tail_lines] = nil end
+        add("  output (last %d line%s):", #tail_lines, #tail_lines == 1 and "" or "s")
+        for _, l in ipairs(tail_lines) do add("    | %s", l) end
       end
     end
   end

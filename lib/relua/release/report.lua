@@ -17,6 +17,14 @@ function M.new(o)
   local self = setmetatable({ ticket = o.ticket, path = o.path, what = o.what or "run", seen = {}, order = {} }, Report)
   if o.json then self.out = require("relua.core.fs").stdout_to_stderr() end
   ci.register_secrets()
+  -- what the publish core settles during the run, for the summary
+  self.published = {}
+  local ok, publish = pcall(require, "relua.publish")
+  if ok and type(publish) == "table" and type(publish.observers) == "table" then
+    self.observer = function(outcome) self.published[#self.published + 1] = outcome end
+    self.observers = publish.observers
+    self.observers[#self.observers + 1] = self.observer
+  end
   return self
 end
 
@@ -111,13 +119,12 @@ function Report:markdown(s)
     if s.resume then lines[#lines + 1] = "Resume: `" .. s.resume .. "`  " end
     if s.revert then lines[#lines + 1] = "Roll back: `" .. s.revert .. "`" end
   end
-  if s.publish and #s.publish > 0 then
+  if s.published then
     lines[#lines + 1] = ""
-    lines[#lines + 1] = "| published | where | status |"
+    lines[#lines + 1] = "| artifact | where | outcome |"
     lines[#lines + 1] = "|---|---|---|"
-    for _, p in ipairs(s.publish) do
-      lines[#lines + 1] = string.format("| %s | %s | %s |", tostring(p.file or p.name or "?"),
-        tostring(p.target or p.registry or ""), tostring(p.status or ""))
+    for _, p in ipairs(s.published) do
+      lines[#lines + 1] = string.format("| %s | %s | %s |", tostring(p.label), tostring(p.where), tostring(p.status))
     end
   end
   return table.concat(lines, "\n") .. "\n\n"
@@ -130,6 +137,12 @@ end
 ---@param extra table?
 function Report:finish(exit, state, extra)
   extra = extra or {}
+  if self.observers then  -- the run is over: stop collecting
+    for i = #self.observers, 1, -1 do
+      if self.observers[i] == self.observer then table.remove(self.observers, i) end
+    end
+    self.observers = nil
+  end
   local status = extra.status
   if not status then
     if exit == 0 then status = self.what == "revert" and "reverted" or "done"
@@ -139,7 +152,8 @@ function Report:finish(exit, state, extra)
   local s = {
     ticket = self.ticket, recipe = self.path, what = self.what, status = status, exit = exit,
     phases = self:phases(state), failed = self.failure, nothing_to_do = extra.nothing_to_do or false,
-    resume = extra.resume, revert = extra.revert, retry = extra.retry, publish = extra.publish,
+    resume = extra.resume, revert = extra.revert, retry = extra.retry,
+    published = #self.published > 0 and self.published or nil,
   }
   local ok, err = ci.summary(self:markdown(s))
   if ok == nil then io.stderr:write("relua: warning: the job summary: ", tostring(err), "\n") end
