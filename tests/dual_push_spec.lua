@@ -175,6 +175,7 @@ describe("recipes/dual-push.lua", function()
     assert.are.equal(1, r.code, r.stdout .. r.stderr)
     assert.matches("is version 1.1, not 1.2", r.stderr, 1, true)
     assert.are.equal(p0, primary.uploads())
+    assert.are.equal(f0, fallback.uploads())
     -- the same version with other bytes already on the fallback: immutable, nothing sent
     local s2 = world("2.0")
     local other = reg.build_dists(fs.join(dir, "other" .. n), { project .. ".Pkg", "2.0" }, { salt = "other" })[1]
