@@ -19,7 +19,7 @@ local json = require "relua.json"
 local bench = require "benchlib"
 
 local COMMITS, TAGS, TAGGED = 20000, 10000, 19000
-local ROUNDS_RELUA, ROUNDS_SR = 5, tonumber(os.getenv("RELUA_BENCH_SR_ROUNDS")) or 1
+local ROUNDS_RELUA, ROUNDS_SR = 9, tonumber(os.getenv("RELUA_BENCH_SR_ROUNDS")) or 1
 local COMMIT_URL = "https://git.example.test/relua/commit/"
 local SR = "bench/npm/node_modules/semantic-release/bin/semantic-release.js"
 

@@ -1338,6 +1338,8 @@ static int repo_branch_delete(lua_State *L) {
 ** each call (10 ms for 10,000 tags); this reads only what matches. Anything unusual (a
 ** symbolic tag, a tag of a tag without a "^" line) goes through libgit2.
 */
+enum { SCAN_LIST = 0, SCAN_MAP = 1, SCAN_NAMES = 2 };
+
 typedef struct TagScan {
   lua_State *L;
   Repo *r;
@@ -1346,7 +1348,7 @@ typedef struct TagScan {
   const char *pattern;  /* "refs/tags/GLOB", matched with fnmatch(3) without FNM_PATHNAME */
   int seen;             /* stack index: names found loose */
   int out;              /* stack index: the result (list or map) */
-  int map;              /* emit into a map {commit = name | {names}} instead of a list */
+  int map;              /* SCAN_LIST {{name=, ...}}, SCAN_MAP {commit = name | {names}}, SCAN_NAMES {names} */
   int direct;           /* the id in hand is known not to be a tag object */
   lua_Integer n;
   lua_Integer loose;    /* loose refs seen: none means no packed one is hidden */
@@ -1363,7 +1365,7 @@ static int scan_commit(TagScan *s, const git_oid *id, const git_oid *peel, git_o
     git_oid_cpy(commit, peel);
     return 0;
   }
-  if (s->direct && s->map) {  /* a tree or blob id in the map is harmless: no walk meets it */
+  if (s->direct && s->map == SCAN_MAP) {  /* a tree or blob id in the map is harmless: no walk meets it */
     git_oid_cpy(commit, id);
     return 0;
   }
@@ -1400,8 +1402,14 @@ static int scan_commit(TagScan *s, const git_oid *id, const git_oid *peel, git_o
 static void scan_emit(TagScan *s, const char *refname, const git_oid *id, const git_oid *peel) {
   lua_State *L = s->L;
   git_oid commit;
-  int annotated, has_commit = scan_commit(s, id, peel, &commit, &annotated) == 0;
-  if (s->map) {
+  int annotated, has_commit;
+  if (s->map == SCAN_NAMES) {  /* names only: no object is read */
+    lua_pushstring(L, refname + 10);
+    lua_rawseti(L, s->out, ++s->n);
+    return;
+  }
+  has_commit = scan_commit(s, id, peel, &commit, &annotated) == 0;
+  if (s->map == SCAN_MAP) {
     char hex[GIT_OID_HEXSZ + 1];
     if (!has_commit) return;
     git_oid_tostr(hex, sizeof hex, &commit);
@@ -1502,23 +1510,37 @@ static int scan_loose(TagScan *s, char *path, size_t plen, char *name, size_t nl
   return 0;
 }
 
-/* Reads the packed-refs file into a userdata it pushes (an empty one when there is none). */
+/*
+** Reads the packed-refs file into memory the Hold owns (freed as soon as the scan ends, so
+** what comes after can reuse it); pushes a placeholder so the stack keeps its shape.
+*/
 static int read_packed(TagScan *s, const char *file, char **out, size_t *len) {
+  static char empty[1];
   struct stat st;
   char *buf;
   size_t size, got = 0;
   int fd = open(file, O_RDONLY | O_CLOEXEC);
+  lua_pushnil(s->L);  /* [.., placeholder] */
   if (fd < 0) {
     if (errno != ENOENT) return -1;
-    *out = (char *)lua_newuserdatauv(s->L, 1, 0);
-    **out = '\0';
+    *out = empty;
     *len = 0;
     return 0;
   }
-  hold(s->h, H_FD, (void *)(intptr_t)(fd + 1));
-  if (fstat(fd, &st) != 0) return -1;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
   size = (size_t)st.st_size;
-  buf = (char *)lua_newuserdatauv(s->L, size + 1, 0);  /* [.., buf] */
+  if ((buf = (char *)malloc(size + 1)) == NULL) {
+    close(fd);
+    errno = ENOMEM;
+    return -1;
+  }
+  hold(s->h, H_MEM, buf);
+  hold(s->h, H_FD, (void *)(intptr_t)(fd + 1));
   while (got < size) {
     ssize_t n = read(fd, buf + got, size - got);
     if (n < 0 && errno == EINTR) continue;
@@ -1603,7 +1625,8 @@ static int scan_tags(lua_State *L, Repo *r, Hold *h, const char *glob, int map, 
   lua_newtable(L);                                         /* [.., pattern, file, buf, seen] */
   s.seen = lua_gettop(L);
   hint = (int)(packed_len / 64 < 1000000 ? packed_len / 64 : 1000000);  /* ~ one tag a line */
-  if (map) lua_createtable(L, 0, hint);
+  if (map == SCAN_MAP) lua_createtable(L, 0, hint);
+  else if (map == SCAN_NAMES) lua_createtable(L, hint, 0);
   else lua_newtable(L);                                    /* [.., pattern, file, buf, seen, out] */
   s.out = lua_gettop(L);
   snprintf(path, sizeof path, "%srefs/tags", common);
@@ -1623,11 +1646,24 @@ static int repo_tag_commits(lua_State *L) {
   Repo *r = check_repo(L, 1);
   const char *glob = luaL_optstring(L, 2, "*");
   Hold *h = hold_new(L);
-  int n = scan_tags(L, r, h, glob, 1, "git.tag_commits");
+  int n = scan_tags(L, r, h, glob, SCAN_MAP, "git.tag_commits");
   if (n < 0) return 3;
   hold_free(h);
   lua_pushinteger(L, n);
   return 2;
+}
+
+/*
+** repo:tag_names([glob]) -> {names...}: the names alone (no object read), loose ones first,
+** then packed ones in the file's order; the leanest listing of many tags.
+*/
+static int repo_tag_names(lua_State *L) {
+  Repo *r = check_repo(L, 1);
+  const char *glob = luaL_optstring(L, 2, "*");
+  Hold *h = hold_new(L);
+  if (scan_tags(L, r, h, glob, SCAN_NAMES, "git.tag_names") < 0) return 3;
+  hold_free(h);
+  return 1;
 }
 
 /*
@@ -1639,7 +1675,7 @@ static int repo_tags(lua_State *L) {
   Repo *r = check_repo(L, 1);
   const char *glob = luaL_optstring(L, 2, "*");
   Hold *h = hold_new(L);
-  if (scan_tags(L, r, h, glob, 0, "git.tags") < 0) return 3;
+  if (scan_tags(L, r, h, glob, SCAN_LIST, "git.tags") < 0) return 3;
   hold_free(h);
   return 1;
 }
@@ -2698,6 +2734,7 @@ static const luaL_Reg methods[] = {
   {"branch_delete", repo_branch_delete},
   {"tags", repo_tags},
   {"tag_commits", repo_tag_commits},
+  {"tag_names", repo_tag_names},
   {"tag_create", repo_tag_create},
   {"tag_delete", repo_tag_delete},
   {"pack_refs", repo_pack_refs},

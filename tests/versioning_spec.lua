@@ -279,4 +279,22 @@ describe("relua.git commit_tree and pack_refs", function()
     assert.are.same(before, repo:tags("v*"))
     assert.are.equal("v1.3.0", versioning.last_release(repo).tag)
   end)
+
+  it("lists tag names alone, loose and packed, each once", function()
+    local dir = history({ "fix: a" })
+    G(dir, "tag", "v2.0.0")
+    G(dir, "tag", "other")
+    G(dir, "pack-refs", "--all")
+    G(dir, "tag", "-f", "v2.0.0", "HEAD~1")  -- loose now, hiding its packed line
+    G(dir, "tag", "v3.0.0")                  -- loose only
+    local repo <close> = assert(git.open(dir))
+    local names = repo:tag_names("v*")
+    table.sort(names)
+    assert.are.same({ "v1.2.3", "v2.0.0", "v3.0.0" }, names)
+    assert.are.equal(G(dir, "tag", "-l"), table.concat((function()
+      local all = repo:tag_names()
+      table.sort(all)
+      return all
+    end)(), "\n"))
+  end)
 end)

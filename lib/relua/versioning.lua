@@ -59,7 +59,7 @@ end
 -- A candidate tag: its parsed version when name is prefix + a SemVer version, else nil.
 -- The common case (prefix + MAJOR.MINOR.PATCH) is read without building a version.
 local function candidate(name, prefix, prereleases)
-  if name:sub(1, #prefix) ~= prefix then return nil end
+  if name:sub(1, #prefix) ~= prefix then return false end
   local a, b, c = name:match("^(%d+)%.(%d+)%.(%d+)$", #prefix + 1)
   if a and not (a:match("^0%d") or b:match("^0%d") or c:match("^0%d")) and #a < 19 and #b < 19 and #c < 19 then
     return nil, math.tointeger(a), math.tointeger(b), math.tointeger(c)
@@ -74,59 +74,64 @@ function M._last_release(repo, opts)
   local from = opts.from or "HEAD"
   local head, err, code = repo:rev_parse(from)
   if not head then return nil, string.format("versioning: %s", err), code end
-  -- {commit id = tag name | {names}}: one table for thousands of tags (relua.git's primitive)
-  local set, err2, code2 = repo:tag_commits(prefix .. "*")
-  if not set then return nil, err2, code2 end
-  -- The highest version, found in one pass without sorting or building versions; when its
-  -- commit is not reachable (a tag on another branch), the next highest in another pass;
-  -- after a few misses every candidate is sorted once and tried in turn.
-  local unreachable = {}
+  -- the names alone: the leanest listing of thousands of tags (one pass over packed-refs)
+  local names, err2, code2 = repo:tag_names(prefix .. "*")
+  if not names then return nil, err2, code2 end
+  -- The highest version, found in one pass without sorting or building versions; when it
+  -- is not reachable (a tag on another branch), the next highest in another pass; after a
+  -- few misses every candidate is sorted once and tried in turn.
+  local excluded = {}  -- names known not to be a release reachable from `from`
   local function highest()
-    local best, bmaj, bmin, bpat, bv, bcommit
-    local function consider(name, commit)
-      if unreachable[commit] then return end
-      local v, maj, min, pat = candidate(name, prefix, opts.prereleases)
-      if v == false or maj == nil then return end
-      local c
-      if bmaj == nil then c = 1
-      elseif maj ~= bmaj then c = maj > bmaj and 1 or -1
-      elseif min ~= bmin then c = min > bmin and 1 or -1
-      elseif pat ~= bpat then c = pat > bpat and 1 or -1
-      else
-        c = semver.compare(v or semver.parse(name:sub(#prefix + 1)), bv or semver.parse(best:sub(#prefix + 1)))
-        if c == 0 then c = name < best and 1 or -1 end
-      end
-      if c > 0 then best, bmaj, bmin, bpat, bv, bcommit = name, maj, min, pat, v, commit end
-    end
-    for commit, names in pairs(set) do
-      if type(names) == "table" then
-        for _, name in ipairs(names) do consider(name, commit) end
-      else
-        consider(names, commit)
+    local best, bmaj, bmin, bpat, bv
+    for _, name in ipairs(names) do
+      local v, maj, min, pat
+      if not excluded[name] then v, maj, min, pat = candidate(name, prefix, opts.prereleases) end
+      if maj ~= nil then
+        local c
+        if bmaj == nil then c = 1
+        elseif maj ~= bmaj then c = maj > bmaj and 1 or -1
+        elseif min ~= bmin then c = min > bmin and 1 or -1
+        elseif pat ~= bpat then c = pat > bpat and 1 or -1
+        else
+          c = semver.compare(v or semver.parse(name:sub(#prefix + 1)), bv or semver.parse(best:sub(#prefix + 1)))
+          if c == 0 then c = name < best and 1 or -1 end
+        end
+        if c > 0 then best, bmaj, bmin, bpat, bv = name, maj, min, pat, v end
       end
     end
-    return best, bcommit
+    return best
+  end
+  local known = {}  -- commit id -> reachable from head
+  -- The tag's commit when it is reachable from head; nil, nil when not (or not a commit).
+  local function reachable(name)
+    local commit = repo:rev_parse("refs/tags/" .. name .. "^{commit}")
+    if not commit then return nil end
+    local reach = known[commit]
+    if reach == nil then
+      local e, c
+      reach, e, c = repo:is_ancestor(commit, head)
+      if reach == nil then return nil, e, c end
+      known[commit] = reach
+    end
+    return reach and commit or nil
   end
   local function release(name, commit)
     return { tag = name, version = semver.parse(name:sub(#prefix + 1)):tostring(), commit = commit }
   end
   for _ = 1, 8 do
-    local best, bcommit = highest()
+    local best = highest()
     if not best then return nil end
-    local reach
-    reach, err, code = repo:is_ancestor(bcommit, head)
-    if reach == nil then return nil, err, code end
-    if reach then return release(best, bcommit) end
-    unreachable[bcommit] = true
+    local commit, e, c = reachable(best)
+    if e then return nil, e, c end
+    if commit then return release(best, commit) end
+    excluded[best] = true
   end
   local cands = {}
-  for commit, names in pairs(set) do
-    for _, name in ipairs(type(names) == "table" and names or { names }) do
-      local v = not unreachable[commit] and candidate(name, prefix, opts.prereleases)
-      if v ~= false then
-        v = v or semver.parse(name:sub(#prefix + 1))
-        if v then cands[#cands + 1] = { tag = name, v = v, commit = commit } end
-      end
+  for _, name in ipairs(names) do
+    local v = not excluded[name] and candidate(name, prefix, opts.prereleases)
+    if v ~= false then
+      v = v or semver.parse(name:sub(#prefix + 1))
+      if v then cands[#cands + 1] = { tag = name, v = v } end
     end
   end
   table.sort(cands, function(x, y)
@@ -134,15 +139,10 @@ function M._last_release(repo, opts)
     if c ~= 0 then return c > 0 end
     return x.tag < y.tag
   end)
-  local known = {}  -- commit id -> reachable (those in unreachable are not candidates)
   for _, cand in ipairs(cands) do
-    local reach = known[cand.commit]
-    if reach == nil then
-      reach, err, code = repo:is_ancestor(cand.commit, head)
-      if reach == nil then return nil, err, code end
-      known[cand.commit] = reach
-    end
-    if reach then return release(cand.tag, cand.commit) end
+    local commit, e, c = reachable(cand.tag)
+    if e then return nil, e, c end
+    if commit then return release(cand.tag, commit) end
   end
   return nil
 end

@@ -83,3 +83,17 @@ function Repository:remote(name) end
 ---@return string? message
 ---@return string? code
 function Repository:remote_add(name, url) end
+
+--- The names of the tags matching glob (default "*"), unsorted, read without touching any
+--- object: the leanest listing of thousands of tags.
+---@param glob string?
+---@return string[]|nil names
+---@return string? message
+---@return string? code
+function Repository:tag_names(glob) end
+
+--- Moves the loose references into packed-refs (git pack-refs --all).
+---@return true|nil
+---@return string? message
+---@return string? code
+function Repository:pack_refs() end
