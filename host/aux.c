@@ -12,11 +12,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "relua.h"
+
+/* ---------------------------------------------------------------- start time */
+
+/*
+** When this process started, on the realtime clock, to the nanosecond: taken before main
+** runs. It orders files against this run (a lock file older than the run was left by an
+** earlier process). The kernel's own start time will not do: it counts in clock ticks
+** (10 ms) from the fork, so a file written by a writer that died a moment before the exec
+** of relua looks newer than the run.
+*/
+static struct timespec started;
+
+__attribute__((constructor)) static void note_start(void) {
+  clock_gettime(CLOCK_REALTIME, &started);
+}
+
+void relua_started(struct timespec *out) {
+  *out = started;
+}
 
 /* ---------------------------------------------------------------- results */
 

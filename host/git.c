@@ -2621,34 +2621,6 @@ static int repo_remote_add(lua_State *L) {
 
 /* ---------------------------------------------------------------- stale lock files */
 
-/* When this process started, on the realtime clock (from /proc/self/stat's start time). */
-static int process_start(struct timespec *out) {
-  char buf[1024], *p;
-  unsigned long long ticks = 0;
-  long hz = sysconf(_SC_CLK_TCK);
-  struct timespec real, boot;
-  int i, fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-  ssize_t n;
-  if (fd < 0) return -1;
-  n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0 || hz <= 0) return -1;
-  buf[n] = '\0';
-  p = strrchr(buf, ')');           /* the command name may hold spaces */
-  if (p == NULL) return -1;
-  for (i = 2; i < 22 && p != NULL; i++) p = strchr(p + 1, ' ');   /* field 22: starttime */
-  if (p == NULL || sscanf(p + 1, "%llu", &ticks) != 1) return -1;
-  clock_gettime(CLOCK_REALTIME, &real);
-  clock_gettime(CLOCK_BOOTTIME, &boot);
-  {
-    double start = (double)real.tv_sec + real.tv_nsec / 1e9 - ((double)boot.tv_sec + boot.tv_nsec / 1e9) +
-                   (double)ticks / (double)hz;
-    out->tv_sec = (time_t)start;
-    out->tv_nsec = (long)((start - (double)out->tv_sec) * 1e9);
-  }
-  return 0;
-}
-
 /*
 ** core.lock_info(path) -> {holders=N, pid=P, older=bool} | nil (no such file)
 ** The facts that tell a stale git lock file from a live one: how many processes on this
@@ -2690,9 +2662,9 @@ static int l_lock_info(lua_State *L) {
   lua_setfield(L, -2, "holders");
   lua_pushinteger(L, pid);
   lua_setfield(L, -2, "pid");
-  lua_pushboolean(L, process_start(&start) == 0 &&
-                         (st.st_mtim.tv_sec < start.tv_sec ||
-                          (st.st_mtim.tv_sec == start.tv_sec && st.st_mtim.tv_nsec < start.tv_nsec)));
+  relua_started(&start);
+  lua_pushboolean(L, st.st_mtim.tv_sec < start.tv_sec ||
+                         (st.st_mtim.tv_sec == start.tv_sec && st.st_mtim.tv_nsec < start.tv_nsec));
   lua_setfield(L, -2, "older");
   return 1;
 }

@@ -41,6 +41,10 @@ int relua_fail(lua_State *L, const char *code, const char *fmt, ...);
 int relua_oserror(lua_State *L, const char *what, const char *path);
 const char *relua_errno_name(int err);
 
+/* When this process started (realtime clock, nanoseconds; taken before main). */
+struct timespec;
+void relua_started(struct timespec *out);
+
 /* Raise a structured error (a table with metatable relua.Error). Never returns. */
 int relua_raise(lua_State *L, int exitcode, const char *code, const char *fmt, ...);
 

@@ -67,6 +67,18 @@ describe("a stale git lock file left by a kill inside libgit2", function()
     assert.are.equal(head(s, "work", "HEAD"), head(s, "remote.git", "refs/tags/v1"))
   end)
 
+  it("a lock left by a writer that died a moment before the run began is stale", function()
+    -- The writer exits and relua starts at once, inside one clock tick of the kernel's
+    -- process start time (which also counts from the fork of the shell, before the file).
+    local s = setup()
+    local lock = s.dir .. "/work/.git/refs/tags/v1.lock"
+    local r = h.sh("touch work/.git/refs/tags/v1.lock && exec " .. h.quote(S.bin()) .. " release.lua 1 2>&1",
+      { cwd = s.dir, env = { RELUA_HOME = false } })
+    assert.are.equal(0, r.code, r.stdout)
+    assert.matches("removed the stale lock file " .. esc(lock), r.stdout)
+    assert.are.equal(head(s, "work", "HEAD"), head(s, "remote.git", "refs/tags/v1"))
+  end)
+
   it("a lock held by a live process is not touched: the message names it and what to do", function()
     local s = setup()
     s:write("work/.git/refs/tags/v1.lock", "")
