@@ -68,15 +68,19 @@ local function stopper(handle, dir)
 end
 
 --- Starts the PyPI-compatible index. opts: warehouse (answer duplicates as pypi.org does),
---- no_simple (offer only the JSON API), timeout (seconds to wait for it, default 15).
----@param opts {warehouse:boolean?, no_simple:boolean?, timeout:number?}?
+--- no_simple (offer only the JSON API), timeout (seconds to wait for it, default 15); to
+--- bring an index back after it went down: port, password and storage (a folder that
+--- stop() keeps; the index serves the files it holds).
+---@param opts {warehouse:boolean?, no_simple:boolean?, timeout:number?, port:integer?, password:string?, storage:string?}?
 function M.pypi(opts)
   opts = opts or {}
   local dir = assert(fs.tmpdir("relua-pypi-"))
   local port_file = fs.join(dir, "port")
-  local user, password = "relua", random_secret("pw-")
-  local argv = { "python3", root() .. "/tests/support/pypi_server.py", "--storage", fs.join(dir, "storage"),
+  local user, password = "relua", opts.password or random_secret("pw-")
+  local storage = opts.storage or fs.join(dir, "storage")
+  local argv = { "python3", root() .. "/tests/support/pypi_server.py", "--storage", storage,
                  "--port-file", port_file, "--user", user, "--password", password, "--lifetime", "3600" }
+  if opts.port then argv[#argv + 1] = "--port"; argv[#argv + 1] = tostring(opts.port) end
   if opts.warehouse then argv[#argv + 1] = "--warehouse" end
   if opts.no_simple then argv[#argv + 1] = "--no-simple" end
   if opts.no_hashes then argv[#argv + 1] = "--no-hashes" end
@@ -91,7 +95,7 @@ function M.pypi(opts)
   local base = "http://127.0.0.1:" .. port
   local s = {
     port = port, url = base .. "/", legacy = base .. "/legacy/", index = base .. "/simple/",
-    user = user, password = password, storage = fs.join(dir, "storage"), dir = dir,
+    user = user, password = password, storage = storage, dir = dir,
   }
   s.stop = stopper(handle, dir)
   --- {requests=, uploads= (upload attempts seen), stored=, log={"METHOD PATH STATUS", ...}}
