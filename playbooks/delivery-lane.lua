@@ -1,8 +1,11 @@
 -- The delivery lane recipe (recipes/delivery-lane.lua): its failure modes. Each failure
 -- paused the lane for the ticket's SHA; once the cause is fixed, the fix is to unpause
--- that pause (a recovery tied to the SHA and reason, doc/controls.md) and resume. They read
--- the recipe's settings (LANE_NAME, LANE_REMOTE, LANE_BRANCH, LANE_CI, LANE_VERIFY) and
--- LANE_DEPLOY_CHECK, a command that exits 0 when the deploy target accepts deploys.
+-- that pause (a recovery tied to the SHA and reason, doc/controls.md) and resume. Their
+-- symptoms match the line the recipe writes in the failed phase's output
+-- ("delivery-lane LANE: REASON on SHA"), so they never match another recipe's failures.
+-- They read the recipe's settings (LANE_NAME, LANE_REMOTE, LANE_BRANCH, LANE_CI,
+-- LANE_VERIFY) and LANE_DEPLOY_CHECK, a command that exits 0 when the deploy target
+-- accepts deploys.
 local control = require "relua.control"
 local git = require "relua.git"
 
@@ -56,7 +59,7 @@ return {
   {
     id = "lane-ci-failed",
     title = "CI failed on the released SHA; the repair has landed on main",
-    symptom = { phase = "ci", code = "ci-failed" },
+    symptom = { phase = "ci", output = { match = "delivery%-lane %S+: ci%-failed on " } },
     detect = {
       { name = "main's head is a repair on top of the failed SHA and passes CI", check = function(ctx)
           local sha = ctx.state.SHA
@@ -93,7 +96,7 @@ top of the failed SHA) is admitted.]],
   {
     id = "lane-deploy-failed",
     title = "The deploy failed; the deploy target accepts deploys again",
-    symptom = { phase = "deploy" },
+    symptom = { phase = "deploy", output = { match = "delivery%-lane %S+: deploy%-failed on " } },
     detect = {
       { name = "LANE_DEPLOY_CHECK: the deploy target accepts deploys", check = function(ctx)
           local cmd = env("LANE_DEPLOY_CHECK")
@@ -119,7 +122,7 @@ same SHA is deployed again.]],
   {
     id = "lane-verify-race",
     title = "The health check gave up before the service came up",
-    symptom = { phase = "verify" },
+    symptom = { phase = "verify", output = { match = "delivery%-lane %S+: verify%-failed on " } },
     detect = {
       { name = "LANE_VERIFY passes within LANE_VERIFY_WAIT seconds", check = function(ctx)
           local cmd = env("LANE_VERIFY")

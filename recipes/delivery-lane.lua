@@ -63,6 +63,8 @@ local function pausing(reason, fn)
     if ok then return end
     local cancelled = errors.is(err) and err.code == "interrupted"
     if r.state.SHA and not cancelled then
+      -- this line in the phase's output is what the lane's playbooks match
+      r:log(string.format("delivery-lane %s: %s on %s", LANE, reason, r.state.SHA))
       local paused, res = pcall(control.pause, { lane = LANE, sha = r.state.SHA, reason = reason, r = r })
       if not paused then
         r:log("could not pause lane " .. LANE .. ": " .. (errors.is(res) and res.message or tostring(res)))
