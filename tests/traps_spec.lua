@@ -62,8 +62,8 @@ return { phases = { { name = "publish", run = function() npm.publish("pkg-1.0.0.
     assert.matches("would publish pkg-1.0.0.tgz to http://127.0.0.1:4873/\n", r.stdout, 1, true)
   end)
 
-  it("the README's publish example picks only this version's wheels from dist/", function()
-    local readme = h.slurp(h.root .. "/README.md")
+  it("the recipe guide's publish example picks only this version's wheels from dist/", function()
+    local readme = h.slurp(h.root .. "/doc/recipes.md")
     local expr = readme:match("fs%.glob%((.-)%)")
     assert.is_string(expr)
     local d = h.tmpdir()

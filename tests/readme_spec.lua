@@ -1,0 +1,102 @@
+-- The README's first-recipe walkthrough, run as printed: its recipe, every command of its
+-- console blocks in a fresh git repository, and every output line it shows (times, commit
+-- ids and digests aside), so the README stays true.
+local h = require "support.h"
+local fs = require "relua.fs"
+
+local README = h.slurp(h.root .. "/README.md")
+
+-- The text of a `## TITLE` section.
+local function section(title)
+  local s = README:find("\n## " .. title, 1, true)
+  assert(s, "README.md has no section '## " .. title .. "'")
+  local e = README:find("\n## ", s + 4, true) or #README
+  return README:sub(s, e)
+end
+
+-- The console blocks (fenced with a bare ```) of a text: {{cmd=, want={lines}}, ...} per
+-- block; "..." stands for lines not shown.
+local function consoles(text)
+  local blocks, cur, fenced = {}, nil, false
+  for line in text:gmatch("([^\n]*)\n") do
+    if line:match("^```") then
+      if fenced then
+        if cur then blocks[#blocks + 1] = cur end
+        fenced, cur = false, nil
+      else
+        fenced = true
+        if line == "```" then cur = {} end
+      end
+    elseif cur then
+      local cmd = line:match("^%$ (.*)")
+      if cmd then cur[#cur + 1] = { cmd = cmd, want = {} }
+      elseif #cur > 0 and line ~= "..." then table.insert(cur[#cur].want, line) end
+    end
+  end
+  return blocks
+end
+
+-- What varies from run to run: times, durations, commit ids, digests.
+local function norm(s)
+  return (s:gsub("%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ", "TIME")
+           :gsub("%(%d+%.%d+s%)", "(Ns)")
+           :gsub("duration=[%d%.]+", "duration=N")
+           :gsub("%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x", "SHA")
+           :gsub("sha256 %x+", "sha256 X"))
+end
+
+-- A fresh repository holding the README's recipe, and a shell that finds `relua`.
+local function repo()
+  local dir = h.tmpdir()
+  local bin = h.bin:sub(1, 1) == "/" and h.bin or h.root .. "/" .. h.bin
+  assert(fs.mkdir(dir .. "/bin"))
+  assert.are.equal(0, h.sh("ln -s " .. h.quote(bin) .. " " .. h.quote(dir .. "/bin/relua")).code)
+  local env = { PATH = dir .. "/bin:" .. os.getenv("PATH"), RELUA_HOME = false, RELUA_STORE = false,
+                RELUA_PLAYBOOKS = false, NO_COLOR = "1", GIT_AUTHOR_NAME = "A U Thor",
+                GIT_AUTHOR_EMAIL = "author@example.test", GIT_COMMITTER_NAME = "A U Thor",
+                GIT_COMMITTER_EMAIL = "author@example.test" }
+  local work = dir .. "/work"
+  local function sh(cmd)
+    return h.sh(cmd .. " 2>&1", { cwd = work, env = env })
+  end
+  assert(fs.mkdir(work))
+  local r = sh("git init -q -b main && echo hello > README && git add README && git commit -q -m init")
+  assert.are.equal(0, r.code, r.stdout)
+  assert(fs.write(work .. "/release.lua", section("Your first recipe"):match("```lua\n(.-)```")))
+  return sh
+end
+
+-- Runs a block's commands; each output line the README shows must be in the output.
+local function replay(sh, block)
+  for _, c in ipairs(block) do
+    local got = sh(c.cmd).stdout
+    for _, line in ipairs(c.want) do
+      assert.is_truthy(norm(got):find(norm(line), 1, true),
+        string.format("README: `%s` should print\n  %s\nbut printed:\n%s", c.cmd, line, got))
+    end
+  end
+end
+
+describe("README.md", function()
+  after_each(h.cleanup)
+
+  it("the first-recipe walkthrough runs as printed", function()
+    local sh = repo()
+    local walk = consoles(section("Your first recipe"))
+    assert.are.equal(2, #walk)
+    for _, block in ipairs(walk) do replay(sh, block) end
+    -- reading it afterwards: the audit log of that walkthrough
+    local reading = consoles(section("Reading `relua status`"))
+    for _, block in ipairs(reading) do
+      if block[1].cmd:match("^relua log") then replay(sh, block) end
+    end
+  end)
+
+  it("relua status shows the failed first run as printed", function()
+    local sh = repo()
+    assert.are.equal(1, sh("relua release.lua 0.1.0").code)
+    for _, block in ipairs(consoles(section("Reading `relua status`"))) do
+      if block[1].cmd:match("^relua status") then replay(sh, block) end
+    end
+  end)
+end)
