@@ -29,12 +29,15 @@
 **
 ** A lost connection is never reconnected: the lock went with the session, so every later
 ** operation under the lock answers RELUA_STORE_LOST and records nothing; the ticket is
-** resumable by any runner. The URL's password never appears in anything relua prints
+** resumable by any runner. While a lock is held, a watcher thread stops the run the
+** moment the connection goes (relua_cancel), not at its next write. The URL's password never appears in anything relua prints
 ** (describe() shows the URL without it; libpq's messages do not carry it, and every
 ** message goes through relua_mask).
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,10 +54,14 @@
 typedef struct PgStore {
   relua_Store base;   /* first: the ops */
   PGconn *conn;
-  int lost;           /* the connection dropped: the session (and its locks) are gone */
+  volatile int lost;  /* the connection dropped: the session (and its locks) are gone */
   char *where;        /* the URL without its password, for messages */
   char *home;         /* the runner's local relua home, for phase outputs */
   struct relua_StoreLock *locks;   /* held, freed by close */
+  /* the watcher (while a lock is held): its thread, socket, wake-up pipe, message */
+  int watching, watch_sock, watch_wake[2];
+  pthread_t watch_thread;
+  char watch_msg[512];
 } PgStore;
 
 /* A held ticket lock: the session holds the advisory lock; this names it. */
@@ -337,11 +344,77 @@ static int ensure_schema(lua_State *L, PgStore *s, int migrate, long *found) {
   return st;
 }
 
+/* ---------------------------------------------------------------- the watcher */
+
+/*
+** While a run holds a ticket, a thread watches the session's socket: when the server
+** closes it (pg_terminate_backend, a shutdown, a restart) or it fails (the TCP keepalives
+** of a dead peer), the run no longer holds the ticket, so it is stopped at once, whatever
+** it is doing (a long r:sh, a sleep, Lua code), not at its next write: relua_cancel
+** interrupts the main thread as SIGTERM does (children killed, the phase cannot catch it)
+** with the error {code="lost"}. The thread only polls (POLLRDHUP: the peer's FIN, never
+** data), so libpq keeps the socket to itself. Stopped before the last lock is released
+** and before the connection is closed.
+*/
+static void *watch_main(void *arg) {
+  PgStore *s = (PgStore *)arg;
+  for (;;) {
+    struct pollfd pfd[2];
+    int r;
+    pfd[0].fd = s->watch_sock;
+    pfd[0].events = POLLRDHUP;
+    pfd[1].fd = s->watch_wake[0];
+    pfd[1].events = POLLIN;
+    pfd[0].revents = pfd[1].revents = 0;
+    r = poll(pfd, 2, -1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 || pfd[1].revents != 0) break;               /* asked to stop */
+    if (pfd[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
+      if (!s->lost) relua_cancel(s->watch_msg);
+      break;
+    }
+  }
+  return NULL;
+}
+
+/* Starts the watcher for the lock on ticket (nothing when it runs already). 0, or -1. */
+static int watch_start(PgStore *s, const char *ticket) {
+  sigset_t all, old;
+  int rc;
+  if (s->watching) return 0;
+  s->watch_sock = PQsocket(s->conn);
+  if (s->watch_sock < 0 || pipe2(s->watch_wake, O_CLOEXEC) != 0) return -1;
+  snprintf(s->watch_msg, sizeof s->watch_msg, "the connection to the store %s was lost: this "
+           "run no longer holds ticket %s and records nothing more; the ticket is resumable: "
+           "run the same command again (on any runner)", s->where, ticket);
+  sigfillset(&all);                 /* the thread takes no signal: they are the main thread's */
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  rc = pthread_create(&s->watch_thread, NULL, watch_main, s);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    close(s->watch_wake[0]);
+    close(s->watch_wake[1]);
+    return -1;
+  }
+  s->watching = 1;
+  return 0;
+}
+
+static void watch_stop(PgStore *s) {
+  if (!s->watching) return;
+  while (write(s->watch_wake[1], "x", 1) < 0 && errno == EINTR) {}
+  pthread_join(s->watch_thread, NULL);
+  close(s->watch_wake[0]);
+  close(s->watch_wake[1]);
+  s->watching = 0;
+}
+
 /* ---------------------------------------------------------------- opening and closing */
 
 static void pg_close(relua_Store *base) {
   PgStore *s = (PgStore *)base;
   if (s == NULL) return;
+  watch_stop(s);                            /* before its socket closes */
   if (s->conn != NULL) PQfinish(s->conn);   /* the session ends: its locks go with it */
   while (s->locks != NULL) {
     relua_StoreLock *next = s->locks->next;
@@ -489,6 +562,14 @@ static int pg_lock(relua_Store *base, lua_State *L, const char *ticket, const ch
     if (st != RELUA_STORE_OK) break;
     if (PQntuples(res) == 1) {
       PQclear(res);
+      if (watch_start(s, ticket) != 0) {   /* a run must not outlive its lock unnoticed */
+        PQclear(PQexecParams(s->conn, "select pg_advisory_unlock(" TICKET_KEY ")", 1, NULL,
+                             vals, NULL, NULL, 0));
+        free(l);
+        lua_pushfstring(L, "store %s: cannot watch the connection that holds ticket %s: %s",
+                        s->where, ticket, strerror(errno));
+        return RELUA_STORE_ERROR;
+      }
       l->next = s->locks;
       s->locks = l;
       *lk = l;
@@ -521,6 +602,7 @@ static void pg_unlock(relua_Store *base, relua_StoreLock *lk) {
   for (p = &s->locks; *p != NULL && *p != lk; p = &(*p)->next) {}
   if (*p == NULL) return;                  /* not ours (or released already) */
   *p = lk->next;
+  if (s->locks == NULL) watch_stop(s);     /* the run lets go: a loss now is no loss */
   vals[0] = lk->ticket;
   if (!lost(s)) {          /* else the session, and its lock, are gone already */
     res = PQexecParams(s->conn, "select pg_advisory_unlock(" TICKET_KEY ")", 1, NULL, vals,
