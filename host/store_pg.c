@@ -444,14 +444,15 @@ static void quiet(void *arg, const char *message) {
   (void)message;
 }
 
-static int open_store(lua_State *L, const char *url, int migrate, long *found,
-                      relua_Store **out) {
-  const char *kw[12], *val[12], *home = getenv("RELUA_HOME");
+static int open_store(lua_State *L, const char *url, const char *home, int migrate,
+                      long *found, relua_Store **out) {
+  const char *kw[12], *val[12];
   int n = 0, st;
   PgStore *s = calloc(1, sizeof *s);
   if (s == NULL) return luaL_error(L, "store: out of memory");
   s->base.ops = &pg_ops;
   s->where = display_url(url);
+  if (home == NULL || *home == '\0') home = getenv("RELUA_HOME");
   s->home = strdup(home != NULL && *home != '\0' ? home : ".relua");
   if (s->where == NULL || s->home == NULL) {
     pg_close(&s->base);
@@ -490,9 +491,9 @@ static int open_store(lua_State *L, const char *url, int migrate, long *found,
   return RELUA_STORE_OK;
 }
 
-static int pg_open(lua_State *L, const char *url, relua_Store **out) {
+static int pg_open(lua_State *L, const char *url, const char *home, relua_Store **out) {
   long found;
-  return open_store(L, url, 0, &found, out);
+  return open_store(L, url, home, 0, &found, out);
 }
 
 static int pg_describe(relua_Store *base, lua_State *L) {
@@ -846,7 +847,7 @@ static const relua_StoreOps pg_ops = {
 static int pg_migrate(lua_State *L, const char *url, int64_t *found, int64_t *now) {
   relua_Store *st = NULL;
   long v = 0;
-  int status = open_store(L, url, 1, &v, &st);
+  int status = open_store(L, url, NULL, 1, &v, &st);
   if (status != RELUA_STORE_OK) return status;
   pg_close(st);
   *found = v;
