@@ -127,9 +127,11 @@ typedef struct relua_StoreOps {
 
   /* ---- the audit events, append-only */
 
-  /* Appends data (one or more complete lines, each ending in '\n'), whole and durable
-     before it returns, after every event appended before it. lk: the caller's lock, or
-     NULL when copying between stores under the target's lock taken by the caller. */
+  /* Appends data (one or more complete lines, each ending in '\n'), whole and committed
+     before it returns, after every event appended before it; durable before it returns
+     (folder), or at the latest with the next replace, which is (postgres: an asynchronous
+     commit, see store_pg.c). lk: the caller's lock, or NULL when copying between stores
+     under the target's lock taken by the caller. */
   int (*append)(relua_Store *s, lua_State *L, relua_StoreLock *lk, const char *ticket,
                 const char *data, size_t len);
   /* OK: pushes every event of the ticket as one string of lines, in order ("" when none). */

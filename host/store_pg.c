@@ -58,6 +58,7 @@ typedef struct PgStore {
   char *where;        /* the URL without its password, for messages */
   char *home;         /* the runner's local relua home, for phase outputs */
   struct relua_StoreLock *locks;   /* held, freed by close */
+  unsigned prepared;  /* which of the statements below this connection has prepared */
   /* the watcher (while a lock is held): its thread, socket, wake-up pipe, message */
   int watching, watch_sock, watch_wake[2];
   pthread_t watch_thread;
@@ -170,17 +171,12 @@ static int fail_lost(lua_State *L, PgStore *s, const char *ticket) {
 */
 static int query(lua_State *L, PgStore *s, const char *ticket, const char *what,
                  const char *sql, int n, const char *const *vals, const int *lens,
-                 PGresult **out) {
-  PGresult *res;
-  int fmts[8], ls[8], i;
-  ExecStatusType st;
-  if (lost(s)) return fail_lost(L, s, ticket);
-  for (i = 0; i < n && i < 8; i++) {
-    fmts[i] = 1;
-    ls[i] = lens ? lens[i] : (int)strlen(vals[i]);
-  }
-  res = n > 0 ? PQexecParams(s->conn, sql, n, NULL, vals, ls, fmts, 0) : PQexec(s->conn, sql);
-  st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+                 PGresult **out);
+
+/* What query and run_prepared do with a result: OK with *out set, or the failure. */
+static int finish(lua_State *L, PgStore *s, const char *ticket, const char *what,
+                  PGresult *res, PGresult **out) {
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
     *out = res;
     return RELUA_STORE_OK;
@@ -193,6 +189,82 @@ static int query(lua_State *L, PgStore *s, const char *ticket, const char *what,
   fail(L, s, RELUA_STORE_ERROR, what, res);
   PQclear(res);
   return RELUA_STORE_ERROR;
+}
+
+static void param_formats(int n, const char *const *vals, const int *lens, int *fmts, int *ls) {
+  int i;
+  for (i = 0; i < n && i < 8; i++) {
+    fmts[i] = 1;
+    ls[i] = lens ? lens[i] : (int)strlen(vals[i]);
+  }
+}
+
+static int query(lua_State *L, PgStore *s, const char *ticket, const char *what,
+                 const char *sql, int n, const char *const *vals, const int *lens,
+                 PGresult **out) {
+  int fmts[8], ls[8];
+  if (lost(s)) return fail_lost(L, s, ticket);
+  param_formats(n, vals, lens, fmts, ls);
+  return finish(L, s, ticket, what,
+                n > 0 ? PQexecParams(s->conn, sql, n, NULL, vals, ls, fmts, 0)
+                      : PQexec(s->conn, sql), out);
+}
+
+/*
+** The statements a run sends for every event and state change, prepared once per
+** connection (parsed and planned once, not per event).
+**
+** An event that records no state change (append: r:log, r:act, a skipped phase...) commits
+** with synchronous_commit off, set for its own transaction only: it is committed, visible
+** and ordered when the call returns, and durable on the server's disk a moment later (the
+** WAL writer, within 3 x wal_writer_delay: 0.6 s by default), and at the latest with the
+** next state change, whose synchronous commit flushes the log up to it. A crash of the
+** runner loses nothing; a crash of the server can lose such events of the last moment,
+** never a state change nor the events committed with one, and never out of order. Without
+** that, every event waits for the server's fsync (milliseconds on a shared disk).
+*/
+enum { PREP_APPEND, PREP_CREATE, PREP_REPLACE, NPREP };
+static const struct { const char *name, *sql; int n; } prepared[NPREP] = {
+  {"relua_append", /* $1 ticket, $2 the event lines */
+    "with c as (select set_config('synchronous_commit', 'off', true)), "
+    "t as (insert into relua.tickets as t (ticket, nevents) values ($1, 1) "
+    "on conflict (ticket) do update set nevents = t.nevents + 1 returning nevents) "
+    "insert into relua.events (ticket, seq, data) select $1, nevents, $2 from t, c", 2},
+  {"relua_create", /* $1 ticket, $2 state, $3 event or null: the first state */
+    "with t as (insert into relua.tickets as t (ticket, version, state, nevents) "
+    "values ($1, 1, $2, case when $3::text is null then 0 else 1 end) "
+    "on conflict (ticket) do update set version = t.version + 1, state = excluded.state, "
+    "nevents = t.nevents + excluded.nevents, updated = now() "
+    "where t.state is null returning version, nevents), "
+    "e as (insert into relua.events (ticket, seq, data) "
+    "select $1, nevents, $3 from t where $3::text is not null) "
+    "select version from t", 3},
+  {"relua_replace", /* $1 ticket, $2 state, $3 event or null, $4 the expected version */
+    "with t as (update relua.tickets set version = version + 1, state = $2, "
+    "nevents = nevents + case when $3::text is null then 0 else 1 end, updated = now() "
+    "where ticket = $1 and version = $4::text::bigint and state is not null "
+    "returning version, nevents), "
+    "e as (insert into relua.events (ticket, seq, data) "
+    "select $1, nevents, $3 from t where $3::text is not null) "
+    "select version from t", 4},
+};
+
+/* Runs the prepared statement `which` (preparing it on this connection first). */
+static int run_prepared(lua_State *L, PgStore *s, const char *ticket, const char *what,
+                        int which, const char *const *vals, const int *lens, PGresult **out) {
+  int fmts[8], ls[8], n = prepared[which].n, st;
+  if (lost(s)) return fail_lost(L, s, ticket);
+  if (!(s->prepared & (1u << which))) {
+    PGresult *res;
+    st = finish(L, s, ticket, what, PQprepare(s->conn, prepared[which].name,
+                                               prepared[which].sql, n, NULL), &res);
+    if (st != RELUA_STORE_OK) return st;
+    PQclear(res);
+    s->prepared |= 1u << which;
+  }
+  param_formats(n, vals, lens, fmts, ls);
+  return finish(L, s, ticket, what,
+                PQexecPrepared(s->conn, prepared[which].name, n, vals, ls, fmts, 0), out);
 }
 
 /* Runs a statement whose result is not needed; OK or a pushed message. */
@@ -670,25 +742,8 @@ static int pg_replace(relua_Store *base, lua_State *L, relua_StoreLock *lk, cons
   }
   relua_store_crash(L, "state-saved");
   relua_store_crash(L, "log-event");
-  if (expect == 0)
-    st = query(L, s, ticket, "replacing a ticket's state",
-      "with t as (insert into relua.tickets as t (ticket, version, state, nevents) "
-      "values ($1, 1, $2, case when $3::text is null then 0 else 1 end) "
-      "on conflict (ticket) do update set version = t.version + 1, state = excluded.state, "
-      "nevents = t.nevents + excluded.nevents, updated = now() "
-      "where t.state is null returning version, nevents), "
-      "e as (insert into relua.events (ticket, seq, data) "
-      "select $1, nevents, $3 from t where $3::text is not null) "
-      "select version from t", 3, vals, lens, &res);
-  else
-    st = query(L, s, ticket, "replacing a ticket's state",
-      "with t as (update relua.tickets set version = version + 1, state = $2, "
-      "nevents = nevents + case when $3::text is null then 0 else 1 end, updated = now() "
-      "where ticket = $1 and version = $4::text::bigint and state is not null "
-      "returning version, nevents), "
-      "e as (insert into relua.events (ticket, seq, data) "
-      "select $1, nevents, $3 from t where $3::text is not null) "
-      "select version from t", 4, vals, lens, &res);
+  st = run_prepared(L, s, ticket, "replacing a ticket's state",
+                    expect == 0 ? PREP_CREATE : PREP_REPLACE, vals, lens, &res);
   if (st != RELUA_STORE_OK) return st;
   if (PQntuples(res) == 1) {
     *version = value64(res, 0, 0);
@@ -705,20 +760,19 @@ static int pg_replace(relua_Store *base, lua_State *L, relua_StoreLock *lk, cons
 static int pg_append(relua_Store *base, lua_State *L, relua_StoreLock *lk, const char *ticket,
                      const char *data, size_t len) {
   PgStore *s = (PgStore *)base;
+  PGresult *res;
   const char *vals[2];
-  int lens[2];
-  (void)lk;
+  int lens[2], st;
   if (len > 0x7fffffff) {
     lua_pushfstring(L, "store %s: an event of ticket %s is too large", s->where, ticket);
     return RELUA_STORE_ERROR;
   }
   vals[0] = ticket; lens[0] = (int)strlen(ticket);
   vals[1] = data;   lens[1] = (int)len;
-  return command(L, s, lk ? ticket : NULL, "recording an event",
-    "with t as (insert into relua.tickets as t (ticket, nevents) values ($1, 1) "
-    "on conflict (ticket) do update set nevents = t.nevents + 1 returning nevents) "
-    "insert into relua.events (ticket, seq, data) select $1, nevents, $2 from t",
-    2, vals, lens);
+  st = run_prepared(L, s, lk ? ticket : NULL, "recording an event", PREP_APPEND, vals, lens,
+                    &res);
+  if (st == RELUA_STORE_OK) PQclear(res);
+  return st;
 }
 
 static int pg_events(relua_Store *base, lua_State *L, const char *ticket) {
