@@ -187,7 +187,8 @@ int relua_interrupt_exit(void) {
 ** long r:sh, a sleep, Lua code). The main thread gets SIGTERM, queued with a value that
 ** tells it from a real one, so it stops exactly as for SIGTERM (a blocked wait wakes, a
 ** child is killed, a phase cannot catch it); the error raised is {code="lost", exit=1,
-** message=message}. Sent once; nothing when relua's handlers are not installed.
+** message=message}. Sent once until it is raised; nothing when relua's handlers are not
+** installed.
 */
 void relua_cancel(const char *message) {
   union sigval v;
@@ -201,6 +202,7 @@ void relua_cancel(const char *message) {
 int relua_raise_interrupt(lua_State *L) {
   int sig = sig_flag != 0 ? sig_flag : sig_last;
   int lost = sig_flag != 0 ? sig_cancel : cancel_last;
+  if (sig_flag != 0 && sig_cancel) cancel_sent = 0;   /* delivered: a later loss cancels too */
   sig_last = sig;
   cancel_last = lost;
   sig_flag = 0;
