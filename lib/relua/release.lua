@@ -349,6 +349,19 @@ local function check_recipe(state, recipe, ticket)
   end
 end
 
+-- A recipe that removed or reordered recorded phases (relua.release.reshape) is refused
+-- unless o.accept_recipe_change; returns the accepted changes (nil when there are none).
+local function check_reshape(o, state, recipe)
+  local reshape = require "relua.release.reshape"
+  local lines = reshape.changes(state.phases, recipe)
+  if #lines == 0 then return nil end
+  if not o.accept_recipe_change then
+    reshape.refuse(o.ticket, lines, "relua " .. quote_arg(o.path) .. " " .. o.ticket
+      .. (o.from and (" --from=" .. quote_arg(o.from)) or ""))
+  end
+  return lines
+end
+
 local function parse_args(args, allowed)
   local o = { positional = {} }
   local i = 1
@@ -391,7 +404,7 @@ local function parse_args(args, allowed)
   return o
 end
 
-local RUN_USAGE = "usage: relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json]"
+local RUN_USAGE = "usage: relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json] [--accept-recipe-change]"
 
 -- The dry run: reads the ledger (no lock, no writes) and runs the phases that would run
 -- with an r whose state writes, steps and processes only say what they would do.
@@ -404,7 +417,7 @@ local function release_ctx(o, name, rc, msg, state)
 end
 
 --- Runs a release. opts: recipe (validated table), path (as the user gave it), ticket,
---- from, dry_run, home. Returns the exit status (0 done or nothing to do, 1 a phase
+--- from, dry_run, json, accept_recipe_change, home. Returns the exit status (0 done or nothing to do, 1 a phase
 --- failed, 130 interrupted, 143 terminated); raises structured errors for usage (2) and refusal (3).
 ---@param o table
 ---@return integer
@@ -424,6 +437,7 @@ function M.execute(o)
     end
     if state then
       check_recipe(state, recipe, o.ticket)
+      check_reshape(o, state, recipe)
       sync_phases(state, recipe)
     end
     local start = start_index(state and state.phases or fresh_phases(recipe), o.from)
@@ -465,6 +479,7 @@ function M.execute(o)
     lg:log("run", run_fields)
   else
     check_recipe(state, recipe, o.ticket)
+    local accepted = check_reshape(o, state, recipe)
     local gone, reshaped = sync_phases(state, recipe)
     local changed = reshaped or state.recipe.sha256 ~= hash or state.recipe.path ~= abs
       or state.recipe.name ~= recipe.name or state.recipe.fingerprint ~= fingerprint
@@ -475,6 +490,11 @@ function M.execute(o)
         o.ticket, short(state.recipe.sha256), short(hash)))
       state.recipe.previous_sha256 = state.recipe.sha256
       state.recipe.changed = core.now()
+    end
+    if accepted then
+      lg:log("recipe-change-accepted", { changes = table.concat(accepted, "; "), recipe = shown(abs) })
+      say(string.format("note: %s: the recipe's change to the recorded phases of ticket %s is accepted and logged:\n  %s",
+        require("relua.release.reshape").FLAG, o.ticket, table.concat(accepted, "\n  ")))
     end
     if #gone > 0 then
       lg:log("phases-removed", { phases = table.concat(gone, ",") })
@@ -575,13 +595,13 @@ end
 function M.main(recipe, path, ...)
   if path == nil then usage("a recipe must be a file", RUN_USAGE) end
   M.validate(recipe, path)
-  local o = parse_args({ ... }, { from = "value", ["dry-run"] = "flag", json = "flag" })
+  local o = parse_args({ ... }, { from = "value", ["dry-run"] = "flag", json = "flag", ["accept-recipe-change"] = "flag" })
   if #o.positional == 0 then usage("no ticket given", RUN_USAGE) end
   if #o.positional > 1 then usage("unexpected argument " .. o.positional[2], RUN_USAGE) end
   if o.json and o["dry-run"] then usage("--json and --dry-run do not go together: a dry run is for reading", RUN_USAGE) end
   return M.execute({
     recipe = recipe, path = path, ticket = o.positional[1], from = o.from,
-    dry_run = o["dry-run"] or false, json = o.json,
+    dry_run = o["dry-run"] or false, json = o.json, accept_recipe_change = o["accept-recipe-change"],
   })
 end
 
