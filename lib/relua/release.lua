@@ -404,6 +404,59 @@ local function parse_args(args, allowed)
   return o
 end
 
+-- Phases the last run left `running` because the store refused to record how they ended
+-- (a full disk): the audit log says it (relua.ticket.unrecorded). A failure is recorded
+-- now, with its reason (lg:settle); a finish is said: the phase runs again. Returns the
+-- state to go on with.
+local function settle(lg, store, ticket, state, say)
+  local any = false
+  for _, p in ipairs(state.phases) do any = any or p.status == "running" end
+  if not any then return state end
+  local text = store:events(ticket)
+  if not text then return state end
+  local tk = require "relua.ticket"
+  local log = {}
+  for line in text:gmatch("[^\n]+") do log[#log + 1] = tk.parse_line(line) end
+  local found = tk.unrecorded(state, log)
+  for _, u in ipairs(found) do
+    if u.event == "failed" then
+      lg:settle(u.phase, { rc = u.rc, msg = u.msg, cause = u.cause })
+      say(string.format("note: phase %s failed in the last run (rc=%s: %s)%s; recorded now", u.phase, tostring(u.rc),
+        one_line(u.msg), u.msg == u.cause and ", which could not record it" or
+        ", which could not record it (" .. one_line(u.cause) .. ")"))
+    else
+      say(string.format("note: phase %s finished in the last run, which could not record it (%s); it runs again",
+        u.phase, one_line(u.cause)))
+    end
+  end
+  return #found > 0 and lg:state() or state
+end
+
+-- A phase's end the store refused to record (record_outcome in host/ledger_run.c: a full
+-- disk): says what happened, where it is kept and what to do. Returns the exit status.
+local function unrecorded(o, e, report)
+  M.complain(require("relua.ci").paint("stderr", "red", "relua: " .. e.message))
+  if e.outcome == "failed" and e.reason and e.reason ~= e.cause then
+    M.complain("  the phase failed with: " .. one_line(e.reason))
+  end
+  M.complain(string.format("  the ticket's state keeps the last state recorded (phase %s: running); nothing is half-written", e.phase))
+  M.complain(e.logged and string.format("  what happened is kept in the audit log (relua log %s); the next run and relua status %s say it", o.ticket, o.ticket)
+    or "  the audit log could not be written either: this message is the only record of it")
+  local cmd = "relua " .. quote_arg(o.path) .. " " .. o.ticket
+  local dir = e.cause:match("the state file (/.*)/[^/]*: ") or e.cause:match("the audit log (/.*)/[^/]*: ")
+  local hint = "fix the cause above, then run the release again: " .. cmd
+  if e.cause:find("No space left on device", 1, true) or e.cause:find("Disk quota exceeded", 1, true) then
+    hint = string.format("free space %s, then run the release again: %s", dir and ("on the file system of " .. dir
+      .. " (df -h " .. quote_arg(dir) .. ")") or "where the ledger is kept", cmd)
+  elseif e.cause:find("File too large", 1, true) then
+    hint = "raise the file-size limit (ulimit -f), then run the release again: " .. cmd
+  end
+  M.complain(hint)
+  report:failed(e.phase, 1, e.message, hint)
+  report:finish(1, (o.store:read(o.ticket)), { resume = cmd })
+  return 1
+end
+
 local RUN_USAGE = "usage: relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json] [--accept-recipe-change]"
 
 -- The dry run: reads the ledger (no lock, no writes) and runs the phases that would run
@@ -461,6 +514,7 @@ function M.execute(o)
   end
   local guard <close> = lg  -- the lock goes whatever happens below
   local state = lg:state()
+  if state then state = settle(lg, store, o.ticket, state, say) end
   -- Admission: the recipe's lane's delivery controls (relua.control, doc/controls.md).
   local ok, admitted = pcall(require("relua.control.gate").admission, recipe, o.ticket, state and state.state, store)
   if not ok then
@@ -549,7 +603,11 @@ function M.execute(o)
       end,
     }
   end
-  local finished, name, rc, msg, perr = lg:run(plan, r, "run", o.from)
+  local ran, finished, name, rc, msg, perr = pcall(lg.run, lg, plan, r, "run", o.from)
+  if not ran then
+    if errors.is(finished) and finished.code == "unrecorded" then return unrecorded(o, finished, report) end
+    error(finished, 0)
+  end
   r.phase, r.out = nil, nil
   if finished then
     -- The ticket's warnings field (doc/publish.md): the fallbacks that did not get the release.
