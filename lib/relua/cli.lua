@@ -106,12 +106,16 @@ command {
 
 command {
   name = "version notes", summary = "the next version's release notes (Markdown)",
-  usage = "relua version notes [--commit-url=URL] [--bump=KIND] [--prefix=v] [--from=REV] [--repo=DIR]",
+  usage = "relua version notes [--tag=TAG] [--commit-url=URL] [--bump=KIND] [--prefix=v] [--from=REV] [--repo=DIR]",
   description = "Breaking changes, then Features, Bug Fixes, Performance Improvements and Reverts, "
-    .. "each entry linked to its commit when --commit-url is given.",
-  options = NEXT_OPTIONS,
+    .. "each entry linked to its commit when --commit-url is given. With --tag, the notes of that "
+    .. "release (existing or not yet tagged): the commits since the last release before it, as a "
+    .. "forge release's default notes (doc/forge.md).",
+  options = { { "--tag=TAG", "the notes of this release tag, up to its commit (or --from, or HEAD when it does not exist yet)" },
+    table.unpack(NEXT_OPTIONS) },
   exits = NEXT_EXITS,
-  examples = { "relua version notes --commit-url=https://github.com/me/app/commit/ > NOTES.md" },
+  examples = { "relua version notes --commit-url=https://github.com/me/app/commit/ > NOTES.md",
+               "relua version notes --tag=v1.2.0" },
   run = function(...) return require("relua.versioning").run("notes", ...) end,
 }
 
