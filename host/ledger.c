@@ -438,9 +438,11 @@ static int lg_record_step(lua_State *L) {
   return 0;
 }
 
-/* lg:log(event [, fields]): fields.phase names the phase. */
+/* lg:log(event [, fields [, sync]]): fields.phase names the phase; sync false for an
+   event that records no change (written whole, not waited for: relua_StoreOps.append). */
 static int lg_log(lua_State *L) {
   const char *phase = NULL;
+  int sync;
   ledger_check(L, 1);
   luaL_checkstring(L, 2);
   if (!lua_isnoneornil(L, 3)) {
@@ -449,8 +451,9 @@ static int lg_log(lua_State *L) {
     phase = lua_tostring(L, -1);   /* the fields table keeps it alive */
     lua_pop(L, 1);
   }
+  sync = lua_isnone(L, 4) || lua_toboolean(L, 4);
   lua_settop(L, 3);
-  ledger_log(L, 1, phase, lua_tostring(L, 2), lua_isnil(L, 3) ? 0 : 3);
+  ledger_log_sync(L, 1, phase, lua_tostring(L, 2), lua_isnil(L, 3) ? 0 : 3, sync);
   return 0;
 }
 

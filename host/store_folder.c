@@ -206,8 +206,8 @@ static void clean_temps(const char *dir, const char *ticket) {
   closedir(d);
 }
 
-/* Appends data whole to fd and makes it durable. 0 or -1 with errno. */
-static int append_fd(int fd, const char *data, size_t len) {
+/* Appends data whole to fd and makes it durable (when sync). 0 or -1 with errno. */
+static int append_fd(int fd, const char *data, size_t len, int sync) {
   off_t before = lseek(fd, 0, SEEK_END);
   if (relua_write_all(fd, data, len) != 0) {
     /* A full disk: the write stopped short. Cut the partial line back off, so the log
@@ -217,7 +217,7 @@ static int append_fd(int fd, const char *data, size_t len) {
     errno = err;
     return -1;
   }
-  return fdatasync(fd);
+  return sync ? fdatasync(fd) : 0;
 }
 
 /* ---------------------------------------------------------------- the operations */
@@ -387,7 +387,7 @@ static int f_replace(relua_Store *s, lua_State *L, relua_StoreLock *lk, const ch
   relua_store_crash(L, "state-saved");
   if (event != NULL) {
     relua_store_crash(L, "log-event");
-    if (lk == NULL || append_fd(lk->logfd, event, elen) != 0) {
+    if (lk == NULL || append_fd(lk->logfd, event, elen, 1) != 0) {
       int err = lk == NULL ? EBADF : errno;
       path = push_path(L, F(s)->releases, ticket, ".log");
       os_fail(L, "cannot write the audit log", path, err);
@@ -399,7 +399,7 @@ static int f_replace(relua_Store *s, lua_State *L, relua_StoreLock *lk, const ch
 }
 
 static int f_append(relua_Store *s, lua_State *L, relua_StoreLock *lk, const char *ticket,
-                    const char *data, size_t len) {
+                    const char *data, size_t len, int sync) {
   const char *path = push_path(L, F(s)->releases, ticket, ".log");
   int fd = lk != NULL ? lk->logfd : -1, err = 0;
   if (fd < 0) {
@@ -407,7 +407,7 @@ static int f_append(relua_Store *s, lua_State *L, relua_StoreLock *lk, const cha
     else fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 && err == 0) err = errno;
   }
-  if (fd >= 0 && append_fd(fd, data, len) != 0) err = errno;
+  if (fd >= 0 && append_fd(fd, data, len, sync) != 0) err = errno;
   if (fd >= 0 && (lk == NULL || fd != lk->logfd)) close(fd);
   if (err != 0) {
     os_fail(L, "cannot write the audit log", path, err);
@@ -524,7 +524,7 @@ static int f_control_append(relua_Store *s, lua_State *L, const char *lane,
       luaL_addchar(&b, '\n');
       luaL_pushresult(&b);
       rec = lua_tolstring(L, -1, &len);
-      if (append_fd(afd, rec, len) != 0) err = errno;
+      if (append_fd(afd, rec, len, 1) != 0) err = errno;
       lua_pop(L, 1);
       close(afd);
     }

@@ -489,7 +489,7 @@ function M.execute(o)
   if start == nil then usage(why, hint) end
   start = start or nil
   if not start then
-    lg:log("nothing-to-do", fields)
+    lg:log("nothing-to-do", fields, false)  -- it records no change: not waited for on disk
     say(nothing_to_do(#recipe.phases, o.ticket))
     report:finish(0, state, { nothing_to_do = true })  -- state: what was just saved
     lg:close()
