@@ -193,7 +193,9 @@ function M.verdaccio(opts)
   assert(fs.write(config, verdaccio_config(dir)))
   local port_file = fs.join(dir, "port")
   local log = fs.join(dir, "verdaccio.log")
-  local handle = spawn_logged({ "node", script, config, port_file }, log, dir)
+  local control = fs.join(dir, "control")
+  assert(fs.mkdir(control))
+  local handle = spawn_logged({ "node", script, config, port_file, control }, log, dir)
   local ok, port = pcall(wait_port, handle, port_file, log, "verdaccio", opts.timeout or 30)
   if not ok then
     fs.remove(dir, { recursive = true })
@@ -211,6 +213,29 @@ function M.verdaccio(opts)
   end
   s.user, s.password = user, password
   s.token = json.decode(resp.body).token
+  --- The requests the registry answered, in order: {"METHOD URL STATUS", ...} (URL decoded).
+  function s.requests()
+    local t = {}
+    for line in (fs.read(fs.join(control, "requests.log")) or ""):gmatch("[^\n]+") do t[#t + 1] = line end
+    return t
+  end
+  --- How many publishes (PUT /NAME, not the user's PUT /-/user/...) it has seen, whatever
+  --- their answer; with name, only that package's.
+  function s.publishes(name)
+    local c = 0
+    for _, line in ipairs(s.requests()) do
+      local url = line:match("^PUT (%S+)")
+      if url and not url:match("^/%-/") and (not name or url == "/" .. name) then c = c + 1 end
+    end
+    return c
+  end
+  --- The next `count` requests matching {method=, prefix=} get `status` from the wrapper.
+  function s.fail(spec)
+    local list = json.decode(fs.read(fs.join(control, "faults.json")) or "[]") or {}
+    spec.count = spec.count or 1
+    list[#list + 1] = spec
+    assert(fs.write(fs.join(control, "faults.json"), json.encode(list)))
+  end
   return s
 end
 
