@@ -22,6 +22,7 @@
 #include "ledger.h"
 
 int ledger_l_start(lua_State *L);
+static void ledger_metatable(lua_State *L);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -145,6 +146,7 @@ int ledger_open_in(lua_State *L, int store, const char *ticket) {
   char record[512];
   int self, st, n;
   store = lua_absindex(L, store);
+  ledger_metatable(L);
   lg = (Ledger *)lua_newuserdatauv(L, sizeof(Ledger), 3);  /* box first: [lg] */
   self = lua_gettop(L);
   lg->s = s;
@@ -431,9 +433,11 @@ static int lg_record_step(lua_State *L) {
   return 0;
 }
 
-/* lg:log(event [, fields]): fields.phase names the phase. */
+/* lg:log(event [, fields [, sync]]): fields.phase names the phase; sync false for an
+   event that records no change (written whole, not waited for: relua_StoreOps.append). */
 static int lg_log(lua_State *L) {
   const char *phase = NULL;
+  int sync;
   ledger_check(L, 1);
   luaL_checkstring(L, 2);
   if (!lua_isnoneornil(L, 3)) {
@@ -442,8 +446,9 @@ static int lg_log(lua_State *L) {
     phase = lua_tostring(L, -1);   /* the fields table keeps it alive */
     lua_pop(L, 1);
   }
+  sync = lua_isnone(L, 4) || lua_toboolean(L, 4);
   lua_settop(L, 3);
-  ledger_log(L, 1, phase, lua_tostring(L, 2), lua_isnil(L, 3) ? 0 : 3);
+  ledger_log_sync(L, 1, phase, lua_tostring(L, 2), lua_isnil(L, 3) ? 0 : 3, sync);
   return 0;
 }
 
@@ -555,14 +560,21 @@ static const luaL_Reg metamethods[] = {
   {NULL, NULL}
 };
 
+/* The Ledger metatable, made once: by relua.core.ledger, or by the first Store:ledger
+   of a script that never required it. */
+static void ledger_metatable(lua_State *L) {
+  if (luaL_newmetatable(L, LEDGER_MT)) {
+    luaL_setfuncs(L, metamethods, 0);
+    luaL_newlibtable(L, methods);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}
+
 int luaopen_relua_core_ledger(lua_State *L) {
   store_metatable(L);
-  luaL_newmetatable(L, LEDGER_MT);
-  luaL_setfuncs(L, metamethods, 0);
-  luaL_newlibtable(L, methods);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  ledger_metatable(L);
   luaL_newlib(L, funcs);
   lua_pushinteger(L, SCHEMA);
   lua_setfield(L, -2, "SCHEMA");

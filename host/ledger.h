@@ -83,6 +83,9 @@ void ledger_push_event(lua_State *L, const char *ticket, const char *phase, cons
                        int fidx);
 /* Appends an event to the ledger's ticket (raises when it cannot). */
 void ledger_log(lua_State *L, int self, const char *phase, const char *event, int fidx);
+/* ledger_log with sync 0 for an event that records no change (see relua_StoreOps.append). */
+void ledger_log_sync(lua_State *L, int self, const char *phase, const char *event, int fidx,
+                     int sync);
 
 /* ledger_run.c */
 int ledger_run(lua_State *L);     /* lg:run(plan, r [, mode [, from]]) */

@@ -127,9 +127,12 @@ typedef struct relua_StoreOps {
 
   /* Appends data (one or more complete lines, each ending in '\n'), whole and durable
      before it returns, after every event appended before it. lk: the caller's lock, or
-     NULL when copying between stores under the target's lock taken by the caller. */
+     NULL when copying between stores under the target's lock taken by the caller.
+     sync 0: an event that records no change (a re-run with nothing to do) is written
+     whole but not waited for (the folder store does not fdatasync it; the next durable
+     append makes it durable too); a backend may treat it as durable. */
   int (*append)(relua_Store *s, lua_State *L, relua_StoreLock *lk, const char *ticket,
-                const char *data, size_t len);
+                const char *data, size_t len, int sync);
   /* OK: pushes every event of the ticket as one string of lines, in order ("" when none). */
   int (*events)(relua_Store *s, lua_State *L, const char *ticket);
 

@@ -7,6 +7,8 @@
 **   RELEASES/TICKET/       the phases' output files
 **   LANES/LANE.jsonl       a lane's control records, one JSON object a line, appended
 **   LANES/LANE.lock        the lane's lock, held while a record is decided and appended
+** A torn last line of a log or of a lane's records (an append a crash left unfinished) is
+** cut back to the last whole line before anything is appended to it (cut_torn).
 ** RELEASES is HOME/releases and LANES is HOME/lanes. Each folder the store creates gets a
 ** .gitignore that ignores everything in it, so the ledger never dirties the repository
 ** it releases.
@@ -207,8 +209,40 @@ static void clean_temps(const char *dir, const char *ticket) {
   closedir(d);
 }
 
-/* Appends data whole to fd and makes it durable. 0 or -1 with errno. */
-static int append_fd(int fd, const char *data, size_t len) {
+/*
+** Cuts a torn last line off the file fd (open for reading and writing): bytes after the
+** last '\n' are an append that never finished (a crash, a power cut), not a record, and
+** the next append must not be glued to them. 0 (nothing to cut, or cut durably), or -1
+** with errno.
+*/
+static int cut_torn(int fd) {
+  struct stat st;
+  off_t end;
+  char buf[4096];
+  if (fstat(fd, &st) != 0) return -1;
+  end = st.st_size;
+  while (end > 0) {
+    off_t from = end > (off_t)sizeof buf ? end - (off_t)sizeof buf : 0;
+    ssize_t r = pread(fd, buf, (size_t)(end - from), from), i;
+    if (r < 0 && errno == EINTR) continue;
+    if (r != (ssize_t)(end - from)) {
+      if (r >= 0) errno = EIO;
+      return -1;
+    }
+    for (i = r; i > 0 && buf[i - 1] != '\n'; i--) {}
+    if (i > 0) {
+      end = from + i;
+      break;
+    }
+    end = from;
+  }
+  if (end == st.st_size) return 0;
+  if (ftruncate(fd, end) != 0) return -1;
+  return fdatasync(fd);
+}
+
+/* Appends data whole to fd and makes it durable (when sync). 0 or -1 with errno. */
+static int append_fd(int fd, const char *data, size_t len, int sync) {
   off_t before = lseek(fd, 0, SEEK_END);
   if (relua_write_all(fd, data, len) != 0) {
     /* A full disk: the write stopped short. Cut the partial line back off, so the log
@@ -218,7 +252,7 @@ static int append_fd(int fd, const char *data, size_t len) {
     errno = err;
     return -1;
   }
-  return fdatasync(fd);
+  return sync ? fdatasync(fd) : 0;
 }
 
 /* ---------------------------------------------------------------- the operations */
@@ -277,9 +311,10 @@ static int f_lock(relua_Store *s, lua_State *L, const char *ticket, const char *
   lk->fd = fd;
   lk->base = NULL;
   path = push_path(L, f->releases, ticket, ".log");
-  lk->logfd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (lk->logfd < 0) {
+  lk->logfd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (lk->logfd < 0 || cut_torn(lk->logfd) != 0) {
     err = errno;
+    if (lk->logfd >= 0) close(lk->logfd);
     relua_lock_release(fd);
     free(lk);
     os_fail(L, "cannot open the audit log", path, err);
@@ -410,7 +445,7 @@ static int f_replace(relua_Store *s, lua_State *L, relua_StoreLock *lk, const ch
   relua_store_crash(L, "state-saved");
   if (event != NULL) {
     relua_store_crash(L, "log-event");
-    if (lk == NULL || append_fd(lk->logfd, event, elen) != 0) {
+    if (lk == NULL || append_fd(lk->logfd, event, elen, 1) != 0) {
       int err = lk == NULL ? EBADF : errno;
       path = push_path(L, F(s)->releases, ticket, ".log");
       os_fail(L, "cannot write the audit log", path, err);
@@ -422,7 +457,7 @@ static int f_replace(relua_Store *s, lua_State *L, relua_StoreLock *lk, const ch
 }
 
 static int f_append(relua_Store *s, lua_State *L, relua_StoreLock *lk, const char *ticket,
-                    const char *data, size_t len) {
+                    const char *data, size_t len, int sync) {
   const char *path = push_path(L, F(s)->releases, ticket, ".log");
   int fd = lk != NULL ? lk->logfd : -1, err = 0;
   if (fd < 0) {
@@ -430,7 +465,7 @@ static int f_append(relua_Store *s, lua_State *L, relua_StoreLock *lk, const cha
     else fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 && err == 0) err = errno;
   }
-  if (fd >= 0 && append_fd(fd, data, len) != 0) err = errno;
+  if (fd >= 0 && append_fd(fd, data, len, sync) != 0) err = errno;
   if (fd >= 0 && (lk == NULL || fd != lk->logfd)) close(fd);
   if (err != 0) {
     os_fail(L, "cannot write the audit log", path, err);
@@ -537,9 +572,12 @@ static int f_control_append(relua_Store *s, lua_State *L, const char *lane,
   if (st == RELUA_STORE_OK && lua_type(L, -1) == LUA_TSTRING) {
     size_t len;
     const char *rec = lua_tolstring(L, -1, &len);
-    int afd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644), err = 0;
+    int afd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644), err = 0;
     if (afd < 0) err = errno;
-    else {
+    else if (cut_torn(afd) != 0) {
+      err = errno;
+      close(afd);
+    } else {
       /* one write of the record and its newline: a line is whole or absent */
       luaL_Buffer b;
       luaL_buffinit(L, &b);
@@ -547,7 +585,7 @@ static int f_control_append(relua_Store *s, lua_State *L, const char *lane,
       luaL_addchar(&b, '\n');
       luaL_pushresult(&b);
       rec = lua_tolstring(L, -1, &len);
-      if (append_fd(afd, rec, len) != 0) err = errno;
+      if (append_fd(afd, rec, len, 1) != 0) err = errno;
       lua_pop(L, 1);
       close(afd);
     }

@@ -11,7 +11,7 @@ packages=(
   lua5.4 liblua5.4-dev lua-cjson lua-busted
   libgit2-dev libcurl4-openssl-dev libyaml-dev libssl-dev libreadline-dev libarchive-dev
   libpq-dev postgresql-15
-  git lighttpd openssh-server openssl curl twine python3 python3-pip python3-packaging time
+  git lighttpd openssh-server openssl curl twine python3 python3-pip python3-packaging python3-build flit time
   nodejs npm
   strace valgrind clang-14 libclang-rt-14-dev
   scdoc zsh lua-check shellcheck cppcheck

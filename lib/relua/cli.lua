@@ -106,12 +106,16 @@ command {
 
 command {
   name = "version notes", summary = "the next version's release notes (Markdown)",
-  usage = "relua version notes [--commit-url=URL] [--bump=KIND] [--prefix=v] [--from=REV] [--repo=DIR]",
+  usage = "relua version notes [--tag=TAG] [--commit-url=URL] [--bump=KIND] [--prefix=v] [--from=REV] [--repo=DIR]",
   description = "Breaking changes, then Features, Bug Fixes, Performance Improvements and Reverts, "
-    .. "each entry linked to its commit when --commit-url is given.",
-  options = NEXT_OPTIONS,
+    .. "each entry linked to its commit when --commit-url is given. With --tag, the notes of that "
+    .. "release (existing or not yet tagged): the commits since the last release before it, as a "
+    .. "forge release's default notes (doc/forge.md).",
+  options = { { "--tag=TAG", "the notes of this release tag, up to its commit (or --from, or HEAD when it does not exist yet)" },
+    table.unpack(NEXT_OPTIONS) },
   exits = NEXT_EXITS,
-  examples = { "relua version notes --commit-url=https://github.com/me/app/commit/ > NOTES.md" },
+  examples = { "relua version notes --commit-url=https://github.com/me/app/commit/ > NOTES.md",
+               "relua version notes --tag=v1.2.0" },
   run = function(...) return require("relua.versioning").run("notes", ...) end,
 }
 
@@ -438,14 +442,17 @@ command {
 
 command {
   name = "check", summary = "validate a recipe and its playbooks without running anything",
-  usage = "relua check RECIPE [--from=PHASE]",
+  usage = "relua check RECIPE [--from=PHASE [--ticket=TICKET]]",
   description = "Loads RECIPE with relua's primitives guarded as in a dry run and lists every "
     .. "problem: unknown keys, bad or duplicate phase names, missing run or revert functions, "
-    .. "a --from that names no phase, and the problems of the playbooks in the playbooks/ "
-    .. "folder beside it.",
-  options = { { "--from=PHASE", "also check that PHASE is a phase a run could start from" } },
+    .. "the problems of its playbooks, and every unreachable --from: the phase each playbook "
+    .. "that applies to the recipe resumes at (after the failure it matches, as relua recover "
+    .. "would start there), and the --from given (for --ticket, as the run would decide from "
+    .. "the ticket's recorded phases).",
+  options = { { "--from=PHASE", "also check that PHASE is a phase a run could start from" },
+    { "--ticket=TICKET", "check the --from against this ticket: every phase before it must be done (a new ticket: none is)" } },
   exits = { [0] = "valid", [2] = "problems found (each printed on stderr), or the recipe cannot be read" },
-  examples = { "relua check release.lua", "relua check release.lua --from=publish" },
+  examples = { "relua check release.lua", "relua check release.lua --from=publish --ticket=1.4.0" },
   args = { "recipe" },
   run = function(...) return require("relua.cli.check").command(...) end,
 }

@@ -153,28 +153,20 @@ function M.targets(list, opts)
     return true
   end)
   out[#out + 1] = check("version not burned", function()
-    local publish = require "relua.publish"
     local problems = {}
     for _, t in ipairs(targets.declare(list)) do
-      local adapter = targets.adapter_of(t)
-      local values = targets.secrets_of(t)
-      local o = {}
-      for k, v in pairs(t.opts) do o[k] = v end
-      for k, v in pairs(values) do o[k] = v end
-      local arts = {}
-      for _, f in ipairs(targets.files_of(t)) do arts[#arts + 1] = adapter.inspect(f, t.opts) end
-      local ok, checks = pcall(publish.check, adapter, arts, o)
-      if ok then
-        for i, c in ipairs(checks) do
+      local l = targets.look(t)
+      if l.checks then
+        for i, c in ipairs(l.checks) do
           if c.state == "different" then
-            local msg = adapter.immutable(arts[i], c.remote_digest, adapter.where(o))
+            local msg = l.adapter.immutable(l.arts[i], c.remote_digest, l.adapter.where(l.opts))
             problems[#problems + 1] = t.name .. ": " .. msg
           elseif c.state == "error" and t.role == "primary" then
             problems[#problems + 1] = t.name .. ": " .. tostring(c.message)
           end
         end
       elseif t.role == "primary" then
-        problems[#problems + 1] = t.name .. ": " .. (type(checks) == "table" and checks.message or tostring(checks))
+        problems[#problems + 1] = t.name .. ": " .. (type(l.err) == "table" and l.err.message or tostring(l.err))
       end
     end
     if #problems > 0 then return false, table.concat(problems, "; ") end

@@ -563,7 +563,7 @@ function M.execute(o)
   if start == nil then usage(why, hint) end
   start = start or nil
   if not start then
-    lg:log("nothing-to-do", fields)
+    lg:log("nothing-to-do", fields, false)  -- it records no change: not waited for on disk
     say(nothing_to_do(#recipe.phases, o.ticket))
     report:finish(0, state, { nothing_to_do = true })  -- state: what was just saved
     lg:close()
@@ -638,10 +638,14 @@ function M.execute(o)
     M.complain(perr.traceback)
   end
   local ctx = release_ctx(o, name, rc, msg, lg:state())
-  for _, line in ipairs(M.failure_hints(ctx)) do M.complain(line) end
+  local hints = M.failure_hints(ctx)
+  for _, line in ipairs(hints) do M.complain(line) end
   local exit = (rc == 130 or rc == 143) and rc or 1  -- Ctrl-C, SIGTERM
-  report:failed(name, rc, msg, string.format("Resume: %s. Roll back: %s.", ctx.resume, ctx.revert))
-  report:finish(exit, lg:state(), { resume = ctx.resume, revert = ctx.revert })
+  -- the CI annotation and the job summary give the terminal's hints: past the point of no
+  -- return there is no roll back to offer
+  local past = require("relua.release.noreturn").point(recipe, ctx.state) ~= nil
+  report:failed(name, rc, msg, table.concat(hints, "\n"))
+  report:finish(exit, lg:state(), { resume = ctx.resume, revert = not past and ctx.revert or nil, hints = hints })
   lg:close()
   return exit
 end

@@ -23,7 +23,11 @@ For the tests:
                                  them went through); with "action":
                                  "reset_before" an upload's connection is reset unread,
                                  with "reset_after" the upload is stored, then the
-                                 connection is reset instead of answering
+                                 connection is reset instead of answering, with
+                                 "exit" the index goes down: the process exits at once,
+                                 answering nothing (connections are then refused)
+Files and their records live in --storage: an index restarted on the same storage (and
+--port) serves what it held.
 Prints "listening on http://127.0.0.1:PORT" once bound (and writes PORT to --port-file).
 Exits when its parent dies or after --lifetime seconds.
 """
@@ -90,6 +94,14 @@ class Index:
         self.stored = 0
         self.log = []
         self.faults = []     # [{"status", "count", "prefix", "retry_after"}]
+        # The records of the files stored, one JSON line each: a restart on the same
+        # storage serves what the index held when it went down.
+        self.records = os.path.join(storage, "records.jsonl")
+        if os.path.exists(self.records):
+            with open(self.records) as f:
+                for line in f:
+                    if line.strip():
+                        self.add(json.loads(line))
 
     def add(self, record):
         key = normalize(record["name"])
@@ -437,6 +449,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if f and f.get("action") == "reset_before":
             self.record(0)
             return self.reset()
+        if f and f.get("action") == "exit":
+            sys.stdout.flush()
+            os._exit(0)
         if f and f.get("action") == "reset_after":
             self.reset_instead = True
         elif f:
@@ -661,6 +676,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                           "upload_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())}
                 os.rename(sink.path, os.path.join(self.index.files_dir, filename))
                 self.index.add(record)
+                with open(self.index.records, "a") as f:
+                    f.write(json.dumps(record) + "\n")
         if existing is not None:
             if self.server.warehouse:
                 if existing["sha256"] == sha256:

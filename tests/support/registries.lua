@@ -68,15 +68,19 @@ local function stopper(handle, dir)
 end
 
 --- Starts the PyPI-compatible index. opts: warehouse (answer duplicates as pypi.org does),
---- no_simple (offer only the JSON API), timeout (seconds to wait for it, default 15).
----@param opts {warehouse:boolean?, no_simple:boolean?, timeout:number?}?
+--- no_simple (offer only the JSON API), timeout (seconds to wait for it, default 15); to
+--- bring an index back after it went down: port, password and storage (a folder that
+--- stop() keeps; the index serves the files it holds).
+---@param opts {warehouse:boolean?, no_simple:boolean?, timeout:number?, port:integer?, password:string?, storage:string?}?
 function M.pypi(opts)
   opts = opts or {}
   local dir = assert(fs.tmpdir("relua-pypi-"))
   local port_file = fs.join(dir, "port")
-  local user, password = "relua", random_secret("pw-")
-  local argv = { "python3", root() .. "/tests/support/pypi_server.py", "--storage", fs.join(dir, "storage"),
+  local user, password = "relua", opts.password or random_secret("pw-")
+  local storage = opts.storage or fs.join(dir, "storage")
+  local argv = { "python3", root() .. "/tests/support/pypi_server.py", "--storage", storage,
                  "--port-file", port_file, "--user", user, "--password", password, "--lifetime", "3600" }
+  if opts.port then argv[#argv + 1] = "--port"; argv[#argv + 1] = tostring(opts.port) end
   if opts.warehouse then argv[#argv + 1] = "--warehouse" end
   if opts.no_simple then argv[#argv + 1] = "--no-simple" end
   if opts.no_hashes then argv[#argv + 1] = "--no-hashes" end
@@ -91,7 +95,7 @@ function M.pypi(opts)
   local base = "http://127.0.0.1:" .. port
   local s = {
     port = port, url = base .. "/", legacy = base .. "/legacy/", index = base .. "/simple/",
-    user = user, password = password, storage = fs.join(dir, "storage"), dir = dir,
+    user = user, password = password, storage = storage, dir = dir,
   }
   s.stop = stopper(handle, dir)
   --- {requests=, uploads= (upload attempts seen), stored=, log={"METHOD PATH STATUS", ...}}
@@ -193,7 +197,9 @@ function M.verdaccio(opts)
   assert(fs.write(config, verdaccio_config(dir)))
   local port_file = fs.join(dir, "port")
   local log = fs.join(dir, "verdaccio.log")
-  local handle = spawn_logged({ "node", script, config, port_file }, log, dir)
+  local control = fs.join(dir, "control")
+  assert(fs.mkdir(control))
+  local handle = spawn_logged({ "node", script, config, port_file, control }, log, dir)
   local ok, port = pcall(wait_port, handle, port_file, log, "verdaccio", opts.timeout or 30)
   if not ok then
     fs.remove(dir, { recursive = true })
@@ -211,20 +217,48 @@ function M.verdaccio(opts)
   end
   s.user, s.password = user, password
   s.token = json.decode(resp.body).token
+  --- The requests the registry answered, in order: {"METHOD URL STATUS", ...} (URL decoded).
+  function s.requests()
+    local t = {}
+    for line in (fs.read(fs.join(control, "requests.log")) or ""):gmatch("[^\n]+") do t[#t + 1] = line end
+    return t
+  end
+  --- How many publishes (PUT /NAME, not the user's PUT /-/user/...) it has seen, whatever
+  --- their answer; with name, only that package's.
+  function s.publishes(name)
+    local c = 0
+    for _, line in ipairs(s.requests()) do
+      local url = line:match("^PUT (%S+)")
+      if url and not url:match("^/%-/") and (not name or url == "/" .. name) then c = c + 1 end
+    end
+    return c
+  end
+  --- The next `count` requests matching {method=, prefix=} get `status` from the wrapper.
+  function s.fail(spec)
+    local list = json.decode(fs.read(fs.join(control, "faults.json")) or "[]") or {}
+    spec.count = spec.count or 1
+    list[#list + 1] = spec
+    assert(fs.write(fs.join(control, "faults.json"), json.encode(list)))
+  end
   return s
 end
 
 --- Starts the relua.http fault proxy (tests/support/faultproxy.py) in front of 127.0.0.1:PORT.
---- Returns {port=, url=, fault(json_line, ...), stats(), stop()}; faults apply to the next
---- new connections, in order (see faultproxy.py's header).
+--- Returns {port=, url=, fault(json_line, ...), clear(), stats(), stop()}; faults apply to the
+--- next new connections, in order (see faultproxy.py's header). opts.close: one request per
+--- connection (so a fault's "match" sees every request).
 ---@param target_port integer
-function M.faultproxy(target_port)
+---@param opts {close:boolean?, max_seconds:number?}?
+function M.faultproxy(target_port, opts)
+  opts = opts or {}
   local dir = assert(fs.tmpdir("relua-fault-"))
   local port_file = fs.join(dir, "port")
   local log = fs.join(dir, "proxy.log")
-  local handle = spawn_logged({ "python3", root() .. "/tests/support/faultproxy.py", "--target",
+  local argv = { "python3", root() .. "/tests/support/faultproxy.py", "--target",
     "127.0.0.1:" .. target_port, "--port-file", port_file, "--control", dir, "--parent", tostring(proc.pid()),
-    "--max-seconds", "600" }, log)
+    "--max-seconds", tostring(opts.max_seconds or 600) }
+  if opts.close then argv[#argv + 1] = "--close" end
+  local handle = spawn_logged(argv, log)
   local ok, port = pcall(wait_port, handle, port_file, log, "faultproxy.py", 15)
   if not ok then
     fs.remove(dir, { recursive = true })
@@ -237,6 +271,8 @@ function M.faultproxy(target_port)
     for i, f in ipairs({ ... }) do lines[i] = json.encode(f) end
     assert(fs.append(fs.join(dir, "faults"), table.concat(lines, "\n") .. "\n"))
   end
+  --- Drops the faults still pending (at the next connection).
+  function s.clear() s.fault({ clear = true }) end
   function s.stats()
     return json.decode(fs.read(fs.join(dir, "stats.json")) or "{}") or {}
   end

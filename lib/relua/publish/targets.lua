@@ -111,6 +111,21 @@ local function target_opts(t, values)
   return o
 end
 
+--- Looks at a declared target (an entry of M.declare's result) without sending anything:
+--- {adapter=, opts= (with its secrets), arts= (inspected), checks= (publish.check's answers,
+--- one per artifact; nil when the look raised), err= (what it raised)}.
+---@param t table
+---@return table
+function M.look(t)
+  local publish = require "relua.publish"
+  local adapter = adapter_of(t)
+  local o = target_opts(t, (M.secrets_of(t)))
+  local arts = {}
+  for _, f in ipairs(files_of(t)) do arts[#arts + 1] = adapter.inspect(f, t.opts) end
+  local ok, checks = pcall(publish.check, adapter, arts, o)
+  return { adapter = adapter, opts = o, arts = arts, checks = ok and checks or nil, err = (not ok) and checks or nil }
+end
+
 -- The recorded results of the ticket: {[target] = {role=, results = {[label] = {...}}, sent = {...}}}.
 local function recorded(r)
   local rec = r and r.state[M.STATE_KEY]
