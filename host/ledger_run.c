@@ -298,7 +298,7 @@ static void record_outcome(lua_State *L, Ledger *lg, const char *name, const cha
   lua_setfield(L, fidx, "unrecorded");
   push_event(L, 1, name, event, fidx);                     /* [line, cause, line'] */
   line = lua_tolstring(L, -1, &len);
-  logged = lg->s->ops->append(lg->s, L, lg->lk, ledger_info(L, 1, "ticket"), line, len) ==
+  logged = lg->s->ops->append(lg->s, L, lg->lk, ledger_info(L, 1, "ticket"), line, len, 1) ==
            RELUA_STORE_OK;
   lua_settop(L, c);
   lua_createtable(L, 0, 8);
