@@ -47,6 +47,9 @@ void relua_started(struct timespec *out);
 
 /* Raise a structured error (a table with metatable relua.Error). Never returns. */
 int relua_raise(lua_State *L, int exitcode, const char *code, const char *fmt, ...);
+/* Makes the table on top of the stack a structured error (sets the relua.Error metatable,
+   creating it when needed). */
+void relua_error_mark(lua_State *L);
 
 /*
 ** Ctrl-C and SIGTERM. The handler sets a flag and a hook; a running Lua function stops at

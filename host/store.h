@@ -127,13 +127,18 @@ typedef struct relua_StoreOps {
 
   /* ---- the audit events, append-only */
 
-  /* Appends data (one or more complete lines, each ending in '\n'), whole and committed
-     before it returns, after every event appended before it; durable before it returns
-     (folder), or at the latest with the next replace, which is (postgres: an asynchronous
-     commit, see store_pg.c). lk: the caller's lock, or NULL when copying between stores
-     under the target's lock taken by the caller. */
+  /* Appends data (one or more complete lines, each ending in '\n'), whole and durable
+     before it returns, after every event appended before it. lk: the caller's lock, or
+     NULL when copying between stores under the target's lock taken by the caller.
+     sync 0: an event that records no change (a re-run with nothing to do) is written
+     whole but not waited for (the folder store does not fdatasync it; the next durable
+     append makes it durable too); a backend may treat it as durable.
+     postgres: every event is committed (visible, in order) before it returns, and, sync or
+     not, with an asynchronous commit: durable on the server a moment later, and at the
+     latest with the next replace, whose synchronous commit flushes the log up to it (see
+     store_pg.c; doc/store.md). */
   int (*append)(relua_Store *s, lua_State *L, relua_StoreLock *lk, const char *ticket,
-                const char *data, size_t len);
+                const char *data, size_t len, int sync);
   /* OK: pushes every event of the ticket as one string of lines, in order ("" when none). */
   int (*events)(relua_Store *s, lua_State *L, const char *ticket);
 

@@ -758,11 +758,12 @@ static int pg_replace(relua_Store *base, lua_State *L, relua_StoreLock *lk, cons
 }
 
 static int pg_append(relua_Store *base, lua_State *L, relua_StoreLock *lk, const char *ticket,
-                     const char *data, size_t len) {
+                     const char *data, size_t len, int sync) {
   PgStore *s = (PgStore *)base;
   PGresult *res;
   const char *vals[2];
   int lens[2], st;
+  (void)sync;  /* every event commits asynchronously (see prepared[] above) */
   if (len > 0x7fffffff) {
     lua_pushfstring(L, "store %s: an event of ticket %s is too large", s->where, ticket);
     return RELUA_STORE_ERROR;
