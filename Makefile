@@ -93,10 +93,14 @@ $(B)/gen/lazy.h: $(B)/gen/config
 	$(if $(LAZY),printf 'RELUA_LAZY(core_%s, %s)\n' $(foreach m,$(LAZY),$(m) $(m)) >> $@)
 GEN_H := $(B)/gen/modules.h $(B)/gen/lazy.h
 
-# lib/ is carried inside the binary.
-$(B)/gen/embedded.c: $(LIB_SRC) tools/embed.lua
+# lib/ is carried inside the binary, precompiled by the liblua the binary links (a start-up
+# loads bytecode rather than compiling the modules it requires).
+$(B)/gen/embedded.c: $(LIB_SRC) tools/embed.lua $(B)/tools/luadump
 	@mkdir -p $(@D)
-	lua5.4 tools/embed.lua lib $@ $(LIB_SRC)
+	lua5.4 tools/embed.lua lib $@ --dump $(B)/tools/luadump $(LIB_SRC)
+$(B)/tools/luadump: tools/luadump.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(WARN) $(shell pkg-config --cflags lua5.4) $(CFLAGS) -o $@ $< $(shell pkg-config --libs lua5.4)
 
 # main.c's compiled-in fallbacks for the lazy modules and the shared data: this build's own.
 MAIN_DEFS = -DRELUA_LIBDIR='"$(abspath $(@D)/../lib/relua)"' -DRELUA_DATADIR='"$(abspath $(SHARE))"'
