@@ -65,7 +65,7 @@ CTEST_BIN  := $(CTEST_SRC:tests/c/%.c=$(B)/ctest/%)
 
 .SECONDARY:
 .PHONY: all deps lint test test-nolazy check asan ctest single share man bench demo install uninstall clean FORCE
-.PHONY: fuzz fuzz-build crashtest
+.PHONY: fuzz fuzz-build crashtest faulttest
 all:
 
 deps:
@@ -227,6 +227,12 @@ fuzz: fuzz-build
 crashtest: deps
 	@$(MAKE) --no-print-directory all
 	@RELUA_BIN=./relua RELUA_WARNINGS_FATAL=1 ./relua tests/crash/sweep.lua $(CRASH_EVERY)
+
+# The whole registry-fault matrix: every stage of a publish x every fault kind, for PyPI,
+# npm and the forge's assets (tests/publish_faults_spec.lua; `make test` runs a short form).
+faulttest: deps
+	@$(MAKE) --no-print-directory all
+	@RELUA_FAULTS_FULL=1 RELUA_BIN=./relua RELUA_WARNINGS_FATAL=1 ./relua tests/run.lua tests/publish_faults_spec.lua
 
 bench:
 	@tools/deps.sh bench

@@ -22,6 +22,7 @@
 #include "ledger.h"
 
 int ledger_l_start(lua_State *L);
+static void ledger_metatable(lua_State *L);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -145,6 +146,7 @@ int ledger_open_in(lua_State *L, int store, const char *ticket) {
   char record[512];
   int self, st, n;
   store = lua_absindex(L, store);
+  ledger_metatable(L);
   lg = (Ledger *)lua_newuserdatauv(L, sizeof(Ledger), 3);  /* box first: [lg] */
   self = lua_gettop(L);
   lg->s = s;
@@ -561,14 +563,21 @@ static const luaL_Reg metamethods[] = {
   {NULL, NULL}
 };
 
+/* The Ledger metatable, made once: by relua.core.ledger, or by the first Store:ledger
+   of a script that never required it. */
+static void ledger_metatable(lua_State *L) {
+  if (luaL_newmetatable(L, LEDGER_MT)) {
+    luaL_setfuncs(L, metamethods, 0);
+    luaL_newlibtable(L, methods);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}
+
 int luaopen_relua_core_ledger(lua_State *L) {
   store_metatable(L);
-  luaL_newmetatable(L, LEDGER_MT);
-  luaL_setfuncs(L, metamethods, 0);
-  luaL_newlibtable(L, methods);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  ledger_metatable(L);
   luaL_newlib(L, funcs);
   lua_pushinteger(L, SCHEMA);
   lua_setfield(L, -2, "SCHEMA");

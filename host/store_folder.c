@@ -7,6 +7,8 @@
 **   RELEASES/TICKET/       the phases' output files
 **   LANES/LANE.jsonl       a lane's control records, one JSON object a line, appended
 **   LANES/LANE.lock        the lane's lock, held while a record is decided and appended
+** A torn last line of a log or of a lane's records (an append a crash left unfinished) is
+** cut back to the last whole line before anything is appended to it (cut_torn).
 ** RELEASES is HOME/releases and LANES is HOME/lanes. Each folder the store creates gets a
 ** .gitignore that ignores everything in it, so the ledger never dirties the repository
 ** it releases.
@@ -206,6 +208,38 @@ static void clean_temps(const char *dir, const char *ticket) {
   closedir(d);
 }
 
+/*
+** Cuts a torn last line off the file fd (open for reading and writing): bytes after the
+** last '\n' are an append that never finished (a crash, a power cut), not a record, and
+** the next append must not be glued to them. 0 (nothing to cut, or cut durably), or -1
+** with errno.
+*/
+static int cut_torn(int fd) {
+  struct stat st;
+  off_t end;
+  char buf[4096];
+  if (fstat(fd, &st) != 0) return -1;
+  end = st.st_size;
+  while (end > 0) {
+    off_t from = end > (off_t)sizeof buf ? end - (off_t)sizeof buf : 0;
+    ssize_t r = pread(fd, buf, (size_t)(end - from), from), i;
+    if (r < 0 && errno == EINTR) continue;
+    if (r != (ssize_t)(end - from)) {
+      if (r >= 0) errno = EIO;
+      return -1;
+    }
+    for (i = r; i > 0 && buf[i - 1] != '\n'; i--) {}
+    if (i > 0) {
+      end = from + i;
+      break;
+    }
+    end = from;
+  }
+  if (end == st.st_size) return 0;
+  if (ftruncate(fd, end) != 0) return -1;
+  return fdatasync(fd);
+}
+
 /* Appends data whole to fd and makes it durable. 0 or -1 with errno. */
 static int append_fd(int fd, const char *data, size_t len) {
   off_t before = lseek(fd, 0, SEEK_END);
@@ -275,9 +309,10 @@ static int f_lock(relua_Store *s, lua_State *L, const char *ticket, const char *
   }
   lk->fd = fd;
   path = push_path(L, f->releases, ticket, ".log");
-  lk->logfd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (lk->logfd < 0) {
+  lk->logfd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (lk->logfd < 0 || cut_torn(lk->logfd) != 0) {
     err = errno;
+    if (lk->logfd >= 0) close(lk->logfd);
     relua_lock_release(fd);
     free(lk);
     os_fail(L, "cannot open the audit log", path, err);
@@ -514,9 +549,12 @@ static int f_control_append(relua_Store *s, lua_State *L, const char *lane,
   if (st == RELUA_STORE_OK && lua_type(L, -1) == LUA_TSTRING) {
     size_t len;
     const char *rec = lua_tolstring(L, -1, &len);
-    int afd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644), err = 0;
+    int afd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644), err = 0;
     if (afd < 0) err = errno;
-    else {
+    else if (cut_torn(afd) != 0) {
+      err = errno;
+      close(afd);
+    } else {
       /* one write of the record and its newline: a line is whole or absent */
       luaL_Buffer b;
       luaL_buffinit(L, &b);

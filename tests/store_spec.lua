@@ -145,6 +145,21 @@ describe("readers get copies", function()
   end)
 end)
 
+describe("Store:ledger", function()
+  after_each(S.cleanup)
+
+  it("returns a ledger with its methods when relua.core.ledger was never required", function()
+    local d = h.tmpdir()
+    local r = h.sh(h.quote(S.bin()) .. " -e " .. h.quote(string.format([[
+      local st = assert(require("relua.core.store").open("folder:%s"))
+      local lg = assert(st:ledger("T"))
+      print(lg:version(), lg:paths().ticket)
+      lg:close()]], d)))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("0\tT\n", r.stdout)
+  end)
+end)
+
 describe("the core uses only what it owns", function()
   after_each(S.cleanup)
 
@@ -426,6 +441,40 @@ describe("control records", function()
     assert.matches("control record 2 of lane main is corrupt", err)
     assert.is_nil(st:control_append("main", function() return { kind = "x" } end))
     assert.are.equal('{"kind":"pause"}\nnot json\n', h.slurp(d .. "/lanes/main.jsonl"))
+  end)
+  it("a torn last line (an append that never finished) is cut back before the next append", function()
+    local d = h.tmpdir()
+    os.execute("mkdir -p " .. h.quote(d .. "/lanes"))
+    h.spit(d .. "/lanes/main.jsonl", '{"kind":"pause","sha":"a"}\n{"kind":"unpa')
+    local st = assert(store.open("folder:" .. d))
+    assert.same({ { kind = "pause", sha = "a" } }, st:controls("main"))
+    assert.truthy(st:control_append("main", function(records)
+      assert.are.equal(1, #records)
+      return { kind = "unpause", sha = "a" }
+    end))
+    assert.same({ { kind = "pause", sha = "a" }, { kind = "unpause", sha = "a" } }, st:controls("main"))
+    assert.are.equal('{"kind":"pause","sha":"a"}\n{"kind":"unpause","sha":"a"}\n',
+      h.slurp(d .. "/lanes/main.jsonl"))
+  end)
+end)
+
+describe("the audit log", function()
+  after_each(S.cleanup)
+
+  it("a torn last line is cut back when the ticket is next locked, never glued to an event", function()
+    local dir = h.tmpdir() .. "/releases"
+    do
+      local lg <close> = assert(ledger.open(dir, "T"))
+      lg:save(fresh("T", { "a" }))
+      lg:log("first")
+    end
+    local whole = h.slurp(dir .. "/T.log")
+    h.spit(dir .. "/T.log", whole .. "2026-05-18T10:00:00Z ticket=T event=to")   -- a crash mid-write
+    local lg <close> = assert(ledger.open(dir, "T"))
+    lg:log("second")
+    local text = h.slurp(dir .. "/T.log")
+    assert.are.equal(whole, text:sub(1, #whole))
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT[%d:]+Z ticket=T event=second\n$", text:sub(#whole + 1))
   end)
 end)
 

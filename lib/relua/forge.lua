@@ -18,7 +18,7 @@ local M = {}
 
 --- Defaults (overridable per client): the longest wait for a primary rate limit's reset,
 --- and the attempts of a request after a rate limit or a 5xx.
-M.DEFAULTS = { max_rate_wait = 60, tries = 4, connect_timeout = 5, timeout = 60 }
+M.DEFAULTS = { max_rate_wait = 60, tries = 4, connect_timeout = 5, timeout = 60, stall_timeout = 15 }
 
 local Client = {}
 Client.__index = Client
@@ -28,7 +28,8 @@ local function sleep(s) if s > 0 then require("relua.proc").sleep(s) end end
 --- A client. opts: repo ("owner/name"), token (default $GITHUB_TOKEN, then $GH_TOKEN,
 --- declared secret), api (default $GITHUB_API_URL, else https://api.github.com; Gitea:
 --- "https://git.example.org/api/v1"), kind ("github" or "gitea"; default: "gitea" when the
---- API URL ends in /api/v1), max_rate_wait, tries, timeout, connect_timeout, cainfo.
+--- API URL ends in /api/v1), max_rate_wait, tries, timeout, connect_timeout, stall_timeout
+--- (seconds without a byte moving), cainfo.
 ---@param opts table?
 ---@return table
 function M.new(opts)
@@ -46,6 +47,7 @@ function M.new(opts)
     max_rate_wait = opts.max_rate_wait or M.DEFAULTS.max_rate_wait,
     tries = opts.tries or M.DEFAULTS.tries, timeout = opts.timeout or M.DEFAULTS.timeout,
     connect_timeout = opts.connect_timeout or M.DEFAULTS.connect_timeout, cainfo = opts.cainfo,
+    stall_timeout = opts.stall_timeout or M.DEFAULTS.stall_timeout,
   }, Client)
   return c
 end
@@ -86,7 +88,8 @@ end
 --- response (any status) or nil, message, code.
 ---@param method string
 ---@param path string
----@param opts table?  json=, body_file=, form=, headers=, query=, output=, accept=
+---@param opts table?  json=, body_file=, form=, headers=, query=, output=, accept=, and the
+---                     client's timeout, connect_timeout, stall_timeout for this call
 function Client:call(method, path, opts)
   opts = opts or {}
   local url = path:match("^%a[%w+.-]*://") and path or (self.api .. path)
@@ -102,7 +105,8 @@ function Client:call(method, path, opts)
     local resp, msg, code = http.request{
       method = method, url = url, headers = headers, json = opts.json, body_file = opts.body_file,
       form = opts.form, query = opts.query, output = opts.output, content_type = opts.content_type,
-      timeout = opts.timeout or self.timeout, connect_timeout = self.connect_timeout,
+      timeout = opts.timeout or self.timeout, connect_timeout = opts.connect_timeout or self.connect_timeout,
+      stall_timeout = opts.stall_timeout or self.stall_timeout,
       cainfo = self.cainfo, progress = false, retry = false, label = opts.label,
       fresh = opts.fresh,
     }
@@ -333,10 +337,12 @@ M.asset_adapter = {
     local url = upload_url(c, rel, c.repo) .. "?name=" .. http.urlencode(a.name)
     if c.kind == "gitea" then
       return c:call("POST", url, { form = { { name = "attachment", file = a.path, filename = a.name,
-        type = "application/octet-stream" } }, timeout = t.timeout, label = a.name, fresh = true })
+        type = "application/octet-stream" } }, timeout = t.timeout, connect_timeout = t.connect_timeout,
+        stall_timeout = t.stall_timeout, label = a.name, fresh = true })
     end
     return c:call("POST", url, { body_file = a.path, content_type = "application/octet-stream",
-      timeout = t.timeout, label = a.name, fresh = true })
+      timeout = t.timeout, connect_timeout = t.connect_timeout, stall_timeout = t.stall_timeout,
+      label = a.name, fresh = true })
   end,
   exists = function(resp)
     if resp.status == 409 then return true end

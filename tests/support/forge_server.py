@@ -94,8 +94,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.server.state
 
     # -- plumbing -------------------------------------------------------------
+    def origin(self):
+        """http://HOST:PORT as the client addressed it (its Host header, as a forge behind a
+        proxy builds its URLs), else the listening address."""
+        host = self.headers.get("Host") or ""
+        if not re.match(r"^127\.0\.0\.1:\d+$", host):
+            host = "127.0.0.1:%d" % self.server.server_address[1]
+        return "http://" + host
+
     def base(self):
-        return "http://127.0.0.1:%d%s" % (self.server.server_address[1], self.server.root)
+        return self.origin() + self.server.root
 
     def send(self, status, obj=None, headers=None, raw=None, ctype="application/json; charset=utf-8"):
         body = raw if raw is not None else (b"" if obj is None else json.dumps(obj).encode())
@@ -254,8 +262,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                "content_type": a["content_type"], "size": len(a["data"]), "download_count": 0,
                "created_at": a["created_at"], "updated_at": a["created_at"],
                "url": "%s/repos/%s/releases/assets/%d" % (self.base(), repo["full"], a["id"]),
-               "browser_download_url": "http://127.0.0.1:%d/download/%s/%s/%s" % (
-                   self.server.server_address[1], repo["full"], rel["tag_name"], a["name"])}
+               "browser_download_url": "%s/download/%s/%s/%s" % (
+                   self.origin(), repo["full"], rel["tag_name"], a["name"])}
         if not self.server.gitea and not self.server.no_digest:
             obj["digest"] = None if a["state"] != "uploaded" else "sha256:" + hashlib.sha256(a["data"]).hexdigest()
         return obj
@@ -407,8 +415,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 del repo["assets"][aid]
                 return self.send(204)
             if "application/octet-stream" in (self.headers.get("Accept") or ""):
-                loc = "http://127.0.0.1:%d/download/%s/%s/%s" % (self.server.server_address[1], repo["full"],
-                                                                 rel["tag_name"], a["name"])
+                loc = "%s/download/%s/%s/%s" % (self.origin(), repo["full"], rel["tag_name"], a["name"])
                 return self.send(302, None, {"Location": loc})
             return self.send(200, self.asset_json(repo, rel, a))
 

@@ -240,16 +240,21 @@ function M.verdaccio(opts)
 end
 
 --- Starts the relua.http fault proxy (tests/support/faultproxy.py) in front of 127.0.0.1:PORT.
---- Returns {port=, url=, fault(json_line, ...), stats(), stop()}; faults apply to the next
---- new connections, in order (see faultproxy.py's header).
+--- Returns {port=, url=, fault(json_line, ...), clear(), stats(), stop()}; faults apply to the
+--- next new connections, in order (see faultproxy.py's header). opts.close: one request per
+--- connection (so a fault's "match" sees every request).
 ---@param target_port integer
-function M.faultproxy(target_port)
+---@param opts {close:boolean?, max_seconds:number?}?
+function M.faultproxy(target_port, opts)
+  opts = opts or {}
   local dir = assert(fs.tmpdir("relua-fault-"))
   local port_file = fs.join(dir, "port")
   local log = fs.join(dir, "proxy.log")
-  local handle = spawn_logged({ "python3", root() .. "/tests/support/faultproxy.py", "--target",
+  local argv = { "python3", root() .. "/tests/support/faultproxy.py", "--target",
     "127.0.0.1:" .. target_port, "--port-file", port_file, "--control", dir, "--parent", tostring(proc.pid()),
-    "--max-seconds", "600" }, log)
+    "--max-seconds", tostring(opts.max_seconds or 600) }
+  if opts.close then argv[#argv + 1] = "--close" end
+  local handle = spawn_logged(argv, log)
   local ok, port = pcall(wait_port, handle, port_file, log, "faultproxy.py", 15)
   if not ok then
     fs.remove(dir, { recursive = true })
@@ -262,6 +267,8 @@ function M.faultproxy(target_port)
     for i, f in ipairs({ ... }) do lines[i] = json.encode(f) end
     assert(fs.append(fs.join(dir, "faults"), table.concat(lines, "\n") .. "\n"))
   end
+  --- Drops the faults still pending (at the next connection).
+  function s.clear() s.fault({ clear = true }) end
   function s.stats()
     return json.decode(fs.read(fs.join(dir, "stats.json")) or "{}") or {}
   end
