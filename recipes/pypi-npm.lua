@@ -342,6 +342,15 @@ end
 -- Before npm is published: no registry may hold other bytes for this version (PyPI is
 -- looked at too, so a burned PyPI version never leaves npm half released). A registry
 -- that cannot be read is not a refusal here: its own phase finds out.
+-- A dry run before prepare ever ran has no release commit: say what the phase would do.
+local function dry_without_release(r, what)
+  if r.dry_run and not r.state.RELEASE_SHA then
+    r:log("(dry run) would " .. what .. " (once prepare has cut the release commit)")
+    return true
+  end
+  return false
+end
+
 local function burned(repo)
   local targets = require "relua.publish.targets"
   local out = {}
@@ -368,6 +377,7 @@ end
 -- A publish phase: the build checked, then verify-or-publish to the target.
 local function publish_to(target, title, first)
   return function(r)
+    if dry_without_release(r, "publish to " .. title) then return end
     local repo <close> = checkout()
     artifacts(repo, r.state.VERSION)
     if first then first(repo) end
@@ -485,6 +495,11 @@ return {
         local tag = CFG.prefix .. v
         r.state.TAG = tag
         local sha = r:step("release-commit-" .. v, function() return release_commit(r, repo, v, tag) end)
+        if sha == nil and r.dry_run then
+          r:log(string.format("(dry run) would commit %s on %s, tag it %s and push the tag", v,
+            tostring(r.state.BASE_SHA):sub(1, 12), tag))
+          return
+        end
         r.state.RELEASE_SHA = sha
         move_to(r, repo, sha, "the release commit " .. tag)
         if r.state["release-notes"] == nil then r.state["release-notes"] = notes_for(repo, r.state.BASE_SHA, v) end
@@ -518,6 +533,7 @@ return {
       name = "build",
       description = "build the wheel, the sdist and the npm tarballs of the release commit",
       run = function(r)
+        if dry_without_release(r, "build the wheel, the sdist and the npm tarballs") then return end
         local repo <close> = checkout()
         ensure_at_release(r, repo)
         local pypi_dir, npm_dir = dist_dirs(repo)
@@ -566,6 +582,7 @@ return {
       name = "forge-release",
       description = "the forge release of the tag (get-or-create), with the builds as assets",
       run = function(r)
+        if dry_without_release(r, "create the forge release") then return end
         local repo <close> = checkout()
         local c, why = forge_client()
         if not c then errors.raise("usage", "forge-release: " .. why) end
@@ -590,6 +607,7 @@ return {
       description = "move the branch's version to X.Y.Z+dev and push it",
       followup = true,
       run = function(r)
+        if dry_without_release(r, "move the branch to the +dev version") then return end
         local repo <close> = checkout()
         repo:assert_clean({ untracked = false })
         local dev = r.state.VERSION .. CFG.dev_suffix

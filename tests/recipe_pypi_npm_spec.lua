@@ -60,6 +60,9 @@ describe("recipes/pypi-npm.lua", function()
     local c0 = p.counts()
     local r = p.release("42")
     ok(r)
+    for _, secret in ipairs({ S.pypi.password, S.npm.token, S.forge.token }) do
+      assert.is_nil((r.stdout .. r.stderr):find(secret, 1, true))
+    end
     assert.are.same(ONCE, delta(c0, p.counts()))
     assert.are.same({ "v1.0.0", "v1.0.1" }, p.remote_tags())
     assert.are.same({ "1.0.1" }, p.npm_versions())
@@ -74,6 +77,13 @@ describe("recipes/pypi-npm.lua", function()
     local again = p.release("42")
     ok(again)
     assert.matches("nothing to do", again.stdout, 1, true)
+    assert.are.same(ONCE, delta(c0, p.counts()))
+    -- --from=build on the finished ticket (the checkout at the pushed +dev commit): rebuilt
+    -- byte-identical, nothing sent
+    local rebuilt = p.run({ W.RECIPE, "42", "--from=build" })
+    ok(rebuilt)
+    assert.matches("release 42 done", rebuilt.stdout, 1, true)
+    assert.matches("already says 1.0.1+dev: nothing to push", rebuilt.stdout, 1, true)
     assert.are.same(ONCE, delta(c0, p.counts()))
     -- a new ticket (CI ran on main's new head, the +dev commit) releases 1.0.2
     p.ci("success")
@@ -297,5 +307,18 @@ describe("recipes/pypi-npm.lua", function()
     assert.are.equal(8, skipped)  -- 2 npm, 2 PyPI, 4 forge assets
     assert.matches("already says 1.0.1+dev: nothing to push", again.stdout, 1, true)
     assert.are.same(ONCE, delta(c0, p.counts()))
+  end)
+
+  it("--dry-run says what would happen and changes nothing", function()
+    local p = W.project(S, { name = "relua-pn-dry" .. os.time() })
+    local c0 = p.counts()
+    local r = p.run({ W.RECIPE, "60", "--dry-run" })
+    ok(r)
+    assert.is_nil(io.open(p.home .. "/releases/60.json"))  -- no ledger either
+    assert.matches("would commit 1.0.1", r.stdout, 1, true)
+    assert.matches("would publish to npm", r.stdout, 1, true)
+    assert.are.same({ "v1.0.0" }, p.remote_tags())
+    assert.are.same({ npm = 0, pypi = 0, forge = 0 }, delta(c0, p.counts()))
+    assert.are.equal("1.0.0+dev", p.main_version())
   end)
 end)

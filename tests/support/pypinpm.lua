@@ -67,7 +67,8 @@ local function package_json(name, version)
                        main = "index.js", license = "MIT" }) .. "\n"
 end
 
---- A new project on the servers: returns a table with dir (the checkout), env (the
+--- A new project on the servers (opts.name: the name its packages start with, default a
+--- unique one; opts.env: more settings): returns a table with dir (the checkout), env (the
 --- recipe's environment), names, and helpers:
 ---   p.run(args [, env])        relua ARGS in the checkout -> {code=, stdout=, stderr=}
 ---   p.release(ticket [, env])  p.run({RECIPE, ticket})
@@ -84,11 +85,12 @@ function M.project(s, opts)
   n = n + 1
   local stamp = tostring(os.time()) .. tostring(n)
   local p = { n = n }
-  p.py_name = "relua-pn" .. stamp .. "-pkg"
+  local base = opts.name or ("relua-pn" .. stamp)  -- opts.name: readable names (unique per servers!)
+  p.py_name = base .. "-pkg"
   p.py_module = p.py_name:gsub("-", "_")
-  p.npm_name = "relua-pn" .. stamp .. "-js"
-  p.npm_name2 = "relua-pn" .. stamp .. "-widgets"
-  p.repo = "acme/pn" .. stamp
+  p.npm_name = base .. "-js"
+  p.npm_name2 = base .. "-widgets"
+  p.repo = "acme/" .. base
   local bare_name = "pn" .. n .. ".git"
   s.git:bare(bare_name)
   local authed = string.format("http://%s:%s@127.0.0.1:%d/git/%s", s.git.user, s.git.password, s.git.port, bare_name)
