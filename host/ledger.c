@@ -48,7 +48,8 @@ int ledger_is_interrupt(lua_State *L, int idx) {
   int yes = 0;
   if (lua_istable(L, idx)) {
     lua_getfield(L, idx, "code");
-    yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "interrupted") == 0;
+    yes = lua_type(L, -1) == LUA_TSTRING && (strcmp(lua_tostring(L, -1), "interrupted") == 0 ||
+                                             strcmp(lua_tostring(L, -1), "lost") == 0);
     lua_pop(L, 1);
   }
   return yes;
@@ -179,14 +180,8 @@ int ledger_open_in(lua_State *L, int store, const char *ticket) {
     return 4;
   }
   if (st != RELUA_STORE_OK) return ledger_push_failure(L, st);
-  lua_getiuservalue(L, self, UV_INFO);
-  lua_getfield(L, -1, "out");
-  if (relua_mkdir_p(lua_tostring(L, -1)) != 0) {
-    n = relua_oserror(L, "cannot create the output folder", lua_tostring(L, -1));
-    close_ledger(lg);
-    return n;
-  }
-  lua_pop(L, 2);
+  /* the output folder is created by the runner, when a phase runs (a refused run leaves
+     nothing behind) */
   n = ledger_read_state(L, s, ticket, &lg->version);        /* [lg, state | nil msg code] */
   if (n == 1) {
     lua_setiuservalue(L, self, UV_STATE);
@@ -310,8 +305,7 @@ static void check_rewrite(lua_State *L, int self, int idx) {
       lua_pushfstring(L, "a ticket is released by one recipe: use a new ticket for %s, or run %s again",
                       lua_type(L, -3) == LUA_TSTRING ? lua_tostring(L, -3) : "this recipe", lua_tostring(L, -5));
       lua_setfield(L, -2, "hint");
-      luaL_getmetatable(L, RELUA_ERROR_MT);
-      lua_setmetatable(L, -2);
+      relua_error_mark(L);
       lua_error(L);
     }
     lua_pop(L, 4);
@@ -552,6 +546,7 @@ static const luaL_Reg methods[] = {
   {"log", lg_log},
   {"run", ledger_run},
   {"start", ledger_start},
+  {"settle", ledger_settle},
   {"version", lg_version},
   {"paths", lg_paths},
   {"crash", ledger_l_crash},

@@ -258,7 +258,7 @@ static int encode_pretty(lua_State *L) {
   return 1;
 }
 
-int ledger_try_save(lua_State *L, int self, int eidx) {
+int ledger_store_state(lua_State *L, int self, int eidx) {
   Ledger *lg = ledger_check(L, self);
   const char *ticket = ledger_info(L, self, "ticket"), *why, *data, *ev = NULL;
   size_t len, elen = 0;
@@ -305,16 +305,27 @@ int ledger_try_save(lua_State *L, int self, int eidx) {
   /* The state may be replaced even when the event after it failed (a full disk): the
      store then gives its new version, so the next write is not taken for a conflict. */
   lg->version = version;
-  if (st != RELUA_STORE_OK) {
-    const char *msg = lua_tostring(L, -1);
-    if (st == RELUA_STORE_CONFLICT)
-      relua_raise(L, 1, "conflict", "ticket %s: a newer state was written by someone else; "
-                  "nothing was overwritten (%s)", ticket, msg);
-    relua_raise(L, 1, st == RELUA_STORE_LOST ? "lost" : "store", "%s", msg);
+  if (st != RELUA_STORE_OK) {                              /* [.., msg] */
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+    return st;
   }
-  lg->version = version;
   lua_settop(L, top);
   return 0;
+}
+
+void ledger_raise_store(lua_State *L, int self, int st) {
+  const char *msg = lua_tostring(L, -1);
+  if (st == RELUA_STORE_CONFLICT)
+    relua_raise(L, 1, "conflict", "ticket %s: a newer state was written by someone else; "
+                "nothing was overwritten (%s)", ledger_info(L, self, "ticket"), msg);
+  relua_raise(L, 1, st == RELUA_STORE_LOST ? "lost" : "store", "%s", msg);
+}
+
+int ledger_try_save(lua_State *L, int self, int eidx) {
+  int st = ledger_store_state(L, self, eidx);
+  if (st > 0) ledger_raise_store(L, self, st);
+  return st;
 }
 
 void ledger_save(lua_State *L, int self, int eidx) {

@@ -182,8 +182,8 @@ command {
 -- The release engine (lib/relua/release.lua).
 command {
   name = "run", summary = "run a release, or continue where it stopped",
-  usage = { "relua run RECIPE TICKET [--from=PHASE] [--dry-run] [--json]",
-    "relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json]" },
+  usage = { "relua run RECIPE TICKET [--from=PHASE] [--dry-run] [--json] [--accept-recipe-change]",
+    "relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json] [--accept-recipe-change]" },
   description = "Runs the recipe's phases in order for TICKET, skipping those already done; a "
     .. "failed phase halts the release and says how to resume or roll back. A second run on the "
     .. "same ticket while one is under way is refused.",
@@ -191,8 +191,11 @@ command {
     { "--from=PHASE", "start at PHASE (every phase before it must be done)" },
     { "--dry-run", "print what would run and what relua's primitives would change; change nothing" },
     { "--json", "print the run's summary as JSON on stdout (doc/json.md); the progress goes to stderr" },
+    { "--accept-recipe-change", "run although the recipe removed or reordered phases the ticket recorded "
+      .. "(or put a new phase before a done one); the change is logged" },
   },
-  exits = { [0] = "every phase done, or nothing to do", [1] = M.EXIT_FAILED, [2] = M.EXIT_CORRUPT,
+  exits = { [0] = "every phase done, or nothing to do", [1] = M.EXIT_FAILED,
+    [2] = M.EXIT_CORRUPT .. ", or the recipe removed or reordered recorded phases (--accept-recipe-change)",
     [3] = M.EXIT_LOCKED .. ", or the recipe's lane is paused (relua controls)", [130] = M.EXIT_INTERRUPTED, [143] = M.EXIT_TERMINATED },
   examples = { "relua run recipes/release.lua 1.4.0", "relua release.lua 1.4.0 --from=publish",
     "relua release.lua 1.4.0 --dry-run" },
