@@ -259,9 +259,13 @@ build/bench/linked_floor: bench/spawn_baseline.c relua
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $< -Wl,--no-as-needed \
 	  $$(readelf -d relua | sed -n 's/.*Shared library: \[\(.*\)\]/-l:\1/p')
 
+# `make demo`: the PyPI + npm recipe breaking half-way and recovered (demo/pypi-npm.lua);
+# `make demo DEMO=deploy`: the deploy release-run walkthrough (demo/deploy.lua).
+DEMO       ?= pypi-npm
 demo: deps
+	@test -n "$(filter $(DEMO),pypi-npm deploy)" || { echo "make demo: no demo '$(DEMO)': DEMO=pypi-npm (the default) or DEMO=deploy" >&2; exit 2; }
 	@$(MAKE) --no-print-directory all
-	@./relua demo/demo.lua
+	@./relua demo/$(DEMO).lua
 
 # The installed binary differs from $(B)/bin/relua only by its compiled-in folders.
 install: all man

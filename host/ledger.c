@@ -48,7 +48,8 @@ int ledger_is_interrupt(lua_State *L, int idx) {
   int yes = 0;
   if (lua_istable(L, idx)) {
     lua_getfield(L, idx, "code");
-    yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "interrupted") == 0;
+    yes = lua_type(L, -1) == LUA_TSTRING && (strcmp(lua_tostring(L, -1), "interrupted") == 0 ||
+                                             strcmp(lua_tostring(L, -1), "lost") == 0);
     lua_pop(L, 1);
   }
   return yes;

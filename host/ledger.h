@@ -105,8 +105,8 @@ int ledger_open_in(lua_State *L, int store, const char *ticket);
 void store_metatable(lua_State *L);
 relua_Store *store_check(lua_State *L, int idx);
 /* Opens the store of url (NULL: $RELUA_STORE, else the default folder) as a pushed Store
-   userdata: 1, or nil, message, code: 3. */
-int store_open(lua_State *L, const char *url);
+   userdata: 1, or nil, message, code: 3. home: see relua_StoreBackend.open (NULL). */
+int store_open(lua_State *L, const char *url, const char *home);
 /* Pushes a Store of the folder backend whose tickets are in dir (ledger.open(dir, ...)). */
 int store_open_folder_dir(lua_State *L, const char *dir);
 /* The folder backend (store_folder.c) with an explicit releases folder. */

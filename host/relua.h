@@ -64,6 +64,12 @@ void relua_sigint_restore(void);
 int relua_interrupted(void);
 int relua_interrupt_exit(void);
 int relua_raise_interrupt(lua_State *L);
+/*
+** Called from another thread (host/store_pg.c's watcher): stops the main thread as SIGTERM
+** does, but the error raised is {code="lost", exit=1, message=message} (copied; at most
+** 511 bytes). Once per process; a no-op before relua_sigint_install.
+*/
+void relua_cancel(const char *message);
 /* The runner around a phase's call: on=1 before (a cancellation then cannot be caught by
    the phase's code), on=0 after: returns the signal received meanwhile, 0 for none. */
 int relua_phase_guard(lua_State *L, int on);

@@ -485,7 +485,8 @@ local function release_ctx(o, name, rc, msg, state)
 end
 
 --- Runs a release. opts: recipe (validated table), path (as the user gave it), ticket,
---- from, dry_run, json, accept_recipe_change, home. Returns the exit status (0 done or nothing to do, 1 a phase
+--- from, dry_run, json, accept_recipe_change, home, store_url (home and store_url: see
+--- relua.store.open; the specs' sandboxes). Returns the exit status (0 done or nothing to do, 1 a phase
 --- failed, 130 interrupted, 143 terminated); raises structured errors for usage (2) and refusal (3).
 ---@param o table
 ---@return integer
@@ -493,7 +494,7 @@ function M.execute(o)
   local say = o.say or M.say
   check_ticket(o.ticket)
   local recipe = o.recipe
-  local store = storelib.open(o.home)
+  local store = storelib.open(o.home, o.store_url)
   o.store = store
   local abs = abspath(o.path)
 
