@@ -93,10 +93,14 @@ $(B)/gen/lazy.h: $(B)/gen/config
 	$(if $(LAZY),printf 'RELUA_LAZY(core_%s, %s)\n' $(foreach m,$(LAZY),$(m) $(m)) >> $@)
 GEN_H := $(B)/gen/modules.h $(B)/gen/lazy.h
 
-# lib/ is carried inside the binary.
-$(B)/gen/embedded.c: $(LIB_SRC) tools/embed.lua
+# lib/ is carried inside the binary, precompiled by the liblua the binary links (a start-up
+# loads bytecode rather than compiling the modules it requires).
+$(B)/gen/embedded.c: $(LIB_SRC) tools/embed.lua $(B)/tools/luadump
 	@mkdir -p $(@D)
-	lua5.4 tools/embed.lua lib $@ $(LIB_SRC)
+	lua5.4 tools/embed.lua lib $@ --dump $(B)/tools/luadump $(LIB_SRC)
+$(B)/tools/luadump: tools/luadump.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(WARN) $(shell pkg-config --cflags lua5.4) $(CFLAGS) -o $@ $< $(shell pkg-config --libs lua5.4)
 
 # main.c's compiled-in fallbacks for the lazy modules and the shared data: this build's own.
 MAIN_DEFS = -DRELUA_LIBDIR='"$(abspath $(@D)/../lib/relua)"' -DRELUA_DATADIR='"$(abspath $(SHARE))"'
@@ -200,18 +204,24 @@ check: test
 FUZZ_CC      ?= clang-14
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SECONDS ?= 300
-FUZZ_NAMES   := json yaml logfmt
+FUZZ_NAMES   := json yaml logfmt state playbook
 FUZZ_SRC_json := host/json.c
 FUZZ_SRC_yaml := host/yaml.c host/json.c
 FUZZ_SRC_logfmt :=
+FUZZ_SRC_state := host/ledger_state.c host/ledger.c host/ledger_log.c host/ledger_run.c \
+                  host/ledger_crash.c host/store.c host/store_folder.c host/lock.c host/json.c \
+                  host/error.c host/secret.c host/aux.c
+FUZZ_SRC_playbook := $(filter-out host/main.c,$(MAIN_SRC))
 FUZZ_BIN     := $(FUZZ_NAMES:%=$(B)/fuzz/%)
 fuzz-build: $(FUZZ_BIN)
 $(B)/fuzz/json: $(FUZZ_SRC_json)
 $(B)/fuzz/yaml: $(FUZZ_SRC_yaml)
 $(B)/fuzz/logfmt: lib/relua/ticket.lua
+$(B)/fuzz/state: $(FUZZ_SRC_state)
+$(B)/fuzz/playbook: $(FUZZ_SRC_playbook) $(LIB_SRC)
 $(B)/fuzz/%: tests/fuzz/%_fuzz.c tests/fuzz/fuzz.h $(HOST_HDR)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(BASE_FLAGS) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(shell pkg-config --libs $(MAIN_PKGS)) -lm
+	$(FUZZ_CC) $(BASE_FLAGS) $(FUZZ_FLAGS) -o $@ $< $(filter %.c,$(FUZZ_SRC_$*)) $(shell pkg-config --libs $(MAIN_PKGS)) $(CJSON) -lm
 fuzz: fuzz-build
 	@for n in $(FUZZ_NAMES); do \
 	  mkdir -p $(B)/fuzz/corpus-$$n; \
@@ -249,9 +259,13 @@ build/bench/linked_floor: bench/spawn_baseline.c relua
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $< -Wl,--no-as-needed \
 	  $$(readelf -d relua | sed -n 's/.*Shared library: \[\(.*\)\]/-l:\1/p')
 
+# `make demo`: the PyPI + npm recipe breaking half-way and recovered (demo/pypi-npm.lua);
+# `make demo DEMO=deploy`: the deploy release-run walkthrough (demo/deploy.lua).
+DEMO       ?= pypi-npm
 demo: deps
+	@test -n "$(filter $(DEMO),pypi-npm deploy)" || { echo "make demo: no demo '$(DEMO)': DEMO=pypi-npm (the default) or DEMO=deploy" >&2; exit 2; }
 	@$(MAKE) --no-print-directory all
-	@./relua demo/demo.lua
+	@./relua demo/$(DEMO).lua
 
 # The installed binary differs from $(B)/bin/relua only by its compiled-in folders.
 install: all man

@@ -33,4 +33,34 @@ function M.report(name, a_label, a, b_label, b, target, unit)
   return ratio
 end
 
+--- Writes DIR/recipe.lua: 20 phases of 10 steps each, each phase also setting a state key
+--- (the recipe of the no-op re-run benches: release_bench, store_pg_bench).
+---@param dir string
+function M.write_rerun_recipe(dir)
+  local src = { "return { name = 'bench', phases = {" }
+  for i = 1, 20 do
+    src[#src + 1] = string.format([[
+  { name = "phase%02d", run = function(r)
+      for s = 1, 10 do r:step("p%d-step" .. s, function() return { n = s, sha = "%040d" } end) end
+      r.state.P%d = "value %d"
+    end },]], i, i, i, i, i)
+  end
+  src[#src + 1] = "}}"
+  assert(require("relua.fs").write(dir .. "/recipe.lua", table.concat(src, "\n")))
+end
+
+--- run(argv [, store]): runs argv in dir (no RELUA_HOME; RELUA_STORE = store, default the
+--- folder), raising when it exits non-zero; returns proc.run's result.
+---@param dir string
+---@return fun(argv:string[], store:string?):table
+function M.runner(dir)
+  return function(argv, store)
+    local res = assert(require("relua.proc").run(argv, { cwd = dir, env = { RELUA_HOME = false, RELUA_STORE = store or false } }))
+    if res.code ~= 0 then
+      error("bench: " .. table.concat(argv, " ") .. " exited " .. tostring(res.code) .. ": " .. res.stderr)
+    end
+    return res
+  end
+end
+
 return M

@@ -19,23 +19,8 @@ local report = bench.report
 local relua = fs.abspath(arg and arg[-1] or "./relua")
 local dir = assert(fs.tmpdir("relua-bench"))
 
--- A recipe of 20 phases with 10 steps each.
-local src = { "return { name = 'bench', phases = {" }
-for i = 1, 20 do
-  src[#src + 1] = string.format([[
-  { name = "phase%02d", run = function(r)
-      for s = 1, 10 do r:step("p%d-step" .. s, function() return { n = s, sha = "%040d" } end) end
-      r.state.P%d = "value %d"
-    end },]], i, i, i, i, i)
-end
-src[#src + 1] = "}}"
-assert(fs.write(dir .. "/recipe.lua", table.concat(src, "\n")))
-
-local function run(argv)
-  local res = assert(proc.run(argv, { cwd = dir, env = { RELUA_HOME = false } }))
-  if res.code ~= 0 then error("bench: " .. table.concat(argv, " ") .. " exited " .. tostring(res.code) .. ": " .. res.stderr) end
-  return res
-end
+bench.write_rerun_recipe(dir)  -- 20 phases with 10 steps each
+local run = bench.runner(dir)
 
 run({ relua, "recipe.lua", "B1" }) -- the real run: 20 phases, 200 steps recorded
 local res = run({ relua, "recipe.lua", "B1" })

@@ -2,8 +2,13 @@
 -- on loopback (fsync on), started here (tests/support/postgres.lua):
 --  1. a no-op re-run of a completed recipe with 20 phases and 200 recorded steps through
 --     PostgreSQL, against the same re-run on the folder store (target <= 5x);
---  2. recording 1,000 events through PostgreSQL (each durable when its call returns),
---     against the target of 1 s (target <= 1.0).
+--  2. recording 1,000 events through PostgreSQL, the server's fsync on, each committed
+--     before its call returns (doc/store.md: an event that records no state change commits
+--     asynchronously, durable within moments and with the next state change), against the
+--     target of 1 s (target <= 1.0); and, for information, the same with the server's fsync
+--     off, and on the folder store (an fdatasync per event) on this machine's disk;
+--  3. for information: 200 state changes (r.state writes: each a synchronous commit,
+--     waiting for the server's fsync) against the folder store's (atomic replace, fsync).
 local proc = require "relua.proc"
 local fs = require "relua.fs"
 local pg = require "support.postgres"
@@ -17,25 +22,8 @@ local srv = pg.start({ durable = true })
 local ok, err = pcall(function()
   local url = srv:database("bench")
 
-  -- A recipe of 20 phases with 10 steps each (as bench/release_bench.lua).
-  local src = { "return { name = 'bench', phases = {" }
-  for i = 1, 20 do
-    src[#src + 1] = string.format([[
-  { name = "phase%02d", run = function(r)
-      for s = 1, 10 do r:step("p%d-step" .. s, function() return { n = s, sha = "%040d" } end) end
-      r.state.P%d = "value %d"
-    end },]], i, i, i, i, i)
-  end
-  src[#src + 1] = "}}"
-  assert(fs.write(dir .. "/recipe.lua", table.concat(src, "\n")))
-
-  local function run(argv, store)
-    local res = assert(proc.run(argv, { cwd = dir, env = { RELUA_HOME = false, RELUA_STORE = store or false } }))
-    if res.code ~= 0 then
-      error("bench: " .. table.concat(argv, " ") .. " exited " .. tostring(res.code) .. ": " .. res.stderr)
-    end
-    return res
-  end
+  bench.write_rerun_recipe(dir)  -- 20 phases with 10 steps each (as bench/release_bench.lua)
+  local run = bench.runner(dir)
 
   run({ relua, "recipe.lua", "B1" })        -- the real runs: 20 phases, 200 steps recorded
   run({ relua, "recipe.lua", "B1" }, url)
@@ -75,21 +63,41 @@ local ok, err = pcall(function()
     ]], store, E, E) })
     return tonumber(res.stdout:match("[%d.e-]+"))
   end
-  -- What relua, libpq and the server do per event, on loopback: the server's fsync off,
-  -- as this machine's shared disk (one fdatasync takes milliseconds under load) would
-  -- otherwise be all that is measured.
+  local durable = record(url)
+  bench.report("record 1,000 events through PostgreSQL (loopback, server fsync on)", "1,000 events",
+    durable, "the 1 s target", 1.0, 1.0, "s")
+  local folder = record("folder:" .. dir .. "/folder-store")
+  bench.report("record 1,000 events, for information", "through PostgreSQL (fsync on)", durable,
+    "the folder store (fdatasync each)", folder, nil, "s")
+  -- What relua, libpq and the server do per event without the disk: the server's fsync off.
   srv:psql("alter system set fsync = off")
   srv:psql("select pg_reload_conf()")
   local fast = record(url)
-  bench.report("record 1,000 events through PostgreSQL (loopback, server fsync off)", "1,000 events",
-    fast, "the 1 s target", 1.0, 1.0, "s")
-  -- And durable, against the folder store's own durable events on the same disk.
   srv:psql("alter system reset fsync")
   srv:psql("select pg_reload_conf()")
-  local durable = record(url)
-  local folder = record("folder:" .. dir .. "/folder-store")
-  bench.report("record 1,000 events, durable", "through PostgreSQL (fsync on)", durable,
-    "the folder store (fdatasync each)", folder, nil, "s")
+  bench.report("record 1,000 events, for information", "server fsync on", durable,
+    "server fsync off", fast, nil, "s")
+
+  -- 3. State changes: each waits for the server's fsync, as each folder-store replace does.
+  local S = 200
+  local function writes(store)
+    local res = run({ relua, "-e", string.format([[
+      local proc = require "relua.proc"
+      local json = require "relua.json"
+      local st = assert(require("relua.core.store").open(%q))
+      local lg = assert(st:ledger("S1"))
+      lg:save({ schema = 1, ticket = "S1", created = "2026-01-01T00:00:00Z",
+        recipe = { path = "/r.lua", name = "r" }, phases = json.array({ { name = "p", status = "pending" } }),
+        state = {}, steps = {} })
+      local t0 = proc.clock()
+      for i = 1, %d do lg:set("K", i) end
+      print(proc.clock() - t0)
+      lg:close()
+    ]], store, S) })
+    return tonumber(res.stdout:match("[%d.e-]+"))
+  end
+  bench.report("200 state changes, for information", "through PostgreSQL (fsync on)",
+    writes(url), "the folder store", writes("folder:" .. dir .. "/folder-store"), nil, "s")
 end)
 srv:stop()
 fs.remove(dir, { recursive = true })

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -108,6 +109,15 @@ static int sig_installed = 0;
 
 static volatile sig_atomic_t sig_rearmed = 0; /* the hook re-raises a caught cancellation */
 
+/* A cancel (relua_cancel): the main thread, the message, whether the pending signal is the
+   cancel's, and whether the last raise was (a re-raise says the same). */
+#define CANCEL_MAGIC 0x5ca1ab1e
+static pthread_t sig_main;
+static char cancel_msg[512];
+static volatile sig_atomic_t cancel_sent = 0;
+static volatile sig_atomic_t sig_cancel = 0;
+static int cancel_last = 0;
+
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   /* A re-raise waits for Lua code: a C function that relua's core calls while it records
      something (the encoder of a state write) completes, and its caller raises after. */
@@ -116,7 +126,10 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   relua_raise_interrupt(L);
 }
 
-static void on_signal(int sig) {
+static void on_signal(int sig, siginfo_t *info, void *uc) {
+  (void)uc;
+  sig_cancel = info != NULL && info->si_code == SI_QUEUE &&
+               info->si_value.sival_int == CANCEL_MAGIC;
   sig_flag = sig;
   if (sig_guarded && sig_during == 0) sig_during = sig;
   sig_rearmed = 0;
@@ -127,8 +140,9 @@ static void on_signal(int sig) {
 static void arm(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESETHAND;  /* a second signal while C code is stuck kills the process */
+  sa.sa_sigaction = on_signal;
+  /* a second signal while C code is stuck kills the process */
+  sa.sa_flags = SA_RESETHAND | SA_SIGINFO;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, sig_installed ? NULL : &sig_old_int);
   sigaction(SIGTERM, &sa, sig_installed ? NULL : &sig_old_term);
@@ -137,6 +151,7 @@ static void arm(void) {
 }
 
 void relua_sigint_install(lua_State *L) {
+  sig_main = pthread_self();
   sig_state = L;
   sig_flag = 0;
   arm();
@@ -162,13 +177,36 @@ static int exit_for(int sig) {
 }
 
 int relua_interrupt_exit(void) {
+  if (sig_flag != 0 ? sig_cancel : cancel_last) return 1;
   return exit_for(sig_flag != 0 ? sig_flag : sig_last);
+}
+
+/*
+** Cancelling from another thread: the PostgreSQL store's watcher (host/store_pg.c) sees the
+** connection that holds the run's lock die while the main thread is busy elsewhere (a
+** long r:sh, a sleep, Lua code). The main thread gets SIGTERM, queued with a value that
+** tells it from a real one, so it stops exactly as for SIGTERM (a blocked wait wakes, a
+** child is killed, a phase cannot catch it); the error raised is {code="lost", exit=1,
+** message=message}. Sent once until it is raised; nothing when relua's handlers are not
+** installed.
+*/
+void relua_cancel(const char *message) {
+  union sigval v;
+  if (!sig_installed || cancel_sent) return;
+  cancel_sent = 1;
+  snprintf(cancel_msg, sizeof cancel_msg, "%s", message);
+  v.sival_int = CANCEL_MAGIC;
+  pthread_sigqueue(sig_main, SIGTERM, v);
 }
 
 int relua_raise_interrupt(lua_State *L) {
   int sig = sig_flag != 0 ? sig_flag : sig_last;
+  int lost = sig_flag != 0 ? sig_cancel : cancel_last;
+  if (sig_flag != 0 && sig_cancel) cancel_sent = 0;   /* delivered: a later loss cancels too */
   sig_last = sig;
+  cancel_last = lost;
   sig_flag = 0;
+  sig_cancel = 0;
   if (sig_installed) arm();
   /* Guarded (a phase runs): the hook stays armed, so the instruction after a recipe's
      pcall raises again, and so on up to the runner; a recipe cannot swallow it. */
@@ -176,6 +214,7 @@ int relua_raise_interrupt(lua_State *L) {
     sig_rearmed = 1;
     lua_sethook(sig_state, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   }
+  if (lost) return relua_raise(L, 1, "lost", "%s", cancel_msg);
   if (sig == SIGTERM) return relua_raise(L, exit_for(sig), "interrupted", "terminated (SIGTERM)");
   if (sig == SIGHUP)
     return relua_raise(L, exit_for(sig), "interrupted",

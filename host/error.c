@@ -37,6 +37,11 @@ int relua_raise(lua_State *L, int exitcode, const char *code, const char *fmt, .
   return lua_error(L);
 }
 
+void relua_error_mark(lua_State *L) {
+  push_mt(L);
+  lua_setmetatable(L, -2);
+}
+
 /* error.new(t): marks t as a structured error and returns it. */
 static int err_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);

@@ -48,7 +48,8 @@ int ledger_is_interrupt(lua_State *L, int idx) {
   int yes = 0;
   if (lua_istable(L, idx)) {
     lua_getfield(L, idx, "code");
-    yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "interrupted") == 0;
+    yes = lua_type(L, -1) == LUA_TSTRING && (strcmp(lua_tostring(L, -1), "interrupted") == 0 ||
+                                             strcmp(lua_tostring(L, -1), "lost") == 0);
     lua_pop(L, 1);
   }
   return yes;
@@ -179,14 +180,8 @@ int ledger_open_in(lua_State *L, int store, const char *ticket) {
     return 4;
   }
   if (st != RELUA_STORE_OK) return ledger_push_failure(L, st);
-  lua_getiuservalue(L, self, UV_INFO);
-  lua_getfield(L, -1, "out");
-  if (relua_mkdir_p(lua_tostring(L, -1)) != 0) {
-    n = relua_oserror(L, "cannot create the output folder", lua_tostring(L, -1));
-    close_ledger(lg);
-    return n;
-  }
-  lua_pop(L, 2);
+  /* the output folder is created by the runner, when a phase runs (a refused run leaves
+     nothing behind) */
   n = ledger_read_state(L, s, ticket, &lg->version);        /* [lg, state | nil msg code] */
   if (n == 1) {
     lua_setiuservalue(L, self, UV_STATE);
@@ -310,8 +305,7 @@ static void check_rewrite(lua_State *L, int self, int idx) {
       lua_pushfstring(L, "a ticket is released by one recipe: use a new ticket for %s, or run %s again",
                       lua_type(L, -3) == LUA_TSTRING ? lua_tostring(L, -3) : "this recipe", lua_tostring(L, -5));
       lua_setfield(L, -2, "hint");
-      luaL_getmetatable(L, RELUA_ERROR_MT);
-      lua_setmetatable(L, -2);
+      relua_error_mark(L);
       lua_error(L);
     }
     lua_pop(L, 4);
@@ -440,9 +434,11 @@ static int lg_record_step(lua_State *L) {
   return 0;
 }
 
-/* lg:log(event [, fields]): fields.phase names the phase. */
+/* lg:log(event [, fields [, sync]]): fields.phase names the phase; sync false for an
+   event that records no change (written whole, not waited for: relua_StoreOps.append). */
 static int lg_log(lua_State *L) {
   const char *phase = NULL;
+  int sync;
   ledger_check(L, 1);
   luaL_checkstring(L, 2);
   if (!lua_isnoneornil(L, 3)) {
@@ -451,8 +447,9 @@ static int lg_log(lua_State *L) {
     phase = lua_tostring(L, -1);   /* the fields table keeps it alive */
     lua_pop(L, 1);
   }
+  sync = lua_isnone(L, 4) || lua_toboolean(L, 4);
   lua_settop(L, 3);
-  ledger_log(L, 1, phase, lua_tostring(L, 2), lua_isnil(L, 3) ? 0 : 3);
+  ledger_log_sync(L, 1, phase, lua_tostring(L, 2), lua_isnil(L, 3) ? 0 : 3, sync);
   return 0;
 }
 
@@ -527,10 +524,29 @@ static int l_check(lua_State *L) {
   return 2;
 }
 
+/*
+** ledger.edited(state) -> true | false | nil: whether the recorded phases of state (a
+** state as read) were changed outside relua: true when they do not match the check relua
+** wrote with them (phases_digest), false when they do, nil when the state has none (written
+** by a relua before it).
+*/
+static int l_edited(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_getfield(L, 1, "phases_digest") != LUA_TSTRING) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_getfield(L, 1, "phases");
+  ledger_push_phases_digest(L, -1);
+  lua_pushboolean(L, !lua_rawequal(L, -1, 2));
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
   {"open", l_open},
   {"start", ledger_l_start},
   {"check", l_check},
+  {"edited", l_edited},
   {"valid_ticket", l_valid_ticket},
   {"fingerprint", l_fingerprint},
   {"dir", l_dir},
@@ -549,6 +565,7 @@ static const luaL_Reg methods[] = {
   {"log", lg_log},
   {"run", ledger_run},
   {"start", ledger_start},
+  {"settle", ledger_settle},
   {"version", lg_version},
   {"paths", lg_paths},
   {"crash", ledger_l_crash},

@@ -63,11 +63,19 @@ const char *ledger_check_shape(lua_State *L, int idx, const char *ticket);
    message pushed when it cannot be encoded or is unsound (nothing written); raises a
    structured error when the store fails. */
 int ledger_try_save(lua_State *L, int self, int eidx);
+/* ledger_try_save, but a store failure is returned (its RELUA_STORE_* status, > 0, with
+   the message pushed) rather than raised. */
+int ledger_store_state(lua_State *L, int self, int eidx);
+/* Raises the structured error of store status st, whose message is on top. */
+void ledger_raise_store(lua_State *L, int self, int st);
 void ledger_save(lua_State *L, int self, int eidx);
 /* Decodes the JSON text at idx with the host's strict decoder (relua_json_decode): 1 with
    the value pushed, or 0 with the message pushed ("json.decode: NAME: ... at line L,
    column C"). */
 int ledger_json_decode(lua_State *L, int idx, const char *name);
+/* Pushes the check of the phases array at idx ("fnv1a64:HEX"); raises when it cannot be
+   encoded. */
+const char *ledger_push_phases_digest(lua_State *L, int idx);
 /* relua.core.ledger.read(path [, ticket]) */
 int ledger_l_read(lua_State *L);
 
@@ -78,10 +86,14 @@ void ledger_push_event(lua_State *L, const char *ticket, const char *phase, cons
                        int fidx);
 /* Appends an event to the ledger's ticket (raises when it cannot). */
 void ledger_log(lua_State *L, int self, const char *phase, const char *event, int fidx);
+/* ledger_log with sync 0 for an event that records no change (see relua_StoreOps.append). */
+void ledger_log_sync(lua_State *L, int self, const char *phase, const char *event, int fidx,
+                     int sync);
 
 /* ledger_run.c */
 int ledger_run(lua_State *L);     /* lg:run(plan, r [, mode [, from]]) */
 int ledger_start(lua_State *L);   /* lg:start([from]) */
+int ledger_settle(lua_State *L);  /* lg:settle(phase, outcome) */
 
 /* ledger_crash.c: relua_store_crash, relua_store_crash_due (store.h) and */
 int ledger_l_crash(lua_State *L);  /* lg:crash(point) */
@@ -93,8 +105,8 @@ int ledger_open_in(lua_State *L, int store, const char *ticket);
 void store_metatable(lua_State *L);
 relua_Store *store_check(lua_State *L, int idx);
 /* Opens the store of url (NULL: $RELUA_STORE, else the default folder) as a pushed Store
-   userdata: 1, or nil, message, code: 3. */
-int store_open(lua_State *L, const char *url);
+   userdata: 1, or nil, message, code: 3. home: see relua_StoreBackend.open (NULL). */
+int store_open(lua_State *L, const char *url, const char *home);
 /* Pushes a Store of the folder backend whose tickets are in dir (ledger.open(dir, ...)). */
 int store_open_folder_dir(lua_State *L, const char *dir);
 /* The folder backend (store_folder.c) with an explicit releases folder. */

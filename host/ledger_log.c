@@ -105,6 +105,11 @@ void ledger_push_event(lua_State *L, const char *ticket, const char *phase, cons
 }
 
 void ledger_log(lua_State *L, int self, const char *phase, const char *event, int fidx) {
+  ledger_log_sync(L, self, phase, event, fidx, 1);
+}
+
+void ledger_log_sync(lua_State *L, int self, const char *phase, const char *event, int fidx,
+                     int sync) {
   Ledger *lg = ledger_check(L, self);
   const char *line;
   size_t len;
@@ -114,7 +119,7 @@ void ledger_log(lua_State *L, int self, const char *phase, const char *event, in
   relua_store_crash(L, "log-event");
   ledger_push_event(L, ledger_info(L, self, "ticket"), phase, event, fidx);
   line = lua_tolstring(L, -1, &len);
-  st = lg->s->ops->append(lg->s, L, lg->lk, ledger_info(L, self, "ticket"), line, len);
+  st = lg->s->ops->append(lg->s, L, lg->lk, ledger_info(L, self, "ticket"), line, len, sync);
   if (st != RELUA_STORE_OK)   /* an unrecorded event must not pass silently */
     relua_raise(L, 1, st == RELUA_STORE_LOST ? "lost" : "store", "%s", lua_tostring(L, -1));
   lua_settop(L, top);

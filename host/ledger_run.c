@@ -267,6 +267,65 @@ static void push_event(lua_State *L, int self, const char *phase, const char *ev
 }
 
 /*
+** Records the outcome of phase name (its entry already updated) with the event `event`
+** and the fields table at fidx. When the store cannot take the new state (a full disk:
+** issue 9, item 2) and kept the one before, the phase's entry on the store still says
+** `running`: the event then goes to the audit log alone, with unrecorded="why", so that
+** the next run and `relua status` can say what happened, and a structured error is raised:
+** {code="unrecorded", exit=1, phase=, outcome=event, cause=the store's message, logged=}.
+** Any other error is raised as it is.
+*/
+static void record_outcome(lua_State *L, Ledger *lg, const char *name, const char *event,
+                           int fidx) {
+  int64_t before = lg->version;
+  int logged, st, c;
+  const char *cause, *line;
+  size_t len;
+  fidx = lua_absindex(L, fidx);
+  push_event(L, 1, name, event, fidx);                     /* [line] */
+  st = ledger_store_state(L, 1, -1);                       /* never runs Lua: no hook */
+  if (st == 0) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (st < 0) luaL_error(L, "ledger: cannot record the state: %s", lua_tostring(L, -1));
+  /* a conflict, a lost lock, or the state written after all (only the log failed) */
+  if (st != RELUA_STORE_ERROR || lg->version != before) ledger_raise_store(L, 1, st);
+  c = lua_gettop(L);                                       /* [line, cause] */
+  cause = lua_tostring(L, c);
+  if (cause == NULL) cause = "the store failed";
+  lua_pushstring(L, cause);
+  lua_setfield(L, fidx, "unrecorded");
+  push_event(L, 1, name, event, fidx);                     /* [line, cause, line'] */
+  line = lua_tolstring(L, -1, &len);
+  logged = lg->s->ops->append(lg->s, L, lg->lk, ledger_info(L, 1, "ticket"), line, len, 1) ==
+           RELUA_STORE_OK;
+  lua_settop(L, c);
+  lua_createtable(L, 0, 8);
+  lua_pushfstring(L, "phase %s %s, but relua could not record it: %s", name,
+                  strcmp(event, "done") == 0 ? "finished" :
+                  strcmp(event, "reverted") == 0 ? "was reverted" :
+                  strcmp(event, "revert-failed") == 0 ? "failed to revert" : event, cause);
+  lua_setfield(L, -2, "message");
+  lua_pushliteral(L, "unrecorded");
+  lua_setfield(L, -2, "code");
+  lua_pushinteger(L, 1);
+  lua_setfield(L, -2, "exit");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "phase");
+  lua_pushstring(L, event);
+  lua_setfield(L, -2, "outcome");
+  lua_pushvalue(L, c);
+  lua_setfield(L, -2, "cause");
+  lua_pushboolean(L, logged);
+  lua_setfield(L, -2, "logged");
+  lua_getfield(L, fidx, "msg");                            /* what the phase failed with */
+  lua_setfield(L, -2, "reason");
+  relua_error_mark(L);
+  lua_error(L);
+}
+
+/*
 ** lg:run(plan, r [, mode [, from]]) -> true | false, phase, rc, message, error
 ** plan: {name=, fn=} items. mode "run" (default): the plan lists the recorded phases in
 ** order; the run starts where the record says (the first phase not done, or `from` when
@@ -312,6 +371,9 @@ int ledger_run(lua_State *L) {
     if (start < 0) return luaL_error(L, "ledger: %s", lua_tostring(L, -2));
     if (start == 0) start = n + 1;                         /* all done */
   }
+  if (relua_mkdir_p(ledger_info(L, 1, "out")) != 0)         /* the phases' output files */
+    return relua_raise(L, 1, "store", "cannot create the output folder %s: %s",
+                       ledger_info(L, 1, "out"), strerror(errno));
   base = lua_gettop(L);
   for (i = 1; i <= n; i++) {
     const char *name, *out = NULL;
@@ -442,8 +504,7 @@ int ledger_run(lua_State *L) {
         ledger_push_now(L);
         lua_setfield(L, entry, "finished");
       }
-      push_event(L, 1, name, revert ? "reverted" : "done", -1);
-      ledger_save(L, 1, -1);
+      record_outcome(L, lg, name, revert ? "reverted" : "done", -1);
       relua_store_crash(L, "phase-done");
     } else {
       int err = lua_gettop(L), fields;
@@ -489,8 +550,7 @@ int ledger_run(lua_State *L) {
         lua_setfield(L, entry, "finished");
         record_failure(L, entry, err, rc, msg, out, out_from);
       }
-      push_event(L, 1, name, revert ? "revert-failed" : "failed", fields);
-      ledger_save(L, 1, -1);
+      record_outcome(L, lg, name, revert ? "revert-failed" : "failed", fields);
       relua_store_crash(L, "phase-failed");
       lua_pushboolean(L, 0);
       lua_pushstring(L, name);
@@ -502,4 +562,65 @@ int ledger_run(lua_State *L) {
   }
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/*
+** lg:settle(phase, outcome): records phase, recorded `running`, as failed from what the
+** audit log says of a run that could not record it (record_outcome: unrecorded=...).
+** outcome: {rc=, msg=, cause=}. The caller holds the ticket's lock, so the run that marked
+** the phase running is gone; a phase in any other status is refused. Logged
+** event=settled with rc, msg and cause.
+*/
+int ledger_settle(lua_State *L) {
+  Ledger *lg = ledger_check(L, 1);
+  const char *name = luaL_checkstring(L, 2), *msg, *cause;
+  lua_Integer rc;
+  int phases, entry, f;
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  lua_getfield(L, 3, "rc");
+  rc = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 1;
+  lua_getfield(L, 3, "msg");
+  msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "the phase failed";
+  lua_getfield(L, 3, "cause");
+  cause = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "the store failed";
+  push_phases(L, 1);
+  phases = lua_gettop(L);
+  push_entry(L, phases, name);                             /* [.., phases, entry] */
+  entry = lua_gettop(L);
+  if (lua_isnil(L, entry)) return luaL_error(L, "ledger: phase %s is not recorded", name);
+  if (strcmp(status_of(L, entry), "running") != 0)
+    return luaL_error(L, "ledger: lg:settle: phase %s is recorded %s, not running", name,
+                      status_of(L, entry));
+  msg = relua_mask(L, msg, strlen(msg), NULL);
+  set_str(L, entry, "status", "failed");
+  lua_pushinteger(L, rc);
+  lua_setfield(L, entry, "rc");
+  set_str(L, entry, "msg", msg);
+  ledger_push_now(L);
+  lua_setfield(L, entry, "finished");
+  lua_createtable(L, 0, 4);
+  f = lua_gettop(L);
+  lua_pushinteger(L, rc);
+  lua_setfield(L, f, "rc");
+  lua_pushstring(L, msg);
+  lua_setfield(L, f, "message");
+  lua_pushliteral(L, "unrecorded");
+  lua_setfield(L, f, "code");
+  relua_mask(L, cause, strlen(cause), NULL);
+  lua_pushfstring(L, "the run could not record this failure when it happened: %s", lua_tostring(L, -1));
+  lua_remove(L, -2);
+  lua_setfield(L, f, "hint");
+  lua_setfield(L, entry, "failure");
+  lua_createtable(L, 0, 3);                                /* the event's fields */
+  lua_pushinteger(L, rc);
+  lua_setfield(L, -2, "rc");
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "msg");
+  lua_pushstring(L, cause);
+  lua_setfield(L, -2, "cause");
+  push_event(L, 1, name, "settled", lua_gettop(L));
+  ledger_save(L, 1, -1);
+  ledger_raise_deferred(L, lg);
+  return 0;
 }

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,11 +24,14 @@
 */
 int relua_lock_take(const char *path, const char *record, double wait, int *busy_fd) {
   struct timespec start, t;
+  struct stat held, now;
   size_t rlen = strlen(record);
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  int fd;
   *busy_fd = -1;
-  if (fd < 0) return -1;
   clock_gettime(CLOCK_MONOTONIC, &start);
+again:
+  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
   while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     struct timespec nap = {0, 20000000};
     double waited;
@@ -52,7 +56,16 @@ int relua_lock_take(const char *path, const char *record, double wait, int *busy
     }
     nanosleep(&nap, NULL);
   }
-  /* Held. The record replaces the last holder's; a reader that catches it empty says
+  /* Held, but the holder before may have removed the file before letting it go (a run
+     that recorded nothing tidies up): then this lock guards nothing; take the file now at
+     the path. */
+  if (fstat(fd, &held) != 0 || stat(path, &now) != 0 || held.st_ino != now.st_ino ||
+      held.st_dev != now.st_dev) {
+    flock(fd, LOCK_UN);
+    close(fd);
+    goto again;
+  }
+  /* The record replaces the last holder's; a reader that catches it empty says
      "the run is just starting". */
   if (ftruncate(fd, 0) != 0 || pwrite(fd, record, rlen, 0) != (ssize_t)rlen) {
     int err = errno;

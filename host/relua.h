@@ -47,6 +47,9 @@ void relua_started(struct timespec *out);
 
 /* Raise a structured error (a table with metatable relua.Error). Never returns. */
 int relua_raise(lua_State *L, int exitcode, const char *code, const char *fmt, ...);
+/* Makes the table on top of the stack a structured error (sets the relua.Error metatable,
+   creating it when needed). */
+void relua_error_mark(lua_State *L);
 
 /*
 ** Ctrl-C and SIGTERM. The handler sets a flag and a hook; a running Lua function stops at
@@ -61,6 +64,12 @@ void relua_sigint_restore(void);
 int relua_interrupted(void);
 int relua_interrupt_exit(void);
 int relua_raise_interrupt(lua_State *L);
+/*
+** Called from another thread (host/store_pg.c's watcher): stops the main thread as SIGTERM
+** does, but the error raised is {code="lost", exit=1, message=message} (copied; at most
+** 511 bytes). Once per process; a no-op before relua_sigint_install.
+*/
+void relua_cancel(const char *message);
 /* The runner around a phase's call: on=1 before (a cancellation then cannot be caught by
    the phase's code), on=0 after: returns the signal received meanwhile, 0 for none. */
 int relua_phase_guard(lua_State *L, int on);

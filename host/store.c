@@ -144,7 +144,7 @@ static StoreBox *new_box(lua_State *L) {
   return b;
 }
 
-int store_open(lua_State *L, const char *url) {
+int store_open(lua_State *L, const char *url, const char *home) {
   const relua_StoreBackend *be = &relua_store_folder;
   const char *target;
   StoreBox *b;
@@ -184,7 +184,7 @@ int store_open(lua_State *L, const char *url) {
     target = url;
   if (*target == '\0') return relua_fail(L, "usage", "the store URL %s names no folder", url);
   b = new_box(L);                                          /* [box] */
-  st = be->open(L, target, &b->s);
+  st = be->open(L, target, home, &b->s);
   if (st != RELUA_STORE_OK) {                              /* [box, msg] */
     lua_pushnil(L);
     lua_insert(L, -2);
@@ -228,9 +228,11 @@ static const char *check_name(lua_State *L, int arg, const char *what) {
   return s;
 }
 
-/* store.open([url]) -> Store | nil, message, code */
+/* store.open([url [, home]]) -> Store | nil, message, code */
 static int l_open(lua_State *L) {
-  return store_open(L, luaL_optstring(L, 1, NULL));
+  const char *url = luaL_optstring(L, 1, NULL), *home = luaL_optstring(L, 2, NULL);
+  lua_settop(L, 2);
+  return store_open(L, url, home);
 }
 
 /* store.url() -> $RELUA_STORE or nil */

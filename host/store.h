@@ -27,8 +27,10 @@
 ** fields). relua_store_push_holder parses it: the one parser of lock records.
 **
 ** The Lua face (module relua.core.store; the only way Lua reaches a store):
-**   store.open([url]) -> Store | nil, message, code
+**   store.open([url [, home]]) -> Store | nil, message, code
 **       url: as above; nil: $RELUA_STORE, else the folder $RELUA_HOME (else .relua).
+**       home: this runner's relua home, where a store that keeps no files here (postgres)
+**       puts the phase outputs (HOME/releases/TICKET); nil: $RELUA_HOME, else .relua.
 **   store.url() -> the URL open() would use with no argument (nil for the default folder)
 **   Store:describe() -> "folder .relua" / "postgres postgres://user@host/db" (no secret)
 **   Store:tickets() -> {"1234", ...}                  sorted
@@ -127,9 +129,16 @@ typedef struct relua_StoreOps {
 
   /* Appends data (one or more complete lines, each ending in '\n'), whole and durable
      before it returns, after every event appended before it. lk: the caller's lock, or
-     NULL when copying between stores under the target's lock taken by the caller. */
+     NULL when copying between stores under the target's lock taken by the caller.
+     sync 0: an event that records no change (a re-run with nothing to do) is written
+     whole but not waited for (the folder store does not fdatasync it; the next durable
+     append makes it durable too); a backend may treat it as durable.
+     postgres: every event is committed (visible, in order) before it returns, and, sync or
+     not, with an asynchronous commit: durable on the server a moment later, and at the
+     latest with the next replace, whose synchronous commit flushes the log up to it (see
+     store_pg.c; doc/store.md). */
   int (*append)(relua_Store *s, lua_State *L, relua_StoreLock *lk, const char *ticket,
-                const char *data, size_t len);
+                const char *data, size_t len, int sync);
   /* OK: pushes every event of the ticket as one string of lines, in order ("" when none). */
   int (*events)(relua_Store *s, lua_State *L, const char *ticket);
 
@@ -159,12 +168,14 @@ struct relua_Store {
 
 /*
 ** A backend: opens the store at url (the whole URL as the user gave it; for the folder,
-** the folder path already resolved). OK with *out set (nothing pushed), or a status with
-** the message pushed (*out untouched).
+** the folder path already resolved). home: the runner's relua home for the phase outputs
+** of a store that keeps no local files (NULL: $RELUA_HOME, else .relua; the folder store
+** keeps them beside its tickets). OK with *out set (nothing pushed), or a status with the
+** message pushed (*out untouched).
 */
 typedef struct relua_StoreBackend {
   const char *scheme;
-  int (*open)(lua_State *L, const char *url, relua_Store **out);
+  int (*open)(lua_State *L, const char *url, const char *home, relua_Store **out);
   /* A store with a versioned schema (postgres; NULL for the folder): creates it, or
      upgrades an older one to this relua's (`relua store migrate`; open() creates it on
      first use but never upgrades). OK: sets *found (the version before, 0 for none) and

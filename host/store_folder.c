@@ -36,6 +36,7 @@ typedef struct Folder {
 struct relua_StoreLock {
   int fd;      /* the flock'd lock file */
   int logfd;   /* the ticket's audit log, O_APPEND */
+  char *base;  /* RELEASES/TICKET (malloc'd): to tidy up after a refused run */
 };
 
 #define F(s) ((Folder *)(s))
@@ -240,8 +241,8 @@ static int cut_torn(int fd) {
   return fdatasync(fd);
 }
 
-/* Appends data whole to fd and makes it durable. 0 or -1 with errno. */
-static int append_fd(int fd, const char *data, size_t len) {
+/* Appends data whole to fd and makes it durable (when sync). 0 or -1 with errno. */
+static int append_fd(int fd, const char *data, size_t len, int sync) {
   off_t before = lseek(fd, 0, SEEK_END);
   if (relua_write_all(fd, data, len) != 0) {
     /* A full disk: the write stopped short. Cut the partial line back off, so the log
@@ -251,7 +252,7 @@ static int append_fd(int fd, const char *data, size_t len) {
     errno = err;
     return -1;
   }
-  return fdatasync(fd);
+  return sync ? fdatasync(fd) : 0;
 }
 
 /* ---------------------------------------------------------------- the operations */
@@ -308,6 +309,7 @@ static int f_lock(relua_Store *s, lua_State *L, const char *ticket, const char *
     return RELUA_STORE_ERROR;
   }
   lk->fd = fd;
+  lk->base = NULL;
   path = push_path(L, f->releases, ticket, ".log");
   lk->logfd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (lk->logfd < 0 || cut_torn(lk->logfd) != 0) {
@@ -320,16 +322,37 @@ static int f_lock(relua_Store *s, lua_State *L, const char *ticket, const char *
     return RELUA_STORE_ERROR;
   }
   lua_pop(L, 1);
+  lk->base = strdup(lua_pushfstring(L, "%s/%s", f->releases, ticket));
+  lua_pop(L, 1);
   clean_temps(f->releases, ticket);
   *out = lk;
   return RELUA_STORE_OK;
 }
 
+/*
+** A run refused before it logged anything (a bad --from, a paused lane, a corrupt state)
+** leaves no clutter: when the log is empty, the log and the lock file go, while the lock
+** is still held (relua_lock_take checks that the file it locked is still the one at the
+** path, so a waiter that had opened it takes a fresh one). Neither holds anything then.
+*/
+static void tidy_unused(relua_StoreLock *lk) {
+  char path[4096];
+  struct stat st;
+  if (lk->base == NULL || lk->logfd < 0 || fstat(lk->logfd, &st) != 0 || st.st_size != 0)
+    return;
+  snprintf(path, sizeof path, "%s.log", lk->base);
+  if (unlink(path) != 0) return;
+  snprintf(path, sizeof path, "%s.lock", lk->base);
+  (void)unlink(path);
+}
+
 static void f_unlock(relua_Store *s, relua_StoreLock *lk) {
   (void)s;
   if (lk == NULL) return;
+  tidy_unused(lk);
   if (lk->logfd >= 0) close(lk->logfd);
   relua_lock_release(lk->fd);
+  free(lk->base);
   free(lk);
 }
 
@@ -422,7 +445,7 @@ static int f_replace(relua_Store *s, lua_State *L, relua_StoreLock *lk, const ch
   relua_store_crash(L, "state-saved");
   if (event != NULL) {
     relua_store_crash(L, "log-event");
-    if (lk == NULL || append_fd(lk->logfd, event, elen) != 0) {
+    if (lk == NULL || append_fd(lk->logfd, event, elen, 1) != 0) {
       int err = lk == NULL ? EBADF : errno;
       path = push_path(L, F(s)->releases, ticket, ".log");
       os_fail(L, "cannot write the audit log", path, err);
@@ -434,7 +457,7 @@ static int f_replace(relua_Store *s, lua_State *L, relua_StoreLock *lk, const ch
 }
 
 static int f_append(relua_Store *s, lua_State *L, relua_StoreLock *lk, const char *ticket,
-                    const char *data, size_t len) {
+                    const char *data, size_t len, int sync) {
   const char *path = push_path(L, F(s)->releases, ticket, ".log");
   int fd = lk != NULL ? lk->logfd : -1, err = 0;
   if (fd < 0) {
@@ -442,7 +465,7 @@ static int f_append(relua_Store *s, lua_State *L, relua_StoreLock *lk, const cha
     else fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 && err == 0) err = errno;
   }
-  if (fd >= 0 && append_fd(fd, data, len) != 0) err = errno;
+  if (fd >= 0 && append_fd(fd, data, len, sync) != 0) err = errno;
   if (fd >= 0 && (lk == NULL || fd != lk->logfd)) close(fd);
   if (err != 0) {
     os_fail(L, "cannot write the audit log", path, err);
@@ -562,7 +585,7 @@ static int f_control_append(relua_Store *s, lua_State *L, const char *lane,
       luaL_addchar(&b, '\n');
       luaL_pushresult(&b);
       rec = lua_tolstring(L, -1, &len);
-      if (append_fd(afd, rec, len) != 0) err = errno;
+      if (append_fd(afd, rec, len, 1) != 0) err = errno;
       lua_pop(L, 1);
       close(afd);
     }
@@ -618,9 +641,10 @@ int relua_store_folder_open_dirs(lua_State *L, const char *releases, const char 
 }
 
 /* url: the relua home (tickets in HOME/releases, lanes in HOME/lanes). */
-static int folder_open(lua_State *L, const char *url, relua_Store **out) {
+static int folder_open(lua_State *L, const char *url, const char *home, relua_Store **out) {
   size_t n = strlen(url);
   int st;
+  (void)home;   /* the phase outputs stay beside the tickets */
   while (n > 1 && url[n - 1] == '/') n--;
   lua_pushlstring(L, url, n);
   lua_pushfstring(L, "%s/releases", lua_tostring(L, -1));

@@ -29,12 +29,15 @@
 **
 ** A lost connection is never reconnected: the lock went with the session, so every later
 ** operation under the lock answers RELUA_STORE_LOST and records nothing; the ticket is
-** resumable by any runner. The URL's password never appears in anything relua prints
+** resumable by any runner. While a lock is held, a watcher thread stops the run the
+** moment the connection goes (relua_cancel), not at its next write. The URL's password never appears in anything relua prints
 ** (describe() shows the URL without it; libpq's messages do not carry it, and every
 ** message goes through relua_mask).
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,10 +54,15 @@
 typedef struct PgStore {
   relua_Store base;   /* first: the ops */
   PGconn *conn;
-  int lost;           /* the connection dropped: the session (and its locks) are gone */
+  volatile int lost;  /* the connection dropped: the session (and its locks) are gone */
   char *where;        /* the URL without its password, for messages */
   char *home;         /* the runner's local relua home, for phase outputs */
   struct relua_StoreLock *locks;   /* held, freed by close */
+  unsigned prepared;  /* which of the statements below this connection has prepared */
+  /* the watcher (while a lock is held): its thread, socket, wake-up pipe, message */
+  int watching, watch_sock, watch_wake[2];
+  pthread_t watch_thread;
+  char watch_msg[512];
 } PgStore;
 
 /* A held ticket lock: the session holds the advisory lock; this names it. */
@@ -163,17 +171,12 @@ static int fail_lost(lua_State *L, PgStore *s, const char *ticket) {
 */
 static int query(lua_State *L, PgStore *s, const char *ticket, const char *what,
                  const char *sql, int n, const char *const *vals, const int *lens,
-                 PGresult **out) {
-  PGresult *res;
-  int fmts[8], ls[8], i;
-  ExecStatusType st;
-  if (lost(s)) return fail_lost(L, s, ticket);
-  for (i = 0; i < n && i < 8; i++) {
-    fmts[i] = 1;
-    ls[i] = lens ? lens[i] : (int)strlen(vals[i]);
-  }
-  res = n > 0 ? PQexecParams(s->conn, sql, n, NULL, vals, ls, fmts, 0) : PQexec(s->conn, sql);
-  st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+                 PGresult **out);
+
+/* What query and run_prepared do with a result: OK with *out set, or the failure. */
+static int finish(lua_State *L, PgStore *s, const char *ticket, const char *what,
+                  PGresult *res, PGresult **out) {
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
     *out = res;
     return RELUA_STORE_OK;
@@ -186,6 +189,82 @@ static int query(lua_State *L, PgStore *s, const char *ticket, const char *what,
   fail(L, s, RELUA_STORE_ERROR, what, res);
   PQclear(res);
   return RELUA_STORE_ERROR;
+}
+
+static void param_formats(int n, const char *const *vals, const int *lens, int *fmts, int *ls) {
+  int i;
+  for (i = 0; i < n && i < 8; i++) {
+    fmts[i] = 1;
+    ls[i] = lens ? lens[i] : (int)strlen(vals[i]);
+  }
+}
+
+static int query(lua_State *L, PgStore *s, const char *ticket, const char *what,
+                 const char *sql, int n, const char *const *vals, const int *lens,
+                 PGresult **out) {
+  int fmts[8], ls[8];
+  if (lost(s)) return fail_lost(L, s, ticket);
+  param_formats(n, vals, lens, fmts, ls);
+  return finish(L, s, ticket, what,
+                n > 0 ? PQexecParams(s->conn, sql, n, NULL, vals, ls, fmts, 0)
+                      : PQexec(s->conn, sql), out);
+}
+
+/*
+** The statements a run sends for every event and state change, prepared once per
+** connection (parsed and planned once, not per event).
+**
+** An event that records no state change (append: r:log, r:act, a skipped phase...) commits
+** with synchronous_commit off, set for its own transaction only: it is committed, visible
+** and ordered when the call returns, and durable on the server's disk a moment later (the
+** WAL writer, within 3 x wal_writer_delay: 0.6 s by default), and at the latest with the
+** next state change, whose synchronous commit flushes the log up to it. A crash of the
+** runner loses nothing; a crash of the server can lose such events of the last moment,
+** never a state change nor the events committed with one, and never out of order. Without
+** that, every event waits for the server's fsync (milliseconds on a shared disk).
+*/
+enum { PREP_APPEND, PREP_CREATE, PREP_REPLACE, NPREP };
+static const struct { const char *name, *sql; int n; } prepared[NPREP] = {
+  {"relua_append", /* $1 ticket, $2 the event lines */
+    "with c as (select set_config('synchronous_commit', 'off', true)), "
+    "t as (insert into relua.tickets as t (ticket, nevents) values ($1, 1) "
+    "on conflict (ticket) do update set nevents = t.nevents + 1 returning nevents) "
+    "insert into relua.events (ticket, seq, data) select $1, nevents, $2 from t, c", 2},
+  {"relua_create", /* $1 ticket, $2 state, $3 event or null: the first state */
+    "with t as (insert into relua.tickets as t (ticket, version, state, nevents) "
+    "values ($1, 1, $2, case when $3::text is null then 0 else 1 end) "
+    "on conflict (ticket) do update set version = t.version + 1, state = excluded.state, "
+    "nevents = t.nevents + excluded.nevents, updated = now() "
+    "where t.state is null returning version, nevents), "
+    "e as (insert into relua.events (ticket, seq, data) "
+    "select $1, nevents, $3 from t where $3::text is not null) "
+    "select version from t", 3},
+  {"relua_replace", /* $1 ticket, $2 state, $3 event or null, $4 the expected version */
+    "with t as (update relua.tickets set version = version + 1, state = $2, "
+    "nevents = nevents + case when $3::text is null then 0 else 1 end, updated = now() "
+    "where ticket = $1 and version = $4::text::bigint and state is not null "
+    "returning version, nevents), "
+    "e as (insert into relua.events (ticket, seq, data) "
+    "select $1, nevents, $3 from t where $3::text is not null) "
+    "select version from t", 4},
+};
+
+/* Runs the prepared statement `which` (preparing it on this connection first). */
+static int run_prepared(lua_State *L, PgStore *s, const char *ticket, const char *what,
+                        int which, const char *const *vals, const int *lens, PGresult **out) {
+  int fmts[8], ls[8], n = prepared[which].n, st;
+  if (lost(s)) return fail_lost(L, s, ticket);
+  if (!(s->prepared & (1u << which))) {
+    PGresult *res;
+    st = finish(L, s, ticket, what, PQprepare(s->conn, prepared[which].name,
+                                               prepared[which].sql, n, NULL), &res);
+    if (st != RELUA_STORE_OK) return st;
+    PQclear(res);
+    s->prepared |= 1u << which;
+  }
+  param_formats(n, vals, lens, fmts, ls);
+  return finish(L, s, ticket, what,
+                PQexecPrepared(s->conn, prepared[which].name, n, vals, ls, fmts, 0), out);
 }
 
 /* Runs a statement whose result is not needed; OK or a pushed message. */
@@ -337,11 +416,77 @@ static int ensure_schema(lua_State *L, PgStore *s, int migrate, long *found) {
   return st;
 }
 
+/* ---------------------------------------------------------------- the watcher */
+
+/*
+** While a run holds a ticket, a thread watches the session's socket: when the server
+** closes it (pg_terminate_backend, a shutdown, a restart) or it fails (the TCP keepalives
+** of a dead peer), the run no longer holds the ticket, so it is stopped at once, whatever
+** it is doing (a long r:sh, a sleep, Lua code), not at its next write: relua_cancel
+** interrupts the main thread as SIGTERM does (children killed, the phase cannot catch it)
+** with the error {code="lost"}. The thread only polls (POLLRDHUP: the peer's FIN, never
+** data), so libpq keeps the socket to itself. Stopped before the last lock is released
+** and before the connection is closed.
+*/
+static void *watch_main(void *arg) {
+  PgStore *s = (PgStore *)arg;
+  for (;;) {
+    struct pollfd pfd[2];
+    int r;
+    pfd[0].fd = s->watch_sock;
+    pfd[0].events = POLLRDHUP;
+    pfd[1].fd = s->watch_wake[0];
+    pfd[1].events = POLLIN;
+    pfd[0].revents = pfd[1].revents = 0;
+    r = poll(pfd, 2, -1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 || pfd[1].revents != 0) break;               /* asked to stop */
+    if (pfd[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
+      if (!s->lost) relua_cancel(s->watch_msg);
+      break;
+    }
+  }
+  return NULL;
+}
+
+/* Starts the watcher for the lock on ticket (nothing when it runs already). 0, or -1. */
+static int watch_start(PgStore *s, const char *ticket) {
+  sigset_t all, old;
+  int rc;
+  if (s->watching) return 0;
+  s->watch_sock = PQsocket(s->conn);
+  if (s->watch_sock < 0 || pipe2(s->watch_wake, O_CLOEXEC) != 0) return -1;
+  snprintf(s->watch_msg, sizeof s->watch_msg, "the connection to the store %s was lost: this "
+           "run no longer holds ticket %s and records nothing more; the ticket is resumable: "
+           "run the same command again (on any runner)", s->where, ticket);
+  sigfillset(&all);                 /* the thread takes no signal: they are the main thread's */
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  rc = pthread_create(&s->watch_thread, NULL, watch_main, s);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    close(s->watch_wake[0]);
+    close(s->watch_wake[1]);
+    return -1;
+  }
+  s->watching = 1;
+  return 0;
+}
+
+static void watch_stop(PgStore *s) {
+  if (!s->watching) return;
+  while (write(s->watch_wake[1], "x", 1) < 0 && errno == EINTR) {}
+  pthread_join(s->watch_thread, NULL);
+  close(s->watch_wake[0]);
+  close(s->watch_wake[1]);
+  s->watching = 0;
+}
+
 /* ---------------------------------------------------------------- opening and closing */
 
 static void pg_close(relua_Store *base) {
   PgStore *s = (PgStore *)base;
   if (s == NULL) return;
+  watch_stop(s);                            /* before its socket closes */
   if (s->conn != NULL) PQfinish(s->conn);   /* the session ends: its locks go with it */
   while (s->locks != NULL) {
     relua_StoreLock *next = s->locks->next;
@@ -371,14 +516,15 @@ static void quiet(void *arg, const char *message) {
   (void)message;
 }
 
-static int open_store(lua_State *L, const char *url, int migrate, long *found,
-                      relua_Store **out) {
-  const char *kw[12], *val[12], *home = getenv("RELUA_HOME");
+static int open_store(lua_State *L, const char *url, const char *home, int migrate,
+                      long *found, relua_Store **out) {
+  const char *kw[12], *val[12];
   int n = 0, st;
   PgStore *s = calloc(1, sizeof *s);
   if (s == NULL) return luaL_error(L, "store: out of memory");
   s->base.ops = &pg_ops;
   s->where = display_url(url);
+  if (home == NULL || *home == '\0') home = getenv("RELUA_HOME");
   s->home = strdup(home != NULL && *home != '\0' ? home : ".relua");
   if (s->where == NULL || s->home == NULL) {
     pg_close(&s->base);
@@ -417,9 +563,9 @@ static int open_store(lua_State *L, const char *url, int migrate, long *found,
   return RELUA_STORE_OK;
 }
 
-static int pg_open(lua_State *L, const char *url, relua_Store **out) {
+static int pg_open(lua_State *L, const char *url, const char *home, relua_Store **out) {
   long found;
-  return open_store(L, url, 0, &found, out);
+  return open_store(L, url, home, 0, &found, out);
 }
 
 static int pg_describe(relua_Store *base, lua_State *L) {
@@ -489,6 +635,14 @@ static int pg_lock(relua_Store *base, lua_State *L, const char *ticket, const ch
     if (st != RELUA_STORE_OK) break;
     if (PQntuples(res) == 1) {
       PQclear(res);
+      if (watch_start(s, ticket) != 0) {   /* a run must not outlive its lock unnoticed */
+        PQclear(PQexecParams(s->conn, "select pg_advisory_unlock(" TICKET_KEY ")", 1, NULL,
+                             vals, NULL, NULL, 0));
+        free(l);
+        lua_pushfstring(L, "store %s: cannot watch the connection that holds ticket %s: %s",
+                        s->where, ticket, strerror(errno));
+        return RELUA_STORE_ERROR;
+      }
       l->next = s->locks;
       s->locks = l;
       *lk = l;
@@ -521,6 +675,7 @@ static void pg_unlock(relua_Store *base, relua_StoreLock *lk) {
   for (p = &s->locks; *p != NULL && *p != lk; p = &(*p)->next) {}
   if (*p == NULL) return;                  /* not ours (or released already) */
   *p = lk->next;
+  if (s->locks == NULL) watch_stop(s);     /* the run lets go: a loss now is no loss */
   vals[0] = lk->ticket;
   if (!lost(s)) {          /* else the session, and its lock, are gone already */
     res = PQexecParams(s->conn, "select pg_advisory_unlock(" TICKET_KEY ")", 1, NULL, vals,
@@ -587,25 +742,8 @@ static int pg_replace(relua_Store *base, lua_State *L, relua_StoreLock *lk, cons
   }
   relua_store_crash(L, "state-saved");
   relua_store_crash(L, "log-event");
-  if (expect == 0)
-    st = query(L, s, ticket, "replacing a ticket's state",
-      "with t as (insert into relua.tickets as t (ticket, version, state, nevents) "
-      "values ($1, 1, $2, case when $3::text is null then 0 else 1 end) "
-      "on conflict (ticket) do update set version = t.version + 1, state = excluded.state, "
-      "nevents = t.nevents + excluded.nevents, updated = now() "
-      "where t.state is null returning version, nevents), "
-      "e as (insert into relua.events (ticket, seq, data) "
-      "select $1, nevents, $3 from t where $3::text is not null) "
-      "select version from t", 3, vals, lens, &res);
-  else
-    st = query(L, s, ticket, "replacing a ticket's state",
-      "with t as (update relua.tickets set version = version + 1, state = $2, "
-      "nevents = nevents + case when $3::text is null then 0 else 1 end, updated = now() "
-      "where ticket = $1 and version = $4::text::bigint and state is not null "
-      "returning version, nevents), "
-      "e as (insert into relua.events (ticket, seq, data) "
-      "select $1, nevents, $3 from t where $3::text is not null) "
-      "select version from t", 4, vals, lens, &res);
+  st = run_prepared(L, s, ticket, "replacing a ticket's state",
+                    expect == 0 ? PREP_CREATE : PREP_REPLACE, vals, lens, &res);
   if (st != RELUA_STORE_OK) return st;
   if (PQntuples(res) == 1) {
     *version = value64(res, 0, 0);
@@ -620,22 +758,22 @@ static int pg_replace(relua_Store *base, lua_State *L, relua_StoreLock *lk, cons
 }
 
 static int pg_append(relua_Store *base, lua_State *L, relua_StoreLock *lk, const char *ticket,
-                     const char *data, size_t len) {
+                     const char *data, size_t len, int sync) {
   PgStore *s = (PgStore *)base;
+  PGresult *res;
   const char *vals[2];
-  int lens[2];
-  (void)lk;
+  int lens[2], st;
+  (void)sync;  /* every event commits asynchronously (see prepared[] above) */
   if (len > 0x7fffffff) {
     lua_pushfstring(L, "store %s: an event of ticket %s is too large", s->where, ticket);
     return RELUA_STORE_ERROR;
   }
   vals[0] = ticket; lens[0] = (int)strlen(ticket);
   vals[1] = data;   lens[1] = (int)len;
-  return command(L, s, lk ? ticket : NULL, "recording an event",
-    "with t as (insert into relua.tickets as t (ticket, nevents) values ($1, 1) "
-    "on conflict (ticket) do update set nevents = t.nevents + 1 returning nevents) "
-    "insert into relua.events (ticket, seq, data) select $1, nevents, $2 from t",
-    2, vals, lens);
+  st = run_prepared(L, s, lk ? ticket : NULL, "recording an event", PREP_APPEND, vals, lens,
+                    &res);
+  if (st == RELUA_STORE_OK) PQclear(res);
+  return st;
 }
 
 static int pg_events(relua_Store *base, lua_State *L, const char *ticket) {
@@ -764,7 +902,7 @@ static const relua_StoreOps pg_ops = {
 static int pg_migrate(lua_State *L, const char *url, int64_t *found, int64_t *now) {
   relua_Store *st = NULL;
   long v = 0;
-  int status = open_store(L, url, 1, &v, &st);
+  int status = open_store(L, url, NULL, 1, &v, &st);
   if (status != RELUA_STORE_OK) return status;
   pg_close(st);
   *found = v;

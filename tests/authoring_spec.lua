@@ -116,6 +116,70 @@ describe("relua check", function()
   end)
 end)
 
+describe("relua check: unreachable --from", function()
+  after_each(h.cleanup)
+
+  local RECIPE = [[return { name = "abc", phases = {
+    { name = "a", run = function() end },
+    { name = "b", run = function() if io.open("broken") then error("b broke") end end },
+    { name = "c", run = function() end } } }]]
+
+  local function pb(id, symptom, resume)
+    return string.format("return { id = %q, symptom = %s, resume = %s }", id, symptom, resume and string.format("%q", resume) or "nil")
+  end
+
+  it("the phase each playbook of the recipe resumes at after the failure it matches", function()
+    local d = h.tmpdir()
+    h.spit(d .. "/r.lua", RECIPE)
+    assert(os.execute("mkdir " .. h.quote(d .. "/playbooks")))
+    h.spit(d .. "/playbooks/fine.lua", pb("fine", '{ phase = "b" }', "a"))
+    h.spit(d .. "/playbooks/ahead.lua", pb("ahead", '{ phase = "a" }', "c"))
+    h.spit(d .. "/playbooks/gone.lua", pb("gone", '{ message = "x" }', "deploy"))
+    h.spit(d .. "/playbooks/never.lua", pb("never", '{ phase = "deploy" }', nil))
+    local env = { RELUA_PLAYBOOKS = false, RELUA_HOME = false }
+    local r = h.relua({ "check", "r.lua" }, { cwd = d, env = env })
+    assert.are.equal(2, r.code, r.stdout)
+    assert.matches("r.lua: playbook ahead (" .. d .. "/playbooks/ahead.lua:1) resumes at phase c after a failure in "
+      .. "phase a: --from=c is unreachable: cannot start at phase c: the earlier phase a is not done (failed)\n", r.stderr, 1, true)
+    assert.matches("r.lua: playbook gone (" .. d .. "/playbooks/gone.lua:1) resumes at phase deploy (--from=deploy), "
+      .. "which the recipe does not have: the phases are a, b, c\n", r.stderr, 1, true)
+    assert.matches("r.lua: playbook never (" .. d .. "/playbooks/never.lua:1): its symptom's phase deploy is no phase "
+      .. "of the recipe, so it never matches", r.stderr, 1, true)
+    assert.is_nil(r.stderr:find("playbook fine", 1, true))
+    assert.matches("r.lua: 3 problems; nothing was run\n$", r.stderr)
+    -- shared playbooks (RELUA_PLAYBOOKS) apply only when their symptom names a phase of this recipe
+    assert(os.execute("mv " .. h.quote(d .. "/playbooks") .. " " .. h.quote(d .. "/shared")))
+    env.RELUA_PLAYBOOKS = d .. "/shared"
+    r = h.relua({ "check", "r.lua" }, { cwd = d, env = env })
+    assert.are.equal(2, r.code)
+    assert.matches("playbook ahead", r.stderr, 1, true)
+    assert.matches("r.lua: 1 problem; nothing was run\n$", r.stderr)
+  end)
+
+  it("--from with --ticket: the runner's own rule on the ticket's recorded phases", function()
+    local d = h.tmpdir()
+    h.spit(d .. "/r.lua", RECIPE)
+    local env = { RELUA_PLAYBOOKS = false, RELUA_HOME = false, RELUA_STORE = false }
+    local r = h.relua({ "check", "r.lua", "--from=b", "--ticket=T1" }, { cwd = d, env = env })
+    assert.are.equal(2, r.code)
+    assert.matches("r.lua: --from=b is unreachable for a new ticket T1: cannot start at phase b: the earlier phase a "
+      .. "is not done (pending) (run the release without --from to continue where it stopped, or use --from=a)\n", r.stderr, 1, true)
+    h.spit(d .. "/broken", "")
+    assert.are.equal(1, h.relua({ "r.lua", "T1" }, { cwd = d, env = env }).code)
+    r = h.relua({ "check", "r.lua", "--from=b", "--ticket=T1" }, { cwd = d, env = env })
+    assert.are.equal(0, r.code, r.stderr)
+    r = h.relua({ "check", "r.lua", "--from=c", "--ticket=T1" }, { cwd = d, env = env })
+    assert.are.equal(2, r.code)
+    assert.matches("--from=c is unreachable for the recorded ticket T1: cannot start at phase c: the earlier phase b "
+      .. "is not done (failed)", r.stderr, 1, true)
+    -- what check says is what the run does
+    local run = h.relua({ "r.lua", "T1", "--from=c" }, { cwd = d, env = env })
+    assert.are.equal(2, run.code)
+    assert.matches("the earlier phase b is not done (failed)", run.stderr, 1, true)
+    assert.are.equal(2, h.relua({ "check", "r.lua", "--ticket=T1" }, { cwd = d, env = env }).code)
+  end)
+end)
+
 describe("shell completion", function()
   after_each(h.cleanup)
 

@@ -82,7 +82,8 @@ describe("doc/ci.md", function()
     -- one group per phase that ran, the failed one closed too
     assert.matches("::group::phase build\nphase build: running\n.-::endgroup::\n::group::phase publish\n", r.stdout)
     assert.matches("::error title=relua%3A run of phase publish failed (rc=1)::recipes/release.lua:6: the index refused the upload"
-      .. "%0AResume: relua recipes/release.lua 1.2.0 --from=publish. Roll back: relua revert 1.2.0.\n", r.stdout, 1, true)
+      .. "%0Arelease failed in phase publish (rc=1). Resume: relua recipes/release.lua 1.2.0 --from=publish. "
+      .. "Roll back: relua revert 1.2.0.", r.stdout, 1, true)
     assert.is_nil(r.stdout:find("::group::phase tag", 1, true))
     -- the status step ran after the failure and wrote its file
     assert.are.equal(0, steps.Status.code, steps.Status.stderr)

@@ -36,7 +36,7 @@ describe("relua.forge (GitHub)", function()
     assert.are.equal("existing", how2)
     assert.are.equal(rel.id, again.id)
     -- a draft (invisible by tag): the POST answers 422 already_exists, the list finds it
-    local draft = gh:release("v1.1.0", { draft = true })
+    local draft = gh:release("v1.1.0", { draft = true, notes = false })
     assert.is_true(draft.draft)
     local done, how3 = gh:release("v1.1.0")
     assert.are.equal("completed", how3)
@@ -44,8 +44,49 @@ describe("relua.forge (GitHub)", function()
     assert.is_false(done.draft)
   end)
 
+  it("a release's notes default to the generated notes of the commits since the last release tag", function()
+    local fix = require "support.gitfix"
+    local repo = fix.repo(fix.tmpdir() .. "/app")
+    fix.git(repo, "tag", "v5.0.0")
+    fix.commit(repo, "feat(api): add the widget")
+    fix.commit(repo, "fix: stop the leak")
+    fix.commit(repo, "docs: reword")
+    fix.git(repo, "tag", "v5.1.0")
+    fix.commit(repo, "feat!: drop the old flag")
+    -- an existing tag: its commit, since the last release before it (not since itself)
+    local cli = h.relua({ "version", "notes", "--tag=v5.1.0", "--repo=" .. repo })
+    assert.are.equal(0, cli.code, cli.stderr)
+    local rel, how = gh:release("v5.1.0", { git = repo })
+    assert.are.equal("created", how)
+    assert.are.equal(cli.stdout, rel.body)
+    assert.matches("^## 5%.1%.0 %(", rel.body)
+    assert.matches("### Features\n\n* **api:** add the widget ", rel.body, 1, true)
+    assert.matches("### Bug Fixes\n\n* stop the leak ", rel.body, 1, true)
+    assert.not_matches("drop the old flag", rel.body, 1, true)
+    assert.not_matches("reword", rel.body, 1, true)
+    -- stored on the forge as sent
+    assert.are.equal(cli.stdout, gh:find_release("v5.1.0").body)
+    -- a tag not made yet: HEAD, since v5.1.0; notes options (a link base) pass through
+    local next_rel = gh:release("v6.0.0-rc.1", { git = repo, notes = { commit_url = "https://x.test/c/" }, draft = true })
+    assert.matches("BREAKING CHANGES\n\n* drop the old flag\n", next_rel.body, 1, true)
+    assert.matches("](https://x.test/c/", next_rel.body, 1, true)
+    assert.not_matches("widget", next_rel.body, 1, true)
+    -- an existing release keeps its notes; a body or notes = false wins over the generator
+    assert.are.equal(cli.stdout, gh:release("v5.1.0", { git = repo, body = "other" }).body)
+    assert.are.equal("hand-written", gh:release("v5.2.0", { git = repo, body = "hand-written", draft = true }).body)
+    -- no repository to read: a clear error before anything is created
+    local before = #server.stats().log
+    local ok, e = pcall(gh.release, gh, "v7.0.0", { git = dir })
+    assert.is_false(ok)
+    assert.are.equal("notes", e.code)
+    assert.matches("the release notes of v7.0.0", e.message, 1, true)
+    assert.matches("notes = false", e.hint, 1, true)
+    for i = before + 1, #server.stats().log do assert.not_matches("^POST", server.stats().log[i]) end
+    fix.cleanup()
+  end)
+
   it("publishes assets by digest: published, then skipped_existing with no upload; other bytes are immutable", function()
-    local rel = gh:release("v2.0.0")
+    local rel = gh:release("v2.0.0", { notes = false })
     local a = h.spit(fs.join(dir, "lib-2.0.0.tar.gz"), string.rep("a", 5000))
     local r = gh:assets(rel, { a })
     assert.are.equal("published", r[1].status)
@@ -62,7 +103,7 @@ describe("relua.forge (GitHub)", function()
   end)
 
   it("a connection dropped mid-upload: exactly one asset afterwards", function()
-    local rel = gh:release("v3.0.0")
+    local rel = gh:release("v3.0.0", { notes = false })
     local a = h.spit(fs.join(dir, "big.bin"), string.rep("x", 300000))
     server.fail({ prefix = "/repos/acme/lib/releases/" .. rel.id .. "/assets", method = "POST",
                   action = "reset_mid_upload", starter = true })
@@ -127,7 +168,7 @@ describe("relua.forge (GitHub)", function()
     assert.matches("HTTP 401: Bad credentials", e.message, 1, true)
     assert.not_matches("ghp_wrong", e.message, 1, true)
     server.fail({ prefix = "/repos/acme/lib/releases", kind = "nothing", status = 403 })
-    local ok2, e2 = pcall(gh.release, gh, "v9.9.9")
+    local ok2, e2 = pcall(gh.release, gh, "v9.9.9", { notes = false })
     assert.is_false(ok2)
     assert.are.equal("auth", e2.code)
   end)
@@ -158,8 +199,8 @@ describe("relua.forge (Gitea /api/v1)", function()
 
   it("speaks Gitea: token auth, 409 conflicts, multipart assets without digest (hashed by download)", function()
     assert.are.equal("gitea", gt.kind)
-    local rel = gt:release("v1.0.0")
-    local draft = gt:release("v1.1.0", { draft = true })
+    local rel = gt:release("v1.0.0", { notes = false })
+    local draft = gt:release("v1.1.0", { draft = true, notes = false })
     assert.are.equal("completed", select(2, gt:release("v1.1.0")))
     assert.is_true(draft.draft)
     local a = h.spit(fs.join(dir, "lib-1.0.0.zip"), string.rep("z", 1000))
@@ -192,7 +233,7 @@ describe("relua.forge as a publish target", function()
     local script = h.spit(fs.join(dir, "t.lua"), [[
       local targets = require "relua.publish.targets"
       local T = { { name = "github", role = "primary", adapter = "forge", artifacts = { arg[1] },
-        opts = { api = arg[2], repo = "acme/tool", tag = "v1.0", confirm_timeout = 2 },
+        opts = { api = arg[2], repo = "acme/tool", tag = "v1.0", confirm_timeout = 2, release_opts = { notes = false } },
         secrets = { token = "ACME_FORGE_TOKEN" } } }
       for _ = 1, 2 do
         local rec = targets.publish(nil, T)

@@ -172,3 +172,35 @@ describe("pypi_server.py --warehouse (duplicates answered as pypi.org does)", fu
     assert.are.equal(fs.digest(whl, "sha256"), doc.files[1].hashes.sha256)
   end)
 end)
+
+describe("pypi_server.py going down and coming back (make demo's outage)", function()
+  it("exits on the injected upload, refuses connections, and serves what it held once restarted on its storage", function()
+    local dir = assert(fs.tmpdir("relua-pypi-spec-"))
+    local storage = fs.join(dir, "storage")
+    local server = reg.pypi({ storage = storage })
+    local ok, e = pcall(function()
+      local whl = reg.build_dists(dir, { "down-pkg", "1.0" })[1]
+      local sdist = reg.build_dists(dir, { "down-pkg", "1.0" }, { sdist = true })[1]
+      server.fail({ action = "exit", prefix = "/legacy/", count = 1, skip = 1 })
+      assert.are.equal(0, twine(server, { whl }).code)
+      assert.are_not.equal(0, twine(server, { sdist }).code)
+      local resp, msg = http.get(server.index, { retry = false, progress = false })
+      assert.is_nil(resp)
+      assert.matches("connection refused", msg, 1, true)
+      local port, password = server.port, server.password
+      server.stop()
+      server = reg.pypi({ storage = storage, port = port, password = password })
+      assert.are.equal(port, server.port)
+      local _, doc = simple_json(server, "down-pkg")
+      assert.are.same({ "down_pkg-1.0-py3-none-any.whl" }, (function()
+        local t = {}
+        for i, f in ipairs(doc.files) do t[i] = f.filename end
+        return t
+      end)())
+      assert.are.equal(0, twine(server, { sdist }).code)
+    end)
+    server.stop()
+    fs.remove(dir, { recursive = true })
+    if not ok then error(e, 0) end
+  end)
+end)

@@ -2,7 +2,6 @@
 -- relua.ticket (what `relua status` and the REPL's ticket() read).
 local h = require "support.h"
 local S = require "support.release"
-local json = require "relua.json"
 local release = require "relua.release"
 local ticket = require "relua.ticket"
 
@@ -12,17 +11,17 @@ local function execute(recipe, tk, opts)
   opts = opts or {}
   local s = opts.sandbox or S.sandbox()
   local path = s:write("recipe.lua", "-- stands in for the recipe table\n")
+  s.rel = s.dir .. "/home/releases"
   local said, complained = {}, {}
   local old = release.complain
   release.complain = function(l) complained[#complained + 1] = l end
   local ok, rc = pcall(release.execute, {
     recipe = release.validate(recipe, path), path = s:path(path), ticket = tk or "T",
-    home = s.dir .. "/home", dry_run = opts.dry_run, from = opts.from,
+    home = s.dir .. "/home", store_url = s.store_url, dry_run = opts.dry_run, from = opts.from,
     say = function(l) said[#said + 1] = l end,
   })
   release.complain = old
   if not ok then error(rc, 0) end
-  s.rel = s.dir .. "/home/releases"
   return rc, table.concat(said, "\n"), table.concat(complained, "\n"), s
 end
 
@@ -40,7 +39,7 @@ describe("r.state", function()
     local seen
     local rc = execute(phases(function(r)
       r.state.BASE_SHA = "abc"
-      seen = json.decode(h.slurp(s.dir .. "/home/releases/T.json")).state.BASE_SHA
+      seen = assert(s:store():read("T")).state.BASE_SHA   -- another reader sees it
       r.state.COUNT = 3
       r.state.LIST = { "a", "b" }
       r.state.COUNT = nil
@@ -49,7 +48,7 @@ describe("r.state", function()
     assert.are.equal("abc", seen)
     local st = s:state("T").state
     assert.same({ BASE_SHA = "abc", LIST = { "a", "b" } }, st)
-    assert.matches("phase=p1 event=state key=BASE_SHA", s:read("home/releases/T.log"))
+    assert.matches("phase=p1 event=state key=BASE_SHA", s:log_text("T"))
   end)
 
   it("reads back, iterates, and refuses what JSON cannot hold (state unchanged)", function()
@@ -118,7 +117,7 @@ describe("r:step", function()
     local steps = s:state("T").steps
     assert.are.equal("p1", steps.k1.phase)
     assert.matches("^%d%d%d%d%-", steps.k1.at)
-    local log = s:read("home/releases/T.log")
+    local log = s:log_text("T")
     assert.matches("phase=p1 event=step key=k1 status=done", log)
     assert.matches("phase=p1 event=step key=k1 status=reused", log)
   end)
@@ -135,7 +134,7 @@ describe("r:step", function()
     end)
     assert.are.equal(1, execute(recipe, "T", { sandbox = s }))
     assert.is_nil(s:state("T").steps.flaky)
-    assert.matches('event=step key=flaky status=failed msg="[^"]*network down"', s:read("home/releases/T.log"))
+    assert.matches('event=step key=flaky status=failed msg="[^"]*network down"', s:log_text("T"))
     assert.are.equal(0, execute(recipe, "T", { sandbox = s }))
     assert.are.equal(2, calls)
     assert.are.equal("ok", s:state("T").steps.flaky.result)
@@ -227,7 +226,7 @@ describe("r:act", function()
     rc, said = execute(recipe, "T", { sandbox = s })
     assert.are.equal(0, rc)
     assert.are.equal(1, done)
-    assert.matches('phase=p1 event=act msg="push tag v1"', s:read("home/releases/T.log"))
+    assert.matches('phase=p1 event=act msg="push tag v1"', s:log_text("T"))
   end)
 end)
 
@@ -247,7 +246,7 @@ describe("r:include and r:log", function()
     assert.are.equal(0, rc)
     assert.are.equal("ab", s:state("1234").state.ORDER)
     assert.same({ s.dir .. "/releases/1234-a.lua", s.dir .. "/releases/1234-b.lua" }, files)
-    local log = s:read("home/releases/1234.log")
+    local log = s:log_text("1234")
     assert.matches("event=include file=" .. s.dir:gsub("%p", "%%%0") .. "/releases/1234%-a%.lua", log)
     assert.matches('phase=p1 event=log msg="included 2 files"', log)
   end)
@@ -290,7 +289,9 @@ describe("relua.ticket", function()
   it("loads a ticket's state and log as tables", function()
     local s = S.sandbox()
     execute(phases(function(r) r.state.A = 1 end, function() error('with "quotes" and\nnewline') end), "42", { sandbox = s })
-    local t = assert(ticket.load("42", { home = s.dir .. "/home" }))
+    -- where the sandbox's runs went: its home folder, or the store RELUA_TEST_STORE names
+    local where = s.store_url and { store = s:store() } or { home = s.dir .. "/home" }
+    local t = assert(ticket.load("42", where))
     assert.are.equal("42", t.id)
     assert.are.equal(1, t.state.state.A)
     assert.are.equal("failed", t.summary.status)
@@ -301,12 +302,12 @@ describe("relua.ticket", function()
     assert.are.equal(1, last.rc)
     assert.matches('with "quotes" and\nnewline', last.msg)
     assert.matches("^%d%d%d%d%-%d%d%-%d%dT", last.time)
-    local none, err, code = ticket.load("43", { home = s.dir .. "/home" })
+    local none, err, code = ticket.load("43", where)
     assert.is_nil(none)
     assert.are.equal("ENOENT", code)
     assert.matches("no release recorded for ticket 43", err)
     assert.are.equal("EINVAL", select(3, ticket.load("../x")))
-    local list = ticket.list({ home = s.dir .. "/home" })
+    local list = ticket.list(where)
     assert.are.equal(1, #list)
     assert.are.equal("42", list[1].ticket)
   end)

@@ -127,6 +127,17 @@ describe("relua RECIPE TICKET", function()
     assert.are.equal("migrate\nticket\nverify\n", s:read("ran.txt"))
     local lines = s:log_lines("1234")
     assert.matches(" event=nothing%-to%-do recipe=release%.lua sha256=%x+$", lines[#lines])
+    -- that event records no change: written whole, but a no-op re-run waits for no disk flush
+    local traced = h.sh(string.format("strace -f -qq -o sync.txt -e trace=fsync,fdatasync,syncfs,sync_file_range "
+      .. "%s release.lua 1234; exit $?", h.quote(S.bin())), { cwd = s.dir, env = { RELUA_HOME = false,
+      RELUA_TEST_CRASH_AT = false, RELUA_STORE = s.store_url or false,
+      -- LeakSanitizer cannot run under ptrace: the ASan pass checks leaks everywhere else
+      ASAN_OPTIONS = (os.getenv("ASAN_OPTIONS") or "") .. ":detect_leaks=0" } })
+    assert.are.equal(0, traced.code, traced.stderr)
+    assert.are.equal("", s:read("sync.txt"))
+    local after = s:log_lines("1234")
+    assert.are.equal(#lines + 1, #after)
+    assert.matches(" event=nothing%-to%-do recipe=release%.lua sha256=%x+$", after[#after])
   end)
 
   it("--from=PHASE re-runs that phase and the rest, and needs every earlier phase done", function()

@@ -35,7 +35,7 @@ local function world()
     return assert(d:commit(msg or "change", paths, { author = AUTHOR })), assert(d:push("origin", { branch }))
   end
   function w.run(args, env)
-    local e = { RELEASE_BRANCH = branch, RELUA_HOME = s.dir .. "/home" }
+    local e = { RELEASE_BRANCH = branch, RELUA_HOME = s.dir .. "/home", RELUA_STORE = s.store_url or false }
     for k, v in pairs(env or {}) do e[k] = v end
     local bin = S.bin()
     local parts = { h.quote(bin) }

@@ -87,9 +87,11 @@ rm -rf "$vglogs"
 # Resident-memory measurements mean nothing under ASan's allocator, and the crash sweep
 # (strace over a real release) is about the ledger, not memory: those run above only.
 run_specs asan build/asan/relua --exclude-tags=rss,sweep
-# The release CLI specs once more, on the PostgreSQL store (a database per sandbox on the
+# The release specs once more, on the PostgreSQL store (a database per sandbox on the
 # suite's own server); those tagged #folder look at the folder store's files.
-RELUA_TEST_STORE=postgres run_specs "relua, postgres store" ./relua --exclude-tags=folder tests/release_cli_spec.lua tests/control_cli_spec.lua
+RELUA_TEST_STORE=postgres run_specs "relua, postgres store" ./relua --exclude-tags=folder \
+  tests/release_cli_spec.lua tests/control_cli_spec.lua tests/recipe_delivery_lane_spec.lua \
+  tests/release_crash_spec.lua tests/release_api_spec.lua tests/release_recipe_spec.lua
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -219,6 +219,13 @@ describe("a lost connection to the store", function()
       end },
     { name = "c", run = function(r) io.open("c-ran", "w"):close() end } } }]]
 
+  -- The two ways to lose the connection: the session terminated, the server restarted.
+  local function terminate(db)
+    srv:psql("select pg_terminate_backend(pid) from pg_stat_activity where datname = '" .. db ..
+      "' and application_name = 'relua'")
+  end
+  local function restart() srv:restart() end
+
   local function cut_and_resume(cut)
     local url, db = srv:database()
     local a = runner({ ["release.lua"] = SRC })
@@ -247,14 +254,78 @@ describe("a lost connection to the store", function()
   end
 
   it("when the session is terminated (pg_terminate_backend): the run stops, the ticket resumes elsewhere", function()
-    cut_and_resume(function(db)
-      srv:psql("select pg_terminate_backend(pid) from pg_stat_activity where datname = '" .. db ..
-        "' and application_name = 'relua'")
-    end)
+    cut_and_resume(terminate)
   end)
 
   it("when the server restarts mid-run: the run stops, the ticket resumes elsewhere", function()
-    cut_and_resume(function() srv:restart() end)
+    cut_and_resume(restart)
+  end)
+
+  -- Phase b waits in a long child process: the run must stop at the loss, not when the
+  -- child ends and the next record fails. The wait's timeout (20 s, under the child's 30 s
+  -- sleep) only guards against a hang.
+  local LONG = [[return { name = "cut", phases = {
+    { name = "a", run = function(r) r.state.A = 1 end },
+    { name = "b", run = function(r)
+        r:sh("echo $$ > child.pid; touch started; sleep 30; touch child-finished")
+        r.state.B = 2
+      end },
+    { name = "c", run = function(r) io.open("c-ran", "w"):close() end } } }]]
+
+  local function cut_during_child(cut)
+    local url, db = srv:database()
+    local a = runner({ ["release.lua"] = LONG })
+    local ha = spawn(a, url, { "release.lua", "L2" })
+    await(a:path("started"))
+    cut(db)
+    local res = ha:wait(20)
+    ha:close()
+    assert.is_false(res.timed_out, "relua went on running after the loss")
+    assert.are.equal(1, res.code, res.stderr)
+    assert.matches("connection to the store postgres://relua@127%.0%.0%.1:%d+/" .. db .. " was lost", res.stderr)
+    assert.matches("no longer holds ticket L2 and records nothing more; the ticket is resumable", res.stderr)
+    -- the phase's child was killed with the run
+    local pid = assert(tonumber(a:read("child.pid"):match("%d+")))
+    assert.are_not.equal(0, h.sh("kill -0 " .. pid .. " 2>/dev/null").code)
+    assert.is_false(a:exists("child-finished"))
+    assert.is_false(a:exists("c-ran"))
+    -- nothing recorded after the loss; phase b is left running: resumable elsewhere
+    local b = runner({ ["release.lua"] = LONG:gsub("sleep 30", "true") })
+    local r = run(b, url, { "status", "L2" })
+    assert.matches("interrupted in phase b", r.stdout)
+    assert.not_matches("phase=b event=failed", run(b, url, { "log", "L2" }).stdout)
+    r = run(b, url, { "release.lua", "L2" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.is_true(b:exists("c-ran"))
+  end
+
+  it("stops a run waiting on a child process at once when its session is terminated", function()
+    cut_during_child(terminate)
+  end)
+
+  it("stops a run waiting on a child process at once when the server restarts", function()
+    cut_during_child(restart)
+  end)
+
+  it("stops a script holding a ticket through relua.core.store, even inside a pcall", function()
+    local url, db = srv:database()
+    local s = runner({ ["hold.lua"] = [[
+local st = assert(require("relua.core.store").open(os.getenv("RELUA_STORE")))
+local lg = assert(st:ledger("H1"))
+io.open("holding", "w"):close()
+pcall(require("relua.proc").sleep, 30)
+io.open("went-on", "w"):close()
+lg:close()
+]] })
+    local hs = spawn(s, url, { "hold.lua" })
+    await(s:path("holding"))
+    terminate(db)
+    local res = hs:wait(20)
+    hs:close()
+    assert.is_false(res.timed_out, "the script went on sleeping after the loss")
+    assert.are.equal(1, res.code, res.stderr)
+    assert.matches("the connection to the store [^\n]* was lost: this run no longer holds ticket H1", res.stderr)
+    assert.is_false(s:exists("went-on"))
   end)
 end)
 

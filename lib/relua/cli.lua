@@ -106,12 +106,16 @@ command {
 
 command {
   name = "version notes", summary = "the next version's release notes (Markdown)",
-  usage = "relua version notes [--commit-url=URL] [--bump=KIND] [--prefix=v] [--from=REV] [--repo=DIR]",
+  usage = "relua version notes [--tag=TAG] [--commit-url=URL] [--bump=KIND] [--prefix=v] [--from=REV] [--repo=DIR]",
   description = "Breaking changes, then Features, Bug Fixes, Performance Improvements and Reverts, "
-    .. "each entry linked to its commit when --commit-url is given.",
-  options = NEXT_OPTIONS,
+    .. "each entry linked to its commit when --commit-url is given. With --tag, the notes of that "
+    .. "release (existing or not yet tagged): the commits since the last release before it, as a "
+    .. "forge release's default notes (doc/forge.md).",
+  options = { { "--tag=TAG", "the notes of this release tag, up to its commit (or --from, or HEAD when it does not exist yet)" },
+    table.unpack(NEXT_OPTIONS) },
   exits = NEXT_EXITS,
-  examples = { "relua version notes --commit-url=https://github.com/me/app/commit/ > NOTES.md" },
+  examples = { "relua version notes --commit-url=https://github.com/me/app/commit/ > NOTES.md",
+               "relua version notes --tag=v1.2.0" },
   run = function(...) return require("relua.versioning").run("notes", ...) end,
 }
 
@@ -178,8 +182,8 @@ command {
 -- The release engine (lib/relua/release.lua).
 command {
   name = "run", summary = "run a release, or continue where it stopped",
-  usage = { "relua run RECIPE TICKET [--from=PHASE] [--dry-run] [--json]",
-    "relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json]" },
+  usage = { "relua run RECIPE TICKET [--from=PHASE] [--dry-run] [--json] [--accept-recipe-change]",
+    "relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json] [--accept-recipe-change]" },
   description = "Runs the recipe's phases in order for TICKET, skipping those already done; a "
     .. "failed phase halts the release and says how to resume or roll back. A second run on the "
     .. "same ticket while one is under way is refused.",
@@ -187,8 +191,11 @@ command {
     { "--from=PHASE", "start at PHASE (every phase before it must be done)" },
     { "--dry-run", "print what would run and what relua's primitives would change; change nothing" },
     { "--json", "print the run's summary as JSON on stdout (doc/json.md); the progress goes to stderr" },
+    { "--accept-recipe-change", "run although the recipe removed or reordered phases the ticket recorded "
+      .. "(or put a new phase before a done one); the change is logged" },
   },
-  exits = { [0] = "every phase done, or nothing to do", [1] = M.EXIT_FAILED, [2] = M.EXIT_CORRUPT,
+  exits = { [0] = "every phase done, or nothing to do", [1] = M.EXIT_FAILED,
+    [2] = M.EXIT_CORRUPT .. ", or the recipe removed or reordered recorded phases (--accept-recipe-change)",
     [3] = M.EXIT_LOCKED .. ", or the recipe's lane is paused (relua controls)", [130] = M.EXIT_INTERRUPTED, [143] = M.EXIT_TERMINATED },
   examples = { "relua run recipes/release.lua 1.4.0", "relua release.lua 1.4.0 --from=publish",
     "relua release.lua 1.4.0 --dry-run" },
@@ -435,14 +442,17 @@ command {
 
 command {
   name = "check", summary = "validate a recipe and its playbooks without running anything",
-  usage = "relua check RECIPE [--from=PHASE]",
+  usage = "relua check RECIPE [--from=PHASE [--ticket=TICKET]]",
   description = "Loads RECIPE with relua's primitives guarded as in a dry run and lists every "
     .. "problem: unknown keys, bad or duplicate phase names, missing run or revert functions, "
-    .. "a --from that names no phase, and the problems of the playbooks in the playbooks/ "
-    .. "folder beside it.",
-  options = { { "--from=PHASE", "also check that PHASE is a phase a run could start from" } },
+    .. "the problems of its playbooks, and every unreachable --from: the phase each playbook "
+    .. "that applies to the recipe resumes at (after the failure it matches, as relua recover "
+    .. "would start there), and the --from given (for --ticket, as the run would decide from "
+    .. "the ticket's recorded phases).",
+  options = { { "--from=PHASE", "also check that PHASE is a phase a run could start from" },
+    { "--ticket=TICKET", "check the --from against this ticket: every phase before it must be done (a new ticket: none is)" } },
   exits = { [0] = "valid", [2] = "problems found (each printed on stderr), or the recipe cannot be read" },
-  examples = { "relua check release.lua", "relua check release.lua --from=publish" },
+  examples = { "relua check release.lua", "relua check release.lua --from=publish --ticket=1.4.0" },
   args = { "recipe" },
   run = function(...) return require("relua.cli.check").command(...) end,
 }

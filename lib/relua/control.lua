@@ -415,10 +415,11 @@ end
 
 --- Unpauses a lane: records a recovery carrying the SHA and reason it resumes, which must
 --- be those of an open pause. opts: lane, sha, reason, by, admit ("descendants" default,
---- "failed", "any"). Returns {record=, effect="resumes", control=, resumed=the pause}; an
+--- "failed", "any"), r (a run's r or a playbook's ctx holding the resumed ticket: its
+--- audit log gets the event through it). Returns {record=, effect="resumes", control=, resumed=the pause}; an
 --- unpause that names no open pause writes nothing and raises (exit 2) explaining the
 --- lane's current control.
----@param opts {lane:string?, sha:string, reason:string, by:string?, admit:string?}
+---@param opts {lane:string?, sha:string, reason:string, by:string?, admit:string?, r:table?}
 ---@return table
 function M.unpause(opts)
   local f = check_request("unpause", opts)
@@ -445,7 +446,7 @@ function M.unpause(opts)
         and "unpause names the SHA and reason of an open pause (relua controls --lane " .. f.lane .. " lists them)"
         or "nothing to unpause" })
   end
-  note_ticket(result.record.ticket, nil, result.record, result.effect)
+  note_ticket(result.record.ticket, opts.r, result.record, result.effect)
   return result
 end
 

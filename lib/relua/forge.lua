@@ -196,9 +196,32 @@ function Client:find_release(tag, repo)
   return nil
 end
 
+-- The notes of a new release: opts.body; else opts.notes() when a function; "" when
+-- opts.notes is false; else the release-notes generator (relua.versioning.release_notes)
+-- over the local repository opts.git (default "."), with opts.notes as its options when a
+-- table: the Conventional Commits since the last release tag before this one.
+local function notes_of(tag, opts)
+  if opts.body ~= nil then return opts.body end
+  local notes = opts.notes
+  if notes == false then return "" end
+  if type(notes) == "function" then return notes() end
+  local nopts = {}
+  for k, v in pairs(type(notes) == "table" and notes or {}) do nopts[k] = v end
+  local text, res, code = require("relua.versioning").release_notes(opts.git or ".", tag, nopts)
+  if not text then
+    err.raise("notes", string.format("forge: the release notes of %s: %s", tag, res),
+      { hint = "pass body = \"...\" (or notes = false for none), or run in the release's git repository (opts.git)" })
+  end
+  return text
+end
+
 --- Get-or-create the release of a tag: an existing one is reused (a draft is completed
 --- unless opts.draft); GitHub's 422 already_exists (Gitea's 409) is resolved by looking.
---- opts: name, body (the notes; or notes = fn() -> string), target (commitish), draft, prerelease.
+--- opts: name, body (the notes), notes (a function -> string; a table of
+--- relua.versioning.release_notes options; false: no notes), git (the local repository the
+--- notes are generated from, default "."), target (commitish), draft, prerelease. Without
+--- body or notes, a created release's notes are the generated notes of the commits since
+--- the last release tag (`relua version notes --tag=TAG`).
 ---@param tag string
 ---@param opts table?
 ---@param repo string?
@@ -208,8 +231,7 @@ function Client:release(tag, opts, repo)
   repo = repo_of(self, repo)
   local rel = self:find_release(tag, repo)
   if not rel then
-    local body = opts.body
-    if body == nil and type(opts.notes) == "function" then body = opts.notes() end
+    local body = notes_of(tag, opts)
     local path = "/repos/" .. repo .. "/releases"
     local resp, msg, code = self:call("POST", path, { json = {
       tag_name = tag, target_commitish = opts.target, name = opts.name or tag, body = body or "",

@@ -4,6 +4,8 @@
 -- "rev"/"r", implicit numbers, "-"/"_" separators, any letter case). The order is the
 -- specification's (and pip's): epoch, release (trailing zeros ignored), then
 -- dev < pre < release < post, then the local version.
+local ordering = require "relua.ordering"
+
 local M = {}
 
 ---@class relua.pep440.Version
@@ -141,10 +143,7 @@ MT.__tostring = V.tostring
 ---@return boolean
 function V:is_prerelease() return self.pre ~= nil or self.dev ~= nil end
 
-local function cmp(x, y)
-  if x == y then return 0 end
-  return x < y and -1 or 1
-end
+local cmp = ordering.cmp
 
 -- The phase of a version among the releases of its number: dev-only < pre < release < post.
 local function pre_key(v)
@@ -185,15 +184,7 @@ local function order(a, b)
   return 0
 end
 
-local function check(v, fname, i)
-  if getmetatable(v) == MT then return v end
-  if type(v) ~= "string" then
-    error(string.format("pep440.%s: bad argument #%d (version expected, got %s)", fname, i, type(v)), 3)
-  end
-  local p, msg = M.parse(v)
-  if not p then error(msg, 3) end
-  return p
-end
+local check = ordering.checker("pep440", MT, M)
 
 --- Compares two versions (strings or parsed): -1, 0 or 1. An invalid string raises.
 ---@param a string|relua.pep440.Version
@@ -203,9 +194,7 @@ function M.compare(a, b)
   return order(check(a, "compare", 1), check(b, "compare", 2))
 end
 
-MT.__eq = function(a, b) return order(a, b) == 0 end
-MT.__lt = function(a, b) return order(check(a, "lt", 1), check(b, "lt", 2)) < 0 end
-MT.__le = function(a, b) return order(check(a, "le", 1), check(b, "le", 2)) <= 0 end
+ordering.operators(MT, order, check)
 
 --- Compares with another version: -1, 0 or 1.
 function V:compare(other) return order(self, check(other, "compare", 1)) end

@@ -349,6 +349,19 @@ local function check_recipe(state, recipe, ticket)
   end
 end
 
+-- A recipe that removed or reordered recorded phases (relua.release.reshape) is refused
+-- unless o.accept_recipe_change; returns the accepted changes (nil when there are none).
+local function check_reshape(o, state, recipe)
+  local reshape = require "relua.release.reshape"
+  local lines = reshape.changes(state.phases, recipe)
+  if #lines == 0 then return nil end
+  if not o.accept_recipe_change then
+    reshape.refuse(o.ticket, lines, "relua " .. quote_arg(o.path) .. " " .. o.ticket
+      .. (o.from and (" --from=" .. quote_arg(o.from)) or ""))
+  end
+  return lines
+end
+
 local function parse_args(args, allowed)
   local o = { positional = {} }
   local i = 1
@@ -391,7 +404,75 @@ local function parse_args(args, allowed)
   return o
 end
 
-local RUN_USAGE = "usage: relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json]"
+-- A state whose recorded phases were changed outside relua (core.edited: they no longer
+-- match the check relua wrote with them, e.g. a failed phase set to done by hand): said on
+-- stderr, and logged when lg (the run's ledger) is given. The run goes on from the file.
+local function warn_edited(store, ticket, state, lg)
+  if not core.edited(state) then return end
+  M.complain(string.format("relua: warning: the state file %s was edited outside relua: its recorded phases "
+    .. "no longer match the check relua wrote with them", store:where(ticket)))
+  M.complain("  relua goes on from the file as it is; if a phase it says is done did not finish, run it again "
+    .. "with --from=PHASE (or restore the file)")
+  if lg then  -- kept in the log; the state is written again with its check (said once)
+    lg:log("state-edited", { file = store:where(ticket) })
+    lg:save()
+  end
+end
+
+-- Phases the last run left `running` because the store refused to record how they ended
+-- (a full disk): the audit log says it (relua.ticket.unrecorded). A failure is recorded
+-- now, with its reason (lg:settle); a finish is said: the phase runs again. Returns the
+-- state to go on with.
+local function settle(lg, store, ticket, state, say)
+  local any = false
+  for _, p in ipairs(state.phases) do any = any or p.status == "running" end
+  if not any then return state end
+  local text = store:events(ticket)
+  if not text then return state end
+  local tk = require "relua.ticket"
+  local log = {}
+  for line in text:gmatch("[^\n]+") do log[#log + 1] = tk.parse_line(line) end
+  local found = tk.unrecorded(state, log)
+  for _, u in ipairs(found) do
+    if u.event == "failed" then
+      lg:settle(u.phase, { rc = u.rc, msg = u.msg, cause = u.cause })
+      say(string.format("note: phase %s failed in the last run (rc=%s: %s)%s; recorded now", u.phase, tostring(u.rc),
+        one_line(u.msg), u.msg == u.cause and ", which could not record it" or
+        ", which could not record it (" .. one_line(u.cause) .. ")"))
+    else
+      say(string.format("note: phase %s finished in the last run, which could not record it (%s); it runs again",
+        u.phase, one_line(u.cause)))
+    end
+  end
+  return #found > 0 and lg:state() or state
+end
+
+-- A phase's end the store refused to record (record_outcome in host/ledger_run.c: a full
+-- disk): says what happened, where it is kept and what to do. Returns the exit status.
+local function unrecorded(o, e, report)
+  M.complain(require("relua.ci").paint("stderr", "red", "relua: " .. e.message))
+  if e.outcome == "failed" and e.reason and e.reason ~= e.cause then
+    M.complain("  the phase failed with: " .. one_line(e.reason))
+  end
+  M.complain(string.format("  the ticket's state keeps the last state recorded (phase %s: running); nothing is half-written", e.phase))
+  M.complain(e.logged and string.format("  what happened is kept in the audit log (relua log %s); the next run and relua status %s say it", o.ticket, o.ticket)
+    or "  the audit log could not be written either: this message is the only record of it")
+  local cmd = "relua " .. quote_arg(o.path) .. " " .. o.ticket
+  local dir = e.cause:match("the state file (/.*)/[^/]*: ") or e.cause:match("the audit log (/.*)/[^/]*: ")
+  local hint = "fix the cause above, then run the release again: " .. cmd
+  if e.cause:find("No space left on device", 1, true) or e.cause:find("Disk quota exceeded", 1, true) then
+    hint = string.format("free space %s, then run the release again: %s", dir and ("on the file system of " .. dir
+      .. " (df -h " .. quote_arg(dir) .. ")") or "where the ledger is kept", cmd)
+  elseif e.cause:find("File too large", 1, true) then
+    hint = "raise the file-size limit (ulimit -f), then run the release again: " .. cmd
+  end
+  M.complain(hint)
+  report:failed(e.phase, 1, e.message, hint)
+  report:finish(1, (o.store:read(o.ticket)), { resume = cmd })
+  return 1
+end
+
+local RUN_USAGE = "usage: relua RECIPE TICKET [--from=PHASE] [--dry-run] [--json] [--accept-recipe-change]"
 
 -- The dry run: reads the ledger (no lock, no writes) and runs the phases that would run
 -- with an r whose state writes, steps and processes only say what they would do.
@@ -404,7 +485,8 @@ local function release_ctx(o, name, rc, msg, state)
 end
 
 --- Runs a release. opts: recipe (validated table), path (as the user gave it), ticket,
---- from, dry_run, home. Returns the exit status (0 done or nothing to do, 1 a phase
+--- from, dry_run, json, accept_recipe_change, home, store_url (home and store_url: see
+--- relua.store.open; the specs' sandboxes). Returns the exit status (0 done or nothing to do, 1 a phase
 --- failed, 130 interrupted, 143 terminated); raises structured errors for usage (2) and refusal (3).
 ---@param o table
 ---@return integer
@@ -412,7 +494,7 @@ function M.execute(o)
   local say = o.say or M.say
   check_ticket(o.ticket)
   local recipe = o.recipe
-  local store = storelib.open(o.home)
+  local store = storelib.open(o.home, o.store_url)
   o.store = store
   local abs = abspath(o.path)
 
@@ -423,7 +505,9 @@ function M.execute(o)
       storelib.fail(err, code)
     end
     if state then
+      warn_edited(store, o.ticket, state)
       check_recipe(state, recipe, o.ticket)
+      check_reshape(o, state, recipe)
       sync_phases(state, recipe)
     end
     local start = start_index(state and state.phases or fresh_phases(recipe), o.from)
@@ -447,6 +531,10 @@ function M.execute(o)
   end
   local guard <close> = lg  -- the lock goes whatever happens below
   local state = lg:state()
+  if state then
+    warn_edited(store, o.ticket, state, lg)
+    state = settle(lg, store, o.ticket, state, say)
+  end
   -- Admission: the recipe's lane's delivery controls (relua.control, doc/controls.md).
   local ok, admitted = pcall(require("relua.control.gate").admission, recipe, o.ticket, state and state.state, store)
   if not ok then
@@ -465,6 +553,7 @@ function M.execute(o)
     lg:log("run", run_fields)
   else
     check_recipe(state, recipe, o.ticket)
+    local accepted = check_reshape(o, state, recipe)
     local gone, reshaped = sync_phases(state, recipe)
     local changed = reshaped or state.recipe.sha256 ~= hash or state.recipe.path ~= abs
       or state.recipe.name ~= recipe.name or state.recipe.fingerprint ~= fingerprint
@@ -475,6 +564,11 @@ function M.execute(o)
         o.ticket, short(state.recipe.sha256), short(hash)))
       state.recipe.previous_sha256 = state.recipe.sha256
       state.recipe.changed = core.now()
+    end
+    if accepted then
+      lg:log("recipe-change-accepted", { changes = table.concat(accepted, "; "), recipe = shown(abs) })
+      say(string.format("note: %s: the recipe's change to the recorded phases of ticket %s is accepted and logged:\n  %s",
+        require("relua.release.reshape").FLAG, o.ticket, table.concat(accepted, "\n  ")))
     end
     if #gone > 0 then
       lg:log("phases-removed", { phases = table.concat(gone, ",") })
@@ -489,7 +583,7 @@ function M.execute(o)
   if start == nil then usage(why, hint) end
   start = start or nil
   if not start then
-    lg:log("nothing-to-do", fields)
+    lg:log("nothing-to-do", fields, false)  -- it records no change: not waited for on disk
     say(nothing_to_do(#recipe.phases, o.ticket))
     report:finish(0, state, { nothing_to_do = true })  -- state: what was just saved
     lg:close()
@@ -529,7 +623,11 @@ function M.execute(o)
       end,
     }
   end
-  local finished, name, rc, msg, perr = lg:run(plan, r, "run", o.from)
+  local ran, finished, name, rc, msg, perr = pcall(lg.run, lg, plan, r, "run", o.from)
+  if not ran then
+    if errors.is(finished) and finished.code == "unrecorded" then return unrecorded(o, finished, report) end
+    error(finished, 0)
+  end
   r.phase, r.out = nil, nil
   if finished then
     -- The ticket's warnings field (doc/publish.md): the fallbacks that did not get the release.
@@ -560,10 +658,14 @@ function M.execute(o)
     M.complain(perr.traceback)
   end
   local ctx = release_ctx(o, name, rc, msg, lg:state())
-  for _, line in ipairs(M.failure_hints(ctx)) do M.complain(line) end
+  local hints = M.failure_hints(ctx)
+  for _, line in ipairs(hints) do M.complain(line) end
   local exit = (rc == 130 or rc == 143) and rc or 1  -- Ctrl-C, SIGTERM
-  report:failed(name, rc, msg, string.format("Resume: %s. Roll back: %s.", ctx.resume, ctx.revert))
-  report:finish(exit, lg:state(), { resume = ctx.resume, revert = ctx.revert })
+  -- the CI annotation and the job summary give the terminal's hints: past the point of no
+  -- return there is no roll back to offer
+  local past = require("relua.release.noreturn").point(recipe, ctx.state) ~= nil
+  report:failed(name, rc, msg, table.concat(hints, "\n"))
+  report:finish(exit, lg:state(), { resume = ctx.resume, revert = not past and ctx.revert or nil, hints = hints })
   lg:close()
   return exit
 end
@@ -575,13 +677,13 @@ end
 function M.main(recipe, path, ...)
   if path == nil then usage("a recipe must be a file", RUN_USAGE) end
   M.validate(recipe, path)
-  local o = parse_args({ ... }, { from = "value", ["dry-run"] = "flag", json = "flag" })
+  local o = parse_args({ ... }, { from = "value", ["dry-run"] = "flag", json = "flag", ["accept-recipe-change"] = "flag" })
   if #o.positional == 0 then usage("no ticket given", RUN_USAGE) end
   if #o.positional > 1 then usage("unexpected argument " .. o.positional[2], RUN_USAGE) end
   if o.json and o["dry-run"] then usage("--json and --dry-run do not go together: a dry run is for reading", RUN_USAGE) end
   return M.execute({
     recipe = recipe, path = path, ticket = o.positional[1], from = o.from,
-    dry_run = o["dry-run"] or false, json = o.json,
+    dry_run = o["dry-run"] or false, json = o.json, accept_recipe_change = o["accept-recipe-change"],
   })
 end
 

@@ -4,6 +4,8 @@
 -- strings. Precedence ignores build metadata (spec item 11). `compare_loose` is the order
 -- of tag names that are not all SemVer ("v1.10", "1.0.0.1", "release-2"): relua.git sorts
 -- tags with it. PEP 440 (Python) versions are relua.pep440's.
+local ordering = require "relua.ordering"
+
 local M = {}
 
 ---@class relua.semver.Version
@@ -94,20 +96,8 @@ function M.valid(s, opts)
   return type(s) == "string" and M.parse(s, opts) ~= nil
 end
 
-local function check(v, fname, i)
-  if getmetatable(v) == MT then return v end
-  if type(v) ~= "string" then
-    error(string.format("semver.%s: bad argument #%d (version expected, got %s)", fname, i, type(v)), 3)
-  end
-  local p, msg = M.parse(v)
-  if not p then error(msg, 3) end
-  return p
-end
-
-local function cmp(x, y)
-  if x == y then return 0 end
-  return x < y and -1 or 1
-end
+local check = ordering.checker("semver", MT, M)
+local cmp = ordering.cmp
 
 -- The precedence of two parsed versions (spec item 11).
 local function precedence(a, b)
@@ -139,9 +129,7 @@ function M.compare(a, b)
   return precedence(check(a, "compare", 1), check(b, "compare", 2))
 end
 
-MT.__eq = function(a, b) return precedence(a, b) == 0 end
-MT.__lt = function(a, b) return precedence(check(a, "lt", 1), check(b, "lt", 2)) < 0 end
-MT.__le = function(a, b) return precedence(check(a, "le", 1), check(b, "le", 2)) <= 0 end
+ordering.operators(MT, precedence, check)
 
 --- The canonical string: "1.2.3-rc.1+build.5".
 ---@return string

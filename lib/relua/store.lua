@@ -15,12 +15,17 @@ M.url = nil
 local EXIT = { usage = 2, unsupported = 2, corrupt = 2, locked = 3 }
 
 --- Opens the store the command works with; raises a structured error when it cannot.
----@param home string?  a relua home folder (overrides everything: the specs' sandbox)
+---@param home string?  a relua home folder (the specs' sandbox): its folder store, unless
+---                     url names another; the phase outputs of a PostgreSQL store go there
+---@param url string?   a store URL (overrides --store and $RELUA_STORE)
 ---@return userdata store relua.core.store.Store
-function M.open(home)
-  local url = M.url
-  if home and home ~= "" then url = "folder:" .. home end
-  local st, err, code = core.open(url)
+function M.open(home, url)
+  if home == "" then home = nil end
+  if not url then
+    url = M.url
+    if home then url = "folder:" .. home end
+  end
+  local st, err, code = core.open(url, home)
   if not st then
     errors.raise(code or "store", err, { exit = EXIT[code] or 1,
       hint = code == "usage" and "set RELUA_STORE (or --store) to a folder or a postgres:// URL" or nil })

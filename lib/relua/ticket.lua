@@ -125,8 +125,34 @@ function M.summary(state, holder)
   return s
 end
 
+--- The phases the state records `running` whose run could not record how they ended
+--- (the store refused the state write: a full disk). The run put the phase's last event
+--- in the audit log alone, with unrecorded="why": {phase=, event= ("failed" or "done"),
+--- rc=, msg=, cause=, time=} for each, in phase order. log: parsed events (parse_line).
+---@param state table
+---@param log table[]
+---@return table[]
+function M.unrecorded(state, log)
+  local running, last, out = {}, {}, {}
+  for _, p in ipairs(state.phases) do
+    if p.status == "running" then running[p.name] = true end
+  end
+  if next(running) == nil then return out end
+  for _, ev in ipairs(log) do
+    if ev.phase and running[ev.phase] then last[ev.phase] = ev end
+  end
+  for _, p in ipairs(state.phases) do
+    local ev = last[p.name]
+    if ev and ev.unrecorded and (ev.event == "failed" or ev.event == "done") then
+      out[#out + 1] = { phase = p.name, event = ev.event, rc = ev.rc, msg = ev.msg, cause = ev.unrecorded,
+        time = ev.time }
+    end
+  end
+  return out
+end
+
 --- Loads a ticket: {id=, state=, log=array of events, events_text=, paths={state=, out=,
---- dir=}, holder=, summary=, store=}. opts.store: the store (default: relua.store's, or the folder
+--- dir=}, holder=, summary=, store=, unrecorded= (M.unrecorded, when no run holds it)}. opts.store: the store (default: relua.store's, or the folder
 --- opts.home). Fails with code "EINVAL" (bad ticket), "ENOENT" (no such ticket),
 --- "corrupt", or the store's code.
 ---@param id string
@@ -156,7 +182,7 @@ function M.load(id, opts)
   local holder = store:holder(id)
   return {
     id = id, state = state, log = events, events_text = text, paths = paths, holder = holder, store = store,
-    summary = M.summary(state, holder),
+    summary = M.summary(state, holder), unrecorded = holder == nil and M.unrecorded(state, events) or {},
   }
 end
 

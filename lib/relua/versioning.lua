@@ -81,6 +81,12 @@ function M._last_release(repo, opts)
   -- is not reachable (a tag on another branch), the next highest in another pass; after a
   -- few misses every candidate is sorted once and tried in turn.
   local excluded = {}  -- names known not to be a release reachable from `from`
+  if opts.below then  -- only releases before this version (the notes of an existing tag)
+    for _, name in ipairs(names) do
+      local v = semver.parse(name:sub(#prefix + 1))
+      if v and v:compare(opts.below) >= 0 then excluded[name] = true end
+    end
+  end
   local function highest()
     local best, bmaj, bmin, bpat, bv
     for _, name in ipairs(names) do
@@ -232,6 +238,55 @@ function M._next(repo, opts)
   return res
 end
 
+local NOTES_OPTS = { prefix = "string", from = "string", prereleases = "boolean", rules = "table",
+                     types = "table", commit_url = "string", compare_url = "string", date = "string" }
+
+--- The release notes of the release `tag` (which need not exist yet): the Conventional
+--- Commits since the last release before it (the highest release tag below the tag's
+--- version reachable from the released commit) up to that commit: opts.from, else the tag's
+--- commit when the tag exists, else HEAD. The tag is opts.prefix (default: what precedes
+--- the version in the tag, e.g. "v") + a SemVer version. What relua.forge's releases use
+--- when no body is given, and `relua version notes --tag=TAG`.
+---@param repo userdata|string   an open repository or a path in one (default ".")
+---@param tag string             "v1.3.0"
+---@param opts relua.versioning.Options?  prefix, from, prereleases, rules, types, commit_url, compare_url, date
+---@return string|nil notes      Markdown
+---@return relua.versioning.Next|string  the analysis (version, tag, last, head, count, commits), or a message
+---@return string? code
+function M.release_notes(repo, tag, opts)
+  if type(tag) ~= "string" then error("versioning.release_notes: tag must be a string, got " .. type(tag), 2) end
+  opts = check_opts("versioning.release_notes", opts, NOTES_OPTS)
+  local prefix = opts.prefix or tag:match("^(.-)%d+%.%d+%.%d+") or ""
+  local version = tag:sub(1, #prefix) == prefix and semver.parse(tag:sub(#prefix + 1))
+  if not version then
+    return nil, string.format("versioning.release_notes: tag '%s' is not '%s' followed by a SemVer version",
+      tag, prefix), "EINVAL"
+  end
+  return with_repo("versioning.release_notes", repo, function(r)
+    local from = opts.from
+    if not from then from = r:rev_parse("refs/tags/" .. tag .. "^{commit}") and ("refs/tags/" .. tag) or "HEAD" end
+    local head, err, code = r:rev_parse(from .. "^{commit}")
+    if not head then return nil, string.format("versioning: %s", err), code end
+    local last
+    last, err, code = M._last_release(r, { prefix = prefix, from = head, prereleases = opts.prereleases,
+                                           below = version })
+    if err then return nil, err, code end
+    local it
+    it, err, code = r:walk(last and { head, "^" .. last.commit } or head)
+    if not it then return nil, err, code end
+    local log = {}
+    for c in it do log[#log + 1] = { id = c.id, message = c.message } end
+    local analysis = conventional.analyze(log, { rules = opts.rules })
+    local res = { version = version:tostring(), tag = tag, bump = analysis.bump, last = last, head = head,
+                  count = #log, commits = analysis.commits }
+    res.notes = conventional.notes(analysis.commits, {
+      version = res.version, date = opts.date, commit_url = opts.commit_url, compare_url = opts.compare_url,
+      from = last and last.tag, to = tag, types = opts.types,
+    })
+    return res.notes, res
+  end)
+end
+
 -- ------------------------------------------------------------------ command line
 
 local function usage(msg)
@@ -300,9 +355,25 @@ function sub.next(args)
   return 0
 end
 
+local NOTES_ARGS = setmetatable({ tag = "value" }, { __index = NEXT_ARGS })
+
 function sub.notes(args)
-  local o = parse(args, NEXT_ARGS)
+  local o = parse(args, NOTES_ARGS)
   if #o.positional > 0 then usage("relua version notes takes no arguments, got '" .. o.positional[1] .. "'") end
+  if o.tag then
+    if o.bump or o.initial or o["pre-major"] then
+      usage("relua version notes --tag: the version is the tag's; --bump, --initial and --pre-major do not apply")
+    end
+    local notes, res, code = M.release_notes(o.repo or ".", o.tag, {
+      prefix = o.prefix, from = o.from, commit_url = o["commit-url"], compare_url = o["compare-url"], date = o.date })
+    if not notes then
+      if code == "EINVAL" then usage(res) end
+      require("relua.error").raise(code or "git", res,
+        { exit = (code == "ENOTFOUND" or code == "ENOTAREPO") and 2 or 1 })
+    end
+    io.stdout:write(notes)
+    return 0
+  end
   local res = compute(o)
   if not res.version then
     io.stderr:write(none_message(res), "\n")

@@ -23,7 +23,11 @@ For the tests:
                                  them went through); with "action":
                                  "reset_before" an upload's connection is reset unread,
                                  with "reset_after" the upload is stored, then the
-                                 connection is reset instead of answering
+                                 connection is reset instead of answering, with
+                                 "exit" the index goes down: the process exits at once,
+                                 answering nothing (connections are then refused)
+Files and their records live in --storage: an index restarted on the same storage (and
+--port) serves what it held.
 Prints "listening on http://127.0.0.1:PORT" once bound (and writes PORT to --port-file).
 Exits when its parent dies or after --lifetime seconds.
 """
@@ -43,6 +47,8 @@ import tempfile
 import threading
 import time
 import urllib.parse
+
+import serverlib
 
 CHUNK = 1 << 20
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -90,6 +96,14 @@ class Index:
         self.stored = 0
         self.log = []
         self.faults = []     # [{"status", "count", "prefix", "retry_after"}]
+        # The records of the files stored, one JSON line each: a restart on the same
+        # storage serves what the index held when it went down.
+        self.records = os.path.join(storage, "records.jsonl")
+        if os.path.exists(self.records):
+            with open(self.records) as f:
+                for line in f:
+                    if line.strip():
+                        self.add(json.loads(line))
 
     def add(self, record):
         key = normalize(record["name"])
@@ -437,6 +451,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if f and f.get("action") == "reset_before":
             self.record(0)
             return self.reset()
+        if f and f.get("action") == "exit":
+            sys.stdout.flush()
+            os._exit(0)
         if f and f.get("action") == "reset_after":
             self.reset_instead = True
         elif f:
@@ -661,6 +678,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                           "upload_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())}
                 os.rename(sink.path, os.path.join(self.index.files_dir, filename))
                 self.index.add(record)
+                with open(self.index.records, "a") as f:
+                    f.write(json.dumps(record) + "\n")
         if existing is not None:
             if self.server.warehouse:
                 if existing["sha256"] == sha256:
@@ -703,27 +722,7 @@ def main():
     srv.user, srv.password, srv.warehouse = args.user, args.password, args.warehouse
     srv.no_simple = args.no_simple
     srv.no_hashes = args.no_hashes
-    port = srv.server_address[1]
-    if args.port_file:
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d\n" % port)
-        os.rename(tmp, args.port_file)
-    print("listening on http://127.0.0.1:%d" % port, flush=True)
-
-    parent = os.getppid()
-    deadline = time.monotonic() + args.lifetime
-
-    def watchdog():
-        while time.monotonic() < deadline and os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watchdog, daemon=True).start()
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
+    serverlib.serve(srv, args.port_file, args.lifetime)
 
 
 if __name__ == "__main__":

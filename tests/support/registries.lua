@@ -68,15 +68,19 @@ local function stopper(handle, dir)
 end
 
 --- Starts the PyPI-compatible index. opts: warehouse (answer duplicates as pypi.org does),
---- no_simple (offer only the JSON API), timeout (seconds to wait for it, default 15).
----@param opts {warehouse:boolean?, no_simple:boolean?, timeout:number?}?
+--- no_simple (offer only the JSON API), timeout (seconds to wait for it, default 15); to
+--- bring an index back after it went down: port, password and storage (a folder that
+--- stop() keeps; the index serves the files it holds).
+---@param opts {warehouse:boolean?, no_simple:boolean?, timeout:number?, port:integer?, password:string?, storage:string?}?
 function M.pypi(opts)
   opts = opts or {}
   local dir = assert(fs.tmpdir("relua-pypi-"))
   local port_file = fs.join(dir, "port")
-  local user, password = "relua", random_secret("pw-")
-  local argv = { "python3", root() .. "/tests/support/pypi_server.py", "--storage", fs.join(dir, "storage"),
+  local user, password = "relua", opts.password or random_secret("pw-")
+  local storage = opts.storage or fs.join(dir, "storage")
+  local argv = { "python3", root() .. "/tests/support/pypi_server.py", "--storage", storage,
                  "--port-file", port_file, "--user", user, "--password", password, "--lifetime", "3600" }
+  if opts.port then argv[#argv + 1] = "--port"; argv[#argv + 1] = tostring(opts.port) end
   if opts.warehouse then argv[#argv + 1] = "--warehouse" end
   if opts.no_simple then argv[#argv + 1] = "--no-simple" end
   if opts.no_hashes then argv[#argv + 1] = "--no-hashes" end
@@ -91,7 +95,7 @@ function M.pypi(opts)
   local base = "http://127.0.0.1:" .. port
   local s = {
     port = port, url = base .. "/", legacy = base .. "/legacy/", index = base .. "/simple/",
-    user = user, password = password, storage = fs.join(dir, "storage"), dir = dir,
+    user = user, password = password, storage = storage, dir = dir,
   }
   s.stop = stopper(handle, dir)
   --- {requests=, uploads= (upload attempts seen), stored=, log={"METHOD PATH STATUS", ...}}
@@ -116,7 +120,31 @@ function M.pypi(opts)
   function s.files()
     return fs.list(fs.join(s.storage, "files")) or {}
   end
+  --- The stored files whose name starts with prefix in any letter case (a wheel keeps the
+  --- project's, an sdist's may be lower case), sorted: one test's files.
+  function s.files_of(prefix)
+    local t = {}
+    prefix = prefix:lower()
+    for _, f in ipairs(s.files()) do
+      if f:sub(1, #prefix):lower() == prefix then t[#t + 1] = f end
+    end
+    table.sort(t)
+    return t
+  end
   return s
+end
+
+--- A primary and a fallback index (two M.pypi()) and a temporary folder, for a spec's
+--- setup: {primary=, fallback=, dir=, stop()}; stop() (teardown) stops both and removes dir.
+---@param prefix string  the folder's name prefix
+function M.pypi_pair(prefix)
+  local p = { primary = M.pypi(), fallback = M.pypi(), dir = assert(fs.tmpdir(prefix)) }
+  function p.stop()
+    p.primary.stop()
+    p.fallback.stop()
+    fs.remove(p.dir, { recursive = true })
+  end
+  return p
 end
 
 --- Starts tests/support/forge_server.py (a GitHub REST subset; opts.gitea: Gitea's API;

@@ -272,6 +272,8 @@ function M.status_command(...)
         pauses = ctl.pauses and json.array(ctl.pauses), recovery = ctl.recovery },
     }
     if s.phase then out.failed = { phase = s.phase, rc = s.rc, msg = s.msg } end
+    if #t.unrecorded > 0 then out.unrecorded = json.array(t.unrecorded) end
+    if core.edited(st) then out.edited = true end
     if s.warnings and #s.warnings > 0 then out.warnings = json.array(s.warnings) end
     io.stdout:write(json.encode(out, { pretty = true }), "\n")
     return 0
@@ -280,11 +282,39 @@ function M.status_command(...)
   local function add(...) lines[#lines + 1] = string.format(...) end
   local head = s.status
   if s.status == "failed" then head = string.format("failed in phase %s (rc=%s)", s.phase, tostring(s.rc))
+  elseif s.status == "interrupted" and t.unrecorded[1] and t.unrecorded[1].phase == s.phase then
+    head = string.format("stopped in phase %s: the run could not record how it ended", s.phase)
   elseif s.status == "interrupted" then head = string.format("interrupted in phase %s (the run died; the phase did not finish)", s.phase)
   elseif s.status == "running" then
     head = string.format("running now (pid=%s host=%s since=%s)", tostring(t.holder.pid), tostring(t.holder.host), tostring(t.holder.since))
   end
   add("ticket %s: %s", t.id, head)
+  if core.edited(st) then
+    add("  warning: the state file %s was edited outside relua: its recorded phases no longer match the check relua wrote with them", t.paths.state)
+    add("  a run goes on from the file as it is; if a phase it says is done did not finish, run it again with --from=PHASE (or restore the file)")
+  else
+    for i = #t.log, 1, -1 do
+      if t.log[i].event == "state-edited" then
+        add("  note: the state file was found edited outside relua by the run of %s (relua log %s)", tostring(t.log[i].time), t.id)
+        break
+      end
+    end
+  end
+  for _, u in ipairs(t.unrecorded) do  -- the store refused the run's last write (a full disk)
+    if u.event == "failed" then
+      if u.msg == u.cause then
+        add("  phase %s failed at %s (rc=%s: %s), and the run could not record it", u.phase, tostring(u.time),
+          tostring(u.rc), one_line(u.msg))
+      else
+        add("  phase %s failed at %s (rc=%s: %s), but the run could not record it: %s", u.phase, tostring(u.time),
+          tostring(u.rc), one_line(u.msg), one_line(u.cause))
+      end
+      add("  the next run records it failed and runs it again")
+    else
+      add("  phase %s finished at %s, but the run could not record it: %s", u.phase, tostring(u.time), one_line(u.cause))
+      add("  the next run runs it again")
+    end
+  end
   for _, w in ipairs(s.warnings or {}) do
     add("  warning: fallback target %s: %s %s%s", w.target, w.artifact, w.status,
       (w.detail and w.detail ~= "") and (" (" .. one_line(w.detail) .. ")") or "")

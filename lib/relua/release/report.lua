@@ -68,7 +68,7 @@ end
 ---@param name string
 ---@param rc integer
 ---@param message string
----@param next_step string  e.g. "Resume: relua r.lua 1.0 --from=x. Roll back: relua revert 1.0."
+---@param next_step string  what to do next: the terminal's hint lines
 function Report:failed(name, rc, message, next_step)
   local e = self:entry(name)
   e.ran, e.rc, e.message = true, rc, message
@@ -116,8 +116,17 @@ function Report:markdown(s)
   if s.failed then
     lines[#lines + 1] = ""
     lines[#lines + 1] = "```\n" .. s.failed.message .. "\n```"
-    if s.resume then lines[#lines + 1] = "Resume: `" .. s.resume .. "`  " end
-    if s.revert then lines[#lines + 1] = "Roll back: `" .. s.revert .. "`" end
+    if s.hints then  -- the terminal's lines, the commands in them as code
+      for _, l in ipairs(s.hints) do
+        for _, cmd in ipairs({ s.resume, s.revert }) do
+          local at = l:find(cmd, 1, true)
+          if at then l = l:sub(1, at - 1) .. "`" .. cmd .. "`" .. l:sub(at + #cmd) end
+        end
+        lines[#lines + 1] = l .. "  "
+      end
+    elseif s.retry then
+      lines[#lines + 1] = "Fix the cause, then run: `" .. s.retry .. "`"
+    end
   end
   if s.published then
     lines[#lines + 1] = ""
@@ -131,7 +140,8 @@ function Report:markdown(s)
 end
 
 --- The run is over: the summary goes to the job summary and, with --json, to stdout.
---- extra: status (overrides), nothing_to_do, resume, revert, retry, publish.
+--- extra: status (overrides), nothing_to_do, resume, revert (nil past the point of no
+--- return), retry, hints (the lines the terminal showed after a failure).
 ---@param exit integer
 ---@param state table?  the ticket's state after the run
 ---@param extra table?
@@ -153,6 +163,7 @@ function Report:finish(exit, state, extra)
     ticket = self.ticket, recipe = self.path, what = self.what, status = status, exit = exit,
     phases = self:phases(state), failed = self.failure, nothing_to_do = extra.nothing_to_do or false,
     resume = extra.resume, revert = extra.revert, retry = extra.retry,
+    hints = extra.hints and json.array({ table.unpack(extra.hints) }) or nil,
     published = #self.published > 0 and self.published or nil,
   }
   local ok, err = ci.summary(self:markdown(s))

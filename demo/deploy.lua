@@ -1,5 +1,6 @@
--- make demo: a real release in a throwaway sandbox (demo/release_run.lua: a bare remote, a
--- developer's clone, the deployed checkout and a service that real processes stand in for).
+-- make demo DEMO=deploy: a real release in a throwaway sandbox (demo/release_run.lua: a
+-- bare remote, a developer's clone, the deployed checkout and a service that real
+-- processes stand in for).
 -- The actual relua binary runs the shipped recipe (recipes/release.lua) the way an operator
 -- would: the verify phase fails because the health probe raced the service's restart,
 -- `relua status` shows where it stopped, `relua diagnose` names the shipped playbook that
@@ -10,21 +11,11 @@ local fs = require "relua.fs"
 local proc = require "relua.proc"
 local gitlib = require "relua.git"
 local rr = require "release_run"
+local say = require("narrate").say
 
 local RELUA = fs.abspath(arg and arg[-1] or "./relua")
 local RECIPE = fs.abspath("recipes/release.lua")
 local TICKET = rr.TICKET
-
-local function say(fmt, ...)
-  io.stdout:write("\n\27[1m", string.format(fmt, ...), "\27[0m\n")
-  io.stdout:flush()
-end
-if os.getenv("NO_COLOR") or not proc.isatty(1) then
-  say = function(fmt, ...)
-    io.stdout:write("\n== ", string.format(fmt, ...), "\n")
-    io.stdout:flush()
-  end
-end
 
 local sb
 
