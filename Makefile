@@ -204,18 +204,24 @@ check: test
 FUZZ_CC      ?= clang-14
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SECONDS ?= 300
-FUZZ_NAMES   := json yaml logfmt
+FUZZ_NAMES   := json yaml logfmt state playbook
 FUZZ_SRC_json := host/json.c
 FUZZ_SRC_yaml := host/yaml.c host/json.c
 FUZZ_SRC_logfmt :=
+FUZZ_SRC_state := host/ledger_state.c host/ledger.c host/ledger_log.c host/ledger_run.c \
+                  host/ledger_crash.c host/store.c host/store_folder.c host/lock.c host/json.c \
+                  host/error.c host/secret.c host/aux.c
+FUZZ_SRC_playbook := $(filter-out host/main.c,$(MAIN_SRC))
 FUZZ_BIN     := $(FUZZ_NAMES:%=$(B)/fuzz/%)
 fuzz-build: $(FUZZ_BIN)
 $(B)/fuzz/json: $(FUZZ_SRC_json)
 $(B)/fuzz/yaml: $(FUZZ_SRC_yaml)
 $(B)/fuzz/logfmt: lib/relua/ticket.lua
+$(B)/fuzz/state: $(FUZZ_SRC_state)
+$(B)/fuzz/playbook: $(FUZZ_SRC_playbook) $(LIB_SRC)
 $(B)/fuzz/%: tests/fuzz/%_fuzz.c tests/fuzz/fuzz.h $(HOST_HDR)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(BASE_FLAGS) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(shell pkg-config --libs $(MAIN_PKGS)) -lm
+	$(FUZZ_CC) $(BASE_FLAGS) $(FUZZ_FLAGS) -o $@ $< $(filter %.c,$(FUZZ_SRC_$*)) $(shell pkg-config --libs $(MAIN_PKGS)) $(CJSON) -lm
 fuzz: fuzz-build
 	@for n in $(FUZZ_NAMES); do \
 	  mkdir -p $(B)/fuzz/corpus-$$n; \

@@ -524,10 +524,29 @@ static int l_check(lua_State *L) {
   return 2;
 }
 
+/*
+** ledger.edited(state) -> true | false | nil: whether the recorded phases of state (a
+** state as read) were changed outside relua: true when they do not match the check relua
+** wrote with them (phases_digest), false when they do, nil when the state has none (written
+** by a relua before it).
+*/
+static int l_edited(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_getfield(L, 1, "phases_digest") != LUA_TSTRING) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_getfield(L, 1, "phases");
+  ledger_push_phases_digest(L, -1);
+  lua_pushboolean(L, !lua_rawequal(L, -1, 2));
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
   {"open", l_open},
   {"start", ledger_l_start},
   {"check", l_check},
+  {"edited", l_edited},
   {"valid_ticket", l_valid_ticket},
   {"fingerprint", l_fingerprint},
   {"dir", l_dir},

@@ -73,6 +73,9 @@ void ledger_save(lua_State *L, int self, int eidx);
    the value pushed, or 0 with the message pushed ("json.decode: NAME: ... at line L,
    column C"). */
 int ledger_json_decode(lua_State *L, int idx, const char *name);
+/* Pushes the check of the phases array at idx ("fnv1a64:HEX"); raises when it cannot be
+   encoded. */
+const char *ledger_push_phases_digest(lua_State *L, int idx);
 /* relua.core.ledger.read(path [, ticket]) */
 int ledger_l_read(lua_State *L);
 

@@ -26,6 +26,32 @@ int ledger_json_decode(lua_State *L, int idx, const char *name) {
   return 0;
 }
 
+/* ---------------------------------------------------------------- the phases' check */
+
+/*
+** The check of the recorded phases written with every state ("phases_digest"): FNV-1a
+** (64 bits) of the phases' compact deterministic JSON. It tells a state edited outside
+** relua (a failed phase set to done by hand) from one relua wrote; it is not a security
+** measure (anyone can recompute it), so it is a cheap checksum, not a libcrypto digest: a
+** no-op re-run checks it without loading libcrypto.
+*/
+const char *ledger_push_phases_digest(lua_State *L, int idx) {
+  uint64_t h = 1469598103934665603ULL;
+  const unsigned char *p;
+  size_t len, i;
+  char hex[17];
+  relua_json_encode(L, lua_absindex(L, idx), 0);
+  p = (const unsigned char *)lua_tolstring(L, -1, &len);
+  for (i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 1099511628211ULL;
+  }
+  for (i = 0; i < 16; i++) hex[i] = "0123456789abcdef"[(h >> (60 - 4 * i)) & 15];
+  hex[16] = '\0';
+  lua_pop(L, 1);
+  return lua_pushfstring(L, "fnv1a64:%s", hex);
+}
+
 /* ---------------------------------------------------------------- the shape */
 
 static const char *const statuses[] = {"pending", "running", "done", "failed", "reverted", NULL};
@@ -145,6 +171,8 @@ const char *ledger_check_shape(lua_State *L, int idx, const char *ticket) {
   lua_pop(L, 1);
   if (!opt_field(L, idx, "created", LUA_TSTRING)) return lua_pushliteral(L, "created is not a string");
   if (!opt_field(L, idx, "updated", LUA_TSTRING)) return lua_pushliteral(L, "updated is not a string");
+  if (!opt_field(L, idx, "phases_digest", LUA_TSTRING))
+    return lua_pushliteral(L, "phases_digest is not a string");
   lua_getfield(L, idx, "recipe");
   if (!lua_istable(L, -1)) return lua_pushliteral(L, "no recipe record");
   lua_getfield(L, -1, "path");
@@ -253,7 +281,12 @@ int ledger_read_state(lua_State *L, relua_Store *s, const char *ticket, int64_t 
 
 /* ---------------------------------------------------------------- writing */
 
+/* [state]: sets its phases' check, then encodes it (under lua_pcall: either can raise). */
 static int encode_pretty(lua_State *L) {
+  lua_getfield(L, 1, "phases");
+  ledger_push_phases_digest(L, 2);
+  lua_setfield(L, 1, "phases_digest");
+  lua_settop(L, 1);
   relua_json_encode(L, 1, 1);
   return 1;
 }

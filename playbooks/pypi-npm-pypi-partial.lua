@@ -22,16 +22,13 @@ PyPI are immutable: never rebuild and overwrite them. The same tag gives byte-id
 builds, so a re-run skips what is there and uploads what is missing.]],
   fix = {
     describe = "nothing to change: once the index answers, the re-run skips the files already on PyPI and uploads the rest",
-    run = function(ctx)
-      local done, missing = ctx.recipe._pn.progress(ctx.state, "pypi")
-      ctx:log(string.format("PyPI: %d file(s) out; to upload: %s", done,
-        #missing > 0 and table.concat(missing, ", ") or "the rest of the build"))
-    end,
+    run = function(ctx) ctx.recipe._pn.log_gaps(ctx, "pypi", "file(s)") end,
     bootstrap_change = "keep npm before PyPI and publish PyPI through relua.publish (skip-existing by content)",
   },
   verify = {
     { name = "the PyPI index answers", check = function(ctx)
-        return ctx.recipe._pn.answers(ctx.recipe._pn.config.pypi_url, "the PyPI index")
+        local pn = ctx.recipe._pn
+        return pn.answers(pn.config.pypi_url, "the PyPI index")
       end },
   },
   resume = "pypi-publish",

@@ -209,12 +209,16 @@ local function notes_for(repo, base, v)
 end
 
 -- Moves the (clean) checkout to rev. Refused when HEAD holds commits that neither the
--- branch on the remote nor a release tag has: they would be lost.
+-- branch on the remote (as last fetched), BASE_SHA, rev nor a release tag has: they would
+-- be lost.
 local function move_to(r, repo, rev, why)
   local head = repo:head().id
   if head == rev then return end
   local base = r.state.BASE_SHA
-  local safe = (base and errors.check(repo:is_ancestor(head, base)))
+  local tracking = repo:rev_parse(CFG.remote .. "/" .. CFG.branch)
+  local safe = head == r.state.DEV_SHA  -- finalize's own commit, pushed or about to be
+    or (tracking and errors.check(repo:is_ancestor(head, tracking)))
+    or (base and errors.check(repo:is_ancestor(head, base)))
     or errors.check(repo:is_ancestor(head, rev))
   if not safe then
     for _, t in ipairs(errors.check(repo:tags(CFG.prefix .. "*"))) do
@@ -229,6 +233,14 @@ local function move_to(r, repo, rev, why)
   r:act(string.format("move the checkout to %s (%s)", rev:sub(1, 12), why), function()
     errors.check(repo:reset(rev, "hard"))
   end)
+end
+
+-- The branch's head on the remote (asked now, not the last fetch).
+local function remote_head(repo)
+  for _, ref in ipairs(errors.check(repo:ls_remote(CFG.remote))) do
+    if ref.name == "refs/heads/" .. CFG.branch then return ref.id end
+  end
+  errors.raise("ENOTFOUND", string.format("%s has no branch %s", CFG.remote, CFG.branch))
 end
 
 -- The tag on the remote: its commit, or nil.
@@ -330,23 +342,42 @@ end
 -- Before npm is published: no registry may hold other bytes for this version (PyPI is
 -- looked at too, so a burned PyPI version never leaves npm half released). A registry
 -- that cannot be read is not a refusal here: its own phase finds out.
-local function not_burned(repo)
+-- A dry run before prepare ever ran has no release commit: say what the phase would do.
+local function dry_without_release(r, what)
+  if r.dry_run and not r.state.RELEASE_SHA then
+    r:log("(dry run) would " .. what .. " (once prepare has cut the release commit)")
+    return true
+  end
+  return false
+end
+
+local function burned(repo)
   local targets = require "relua.publish.targets"
+  local out = {}
   for _, t in ipairs(targets.declare({ npm_target(repo), pypi_target(repo) })) do
-    local l = targets.look(t)
-    for i, c in ipairs(l.checks or {}) do
+    local ok, l = pcall(targets.look, t)
+    for i, c in ipairs(ok and l.checks or {}) do
       if c.state == "different" then
         local msg, hint = l.adapter.immutable(l.arts[i], c.remote_digest, l.adapter.where(l.opts))
-        errors.raise("immutable", string.format("target %s: %s; nothing was sent to any target", t.name, msg),
-          { hint = hint, target = t.name })
+        out[#out + 1] = { target = t.name, message = msg, hint = hint }
       end
     end
+  end
+  return out
+end
+
+local function not_burned(repo)
+  local b = burned(repo)[1]
+  if b then
+    errors.raise("immutable", string.format("target %s: %s; nothing was sent to any target", b.target, b.message),
+      { hint = b.hint, target = b.target })
   end
 end
 
 -- A publish phase: the build checked, then verify-or-publish to the target.
 local function publish_to(target, title, first)
   return function(r)
+    if dry_without_release(r, "publish to " .. title) then return end
     local repo <close> = checkout()
     artifacts(repo, r.state.VERSION)
     if first then first(repo) end
@@ -363,7 +394,16 @@ end
 
 -- What the playbooks (playbooks/pypi-npm-*.lua) need of this recipe, as ctx.recipe._pn.
 local PB = { config = CFG, checkout = checkout, forge_client = forge_client, remote_tag = remote_tag,
-             files_say = files_say, last_tag_version = last_tag_version }
+             remote_head = remote_head, files_say = files_say, last_tag_version = last_tag_version }
+
+--- The registries (npm, PyPI) that hold other bytes than the build for its version:
+--- {"TARGET: message", ...} (empty when none, or when nothing is built).
+function PB.burned()
+  local repo <close> = checkout()
+  local out = {}
+  for i, b in ipairs(burned(repo)) do out[i] = b.target .. ": " .. b.message end
+  return out
+end
 
 --- The recorded results of a publish target: how many artifacts are out (published or
 --- skipped_existing) and the others as "LABEL (STATUS)", sorted.
@@ -388,6 +428,13 @@ function PB.complete(state, target)
     #missing > 0 and ("; not: " .. table.concat(missing, ", ")) or "")
 end
 
+--- Logs what a re-run of a publish to target will fill: the artifacts out, the others.
+function PB.log_gaps(ctx, target, what)
+  local done, missing = PB.progress(ctx.state, target)
+  ctx:log(string.format("%s: %d %s out; to send: %s", target, done, what,
+    #missing > 0 and table.concat(missing, ", ") or "the rest of the build"))
+end
+
 --- Does the server at url answer (any HTTP status below 500)? ok, and what it said.
 function PB.answers(url, what)
   local resp, msg = require("relua.http").get(url, { retry = false, progress = false, timeout = 10 })
@@ -406,7 +453,14 @@ return {
       run = function(r)
         local repo <close> = checkout()
         fetch(r, repo)
+        -- the branch's head; a retry of a version whose tag exists (PYPI_NPM_VERSION) is
+        -- gated on the commit that version was cut from: the tag's parent
         local base = errors.check(repo:rev_parse(CFG.remote .. "/" .. CFG.branch))
+        local tagged = CFG.version and remote_tag(repo, CFG.prefix .. CFG.version)
+        if tagged then
+          errors.check(repo:fetch(CFG.remote, { "refs/tags/" .. CFG.prefix .. CFG.version .. ":refs/tags/" .. CFG.prefix .. CFG.version }))
+          base = errors.check(repo:log(tagged, { limit = 1 }))[1].parents[1] or base
+        end
         r.state.BASE_SHA = base
         if CFG.skip_ci then
           r:log("CI check skipped (PYPI_NPM_SKIP_CI): releasing " .. base:sub(1, 12) .. " at your own risk")
@@ -441,6 +495,11 @@ return {
         local tag = CFG.prefix .. v
         r.state.TAG = tag
         local sha = r:step("release-commit-" .. v, function() return release_commit(r, repo, v, tag) end)
+        if sha == nil and r.dry_run then
+          r:log(string.format("(dry run) would commit %s on %s, tag it %s and push the tag", v,
+            tostring(r.state.BASE_SHA):sub(1, 12), tag))
+          return
+        end
         r.state.RELEASE_SHA = sha
         move_to(r, repo, sha, "the release commit " .. tag)
         if r.state["release-notes"] == nil then r.state["release-notes"] = notes_for(repo, r.state.BASE_SHA, v) end
@@ -474,6 +533,7 @@ return {
       name = "build",
       description = "build the wheel, the sdist and the npm tarballs of the release commit",
       run = function(r)
+        if dry_without_release(r, "build the wheel, the sdist and the npm tarballs") then return end
         local repo <close> = checkout()
         ensure_at_release(r, repo)
         local pypi_dir, npm_dir = dist_dirs(repo)
@@ -522,6 +582,7 @@ return {
       name = "forge-release",
       description = "the forge release of the tag (get-or-create), with the builds as assets",
       run = function(r)
+        if dry_without_release(r, "create the forge release") then return end
         local repo <close> = checkout()
         local c, why = forge_client()
         if not c then errors.raise("usage", "forge-release: " .. why) end
@@ -546,6 +607,7 @@ return {
       description = "move the branch's version to X.Y.Z+dev and push it",
       followup = true,
       run = function(r)
+        if dry_without_release(r, "move the branch to the +dev version") then return end
         local repo <close> = checkout()
         repo:assert_clean({ untracked = false })
         local dev = r.state.VERSION .. CFG.dev_suffix
@@ -563,8 +625,17 @@ return {
             return
           end
         end
-        local paths = set_files(repo, dev)
-        local sha = errors.check(repo:commit("chore: back to development (" .. dev .. ")", paths))
+        -- a +dev commit an earlier attempt made on the same parent is pushed as it is
+        local parent = repo:head().id
+        local sha = r.state.DEV_SHA
+        local prev = sha and repo:log(sha, { limit = 1 })
+        if prev and prev[1] and prev[1].parents[1] == parent then
+          move_to(r, repo, sha, "the +dev commit of an earlier attempt")
+        else
+          local paths = set_files(repo, dev)
+          sha = errors.check(repo:commit("chore: back to development (" .. dev .. ")", paths))
+          r.state.DEV_SHA = sha
+        end
         local branch = "relua/pypi-npm-finalize"
         errors.check(repo:branch_create(branch, sha, { force = true }))
         local ok, msg, code = repo:push(CFG.remote, { "refs/heads/" .. branch .. ":refs/heads/" .. CFG.branch })
@@ -572,7 +643,6 @@ return {
         if not ok then
           errors.raise(code or "push", "finalize: " .. msg, { hint = CFG.branch .. " moved or the remote refused: run the finalize phase again" })
         end
-        r.state.DEV_SHA = sha
         r:log(string.format("%s/%s is now %s (%s)", CFG.remote, CFG.branch, dev, sha:sub(1, 12)))
       end,
     },

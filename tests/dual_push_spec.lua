@@ -11,18 +11,15 @@ local DOWN = "http://127.0.0.1:9/legacy/"   -- nothing listens there: connection
 local RECIPE = h.root .. "/recipes/dual-push.lua"
 
 describe("recipes/dual-push.lua", function()
-  local primary, fallback, dir
+  local indexes, primary, fallback, dir
 
   setup(function()
-    primary = reg.pypi()
-    fallback = reg.pypi()
-    dir = assert(fs.tmpdir("relua-dual-push-"))
+    indexes = reg.pypi_pair("relua-dual-push-")
+    primary, fallback, dir = indexes.primary, indexes.fallback, indexes.dir
   end)
 
   teardown(function()
-    if primary then primary.stop() end
-    if fallback then fallback.stop() end
-    if dir then fs.remove(dir, { recursive = true }) end
+    if indexes then indexes.stop() end
     S.cleanup()
   end)
 
@@ -45,14 +42,7 @@ describe("recipes/dual-push.lua", function()
     return s
   end
 
-  local function stored(server)
-    local t = {}
-    for _, f in ipairs(server.files()) do
-      if f:sub(1, #project):lower() == project:lower() then t[#t + 1] = f end  -- sdists are lower case
-    end
-    table.sort(t)
-    return t
-  end
+  local function stored(server) return server.files_of(project .. "_") end
 
   local function env(extra)
     local e = { DUAL_PUSH_PRIMARY_URL = primary.legacy, DUAL_PUSH_FALLBACK_URL = fallback.legacy,

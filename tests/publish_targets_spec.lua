@@ -28,31 +28,21 @@ return { name = "multi",
 local function uploads(server) return server.uploads() end
 
 describe("relua.publish.targets", function()
-  local primary, fallback, dir, dist, names
+  local indexes, primary, fallback, dir, dist, names
 
   setup(function()
-    primary = reg.pypi()
-    fallback = reg.pypi()
-    dir = assert(fs.tmpdir("relua-targets-"))
+    indexes = reg.pypi_pair("relua-targets-")
+    primary, fallback, dir = indexes.primary, indexes.fallback, indexes.dir
   end)
 
   teardown(function()
-    if primary then primary.stop() end
-    if fallback then fallback.stop() end
-    if dir then fs.remove(dir, { recursive = true }) end
+    if indexes then indexes.stop() end
     S.cleanup()
   end)
 
   local n = 0
   -- The stored files of a server for this test's project, sorted.
-  local function stored(server)
-    local t = {}
-    for _, f in ipairs(server.files()) do
-      if f:sub(1, #("Tgt" .. n) + 1) == "Tgt" .. n .. "_" then t[#t + 1] = f end
-    end
-    table.sort(t)
-    return t
-  end
+  local function stored(server) return server.files_of("Tgt" .. n .. "_") end
   -- A fresh pair of wheels (a new project per test) and a sandbox with the recipe.
   local function world()
     n = n + 1

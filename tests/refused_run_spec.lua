@@ -10,7 +10,7 @@ return { phases = {
   { name = "one", run = function(r)
       if os.getenv("WAIT_FOR") then
         io.open("started", "w"):close()
-        while not io.open(os.getenv("WAIT_FOR")) do r:sh("sleep 0.05") end
+        for _ = 1, 1200 do if io.open(os.getenv("WAIT_FOR")) then return end r:sh("sleep 0.05") end
       end
     end },
   { name = "two", run = function(r) end },
@@ -92,15 +92,16 @@ describe("a refused run #folder", function()
     local s = S.sandbox()
     local lockfile = s:path("the.lock")
     -- A holds the lock, removes the file (as a refused run tidies up) and lets go; B was
-    -- waiting with the old file open. B must hold the lock of the file at the path.
+    -- waiting with the old file open. B must hold the lock of the file at the path. Both
+    -- give up after a minute whatever happens, and B is waited for.
     local a = [[local fs = require "relua.fs"
 local l = assert(fs.lock(arg[1])); io.open("a-held", "w"):close()
-while not io.open("go") do os.execute("sleep 0.05") end
+for _ = 1, 1200 do if io.open("go") then break end os.execute("sleep 0.05") end
 os.remove(arg[1]); l:close()]]
     local b = [[local fs = require "relua.fs"
 local l = assert(fs.lock(arg[1], { wait = true })); io.open("b-held", "w"):close()
-while not io.open("done") do os.execute("sleep 0.05") end
-l:close()]]
+for _ = 1, 1200 do if io.open("done") then break end os.execute("sleep 0.05") end
+l:close(); io.open("b-exited", "w"):close()]]
     s:write("a.lua", a)
     s:write("b.lua", b)
     local bin = h.quote(S.bin())
@@ -112,6 +113,7 @@ l:close()]]
     local l, _, code = require("relua.fs").lock(lockfile)
     if l then l:close() end
     s:write("done", "")
+    wait_for(s:path("b-exited"))   -- no process outlives the test
     assert.are.equal("locked", code, "two holders of one lock")
   end)
 end)

@@ -404,6 +404,21 @@ local function parse_args(args, allowed)
   return o
 end
 
+-- A state whose recorded phases were changed outside relua (core.edited: they no longer
+-- match the check relua wrote with them, e.g. a failed phase set to done by hand): said on
+-- stderr, and logged when lg (the run's ledger) is given. The run goes on from the file.
+local function warn_edited(store, ticket, state, lg)
+  if not core.edited(state) then return end
+  M.complain(string.format("relua: warning: the state file %s was edited outside relua: its recorded phases "
+    .. "no longer match the check relua wrote with them", store:where(ticket)))
+  M.complain("  relua goes on from the file as it is; if a phase it says is done did not finish, run it again "
+    .. "with --from=PHASE (or restore the file)")
+  if lg then  -- kept in the log; the state is written again with its check (said once)
+    lg:log("state-edited", { file = store:where(ticket) })
+    lg:save()
+  end
+end
+
 -- Phases the last run left `running` because the store refused to record how they ended
 -- (a full disk): the audit log says it (relua.ticket.unrecorded). A failure is recorded
 -- now, with its reason (lg:settle); a finish is said: the phase runs again. Returns the
@@ -490,6 +505,7 @@ function M.execute(o)
       storelib.fail(err, code)
     end
     if state then
+      warn_edited(store, o.ticket, state)
       check_recipe(state, recipe, o.ticket)
       check_reshape(o, state, recipe)
       sync_phases(state, recipe)
@@ -515,7 +531,10 @@ function M.execute(o)
   end
   local guard <close> = lg  -- the lock goes whatever happens below
   local state = lg:state()
-  if state then state = settle(lg, store, o.ticket, state, say) end
+  if state then
+    warn_edited(store, o.ticket, state, lg)
+    state = settle(lg, store, o.ticket, state, say)
+  end
   -- Admission: the recipe's lane's delivery controls (relua.control, doc/controls.md).
   local ok, admitted = pcall(require("relua.control.gate").admission, recipe, o.ticket, state and state.state, store)
   if not ok then

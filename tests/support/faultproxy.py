@@ -54,6 +54,8 @@ import struct
 import threading
 import time
 
+import serverlib
+
 LOCK = threading.Lock()
 STATS = {"connections": 0, "faults": {}, "requests": [], "applied": [], "answers": []}
 QUEUE = []          # pending faults: dicts with a remaining "count"
@@ -420,14 +422,6 @@ def handle(client):
         client.close()
 
 
-def watchdog(parent, deadline):
-    while time.time() < deadline:
-        if parent and not os.path.exists("/proc/%d" % parent):
-            break
-        time.sleep(0.5)
-    os._exit(0)
-
-
 def main():
     global TARGET
     ap = argparse.ArgumentParser()
@@ -455,12 +449,9 @@ def main():
     srv.bind(("127.0.0.1", 0))
     srv.listen(64)
     p = srv.getsockname()[1]
-    tmp = a.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("%d\n" % p)
-    os.rename(tmp, a.port_file)
+    serverlib.write_port(a.port_file, p)
     print(p, flush=True)
-    threading.Thread(target=watchdog, args=(a.parent, time.time() + a.max_seconds), daemon=True).start()
+    serverlib.watchdog(a.max_seconds, a.parent)
     while True:
         client, _ = srv.accept()
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

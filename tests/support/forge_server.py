@@ -40,7 +40,6 @@ import argparse
 import hashlib
 import http.server
 import json
-import os
 import re
 import socket
 import socketserver
@@ -49,6 +48,8 @@ import sys
 import threading
 import time
 import urllib.parse
+
+import serverlib
 
 DOCS = "https://docs.github.com/rest"
 
@@ -499,24 +500,7 @@ def main():
     srv.gitea = args.gitea
     srv.no_digest = args.no_digest
     srv.root = "/api/v1" if args.gitea else ""
-    port = srv.server_address[1]
-    if args.port_file:
-        with open(args.port_file + ".tmp", "w") as f:
-            f.write("%d\n" % port)
-        os.rename(args.port_file + ".tmp", args.port_file)
-    print("listening on http://127.0.0.1:%d" % port, flush=True)
-    parent, deadline = os.getppid(), time.monotonic() + args.lifetime
-
-    def watchdog():
-        while time.monotonic() < deadline and os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watchdog, daemon=True).start()
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
+    serverlib.serve(srv, args.port_file, args.lifetime)
 
 
 if __name__ == "__main__":

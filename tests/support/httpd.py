@@ -38,6 +38,8 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import serverlib
+
 PATTERN = b"0123456789abcdef" * 4096  # 64 KiB
 LOCK = threading.Lock()
 STATE = {"in_flight": 0, "max_concurrent": 0, "counts": {}, "flaky": {}}
@@ -292,14 +294,6 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 64
 
 
-def watchdog(parent, deadline):
-    while time.time() < deadline:
-        if parent and not os.path.exists("/proc/%d" % parent):
-            break
-        time.sleep(0.5)
-    os._exit(0)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port-file", required=True)
@@ -321,12 +315,9 @@ def main():
         ctx.load_cert_chain(a.cert, a.key)
         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     port = srv.server_address[1]
-    tmp = a.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("%d\n" % port)
-    os.rename(tmp, a.port_file)
+    serverlib.write_port(a.port_file, port)
     print(port, flush=True)
-    threading.Thread(target=watchdog, args=(a.parent, time.time() + a.max_seconds), daemon=True).start()
+    serverlib.watchdog(a.max_seconds, a.parent)
     srv.serve_forever()
 
 

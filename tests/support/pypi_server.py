@@ -48,6 +48,8 @@ import threading
 import time
 import urllib.parse
 
+import serverlib
+
 CHUNK = 1 << 20
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -720,27 +722,7 @@ def main():
     srv.user, srv.password, srv.warehouse = args.user, args.password, args.warehouse
     srv.no_simple = args.no_simple
     srv.no_hashes = args.no_hashes
-    port = srv.server_address[1]
-    if args.port_file:
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d\n" % port)
-        os.rename(tmp, args.port_file)
-    print("listening on http://127.0.0.1:%d" % port, flush=True)
-
-    parent = os.getppid()
-    deadline = time.monotonic() + args.lifetime
-
-    def watchdog():
-        while time.monotonic() < deadline and os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watchdog, daemon=True).start()
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
+    serverlib.serve(srv, args.port_file, args.lifetime)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,8 @@ local function package_json(name, version)
                        main = "index.js", license = "MIT" }) .. "\n"
 end
 
---- A new project on the servers: returns a table with dir (the checkout), env (the
+--- A new project on the servers (opts.name: the name its packages start with, default a
+--- unique one; opts.env: more settings): returns a table with dir (the checkout), env (the
 --- recipe's environment), names, and helpers:
 ---   p.run(args [, env])        relua ARGS in the checkout -> {code=, stdout=, stderr=}
 ---   p.release(ticket [, env])  p.run({RECIPE, ticket})
@@ -84,11 +85,12 @@ function M.project(s, opts)
   n = n + 1
   local stamp = tostring(os.time()) .. tostring(n)
   local p = { n = n }
-  p.py_name = "relua-pn" .. stamp .. "-pkg"
+  local base = opts.name or ("relua-pn" .. stamp)  -- opts.name: readable names (unique per servers!)
+  p.py_name = base .. "-pkg"
   p.py_module = p.py_name:gsub("-", "_")
-  p.npm_name = "relua-pn" .. stamp .. "-js"
-  p.npm_name2 = "relua-pn" .. stamp .. "-widgets"
-  p.repo = "acme/pn" .. stamp
+  p.npm_name = base .. "-js"
+  p.npm_name2 = base .. "-widgets"
+  p.repo = "acme/" .. base
   local bare_name = "pn" .. n .. ".git"
   s.git:bare(bare_name)
   local authed = string.format("http://%s:%s@127.0.0.1:%d/git/%s", s.git.user, s.git.password, s.git.port, bare_name)
@@ -111,6 +113,7 @@ function M.project(s, opts)
   gitfix.commit(seed, "fix: a bug fixed after 1.0.0", "src/" .. p.py_module .. "/fix.py", "FIXED = True\n")
   gitfix.git(seed, "push", "-q", authed, "main", "v1.0.0")
   p.url = s.git:url(bare_name)
+  p.bare = s.git:repo_path(bare_name)
   p.authed = authed
   local work = gitfix.tmpdir() .. "/work"
   gitfix.git("/", "clone", "-q", authed, work)
@@ -201,6 +204,29 @@ function M.project(s, opts)
   function p.counts()
     return { npm = s.npm.publishes(p.npm_name) + s.npm.publishes(p.npm_name2), pypi = s.pypi.uploads(),
              forge = s.forge.stats().uploads }
+  end
+  -- the server refuses pushes to refs matching the shell pattern (a branch protection, a
+  -- declining hook) until p.unprotect()
+  function p.protect(pattern)
+    local hook = p.bare .. "/hooks/pre-receive"
+    assert(fs.write(hook, table.concat({
+      "#!/bin/sh",
+      "while read old new ref; do",
+      '  case "$ref" in ' .. pattern .. ') if [ -e "$GIT_DIR/protected" ]; then',
+      '    echo "protected: $ref may not be pushed" >&2; exit 1; fi ;; esac',
+      "done", "" }, "\n")))
+    assert(os.execute("chmod +x " .. h.quote(hook)))
+    assert(fs.write(p.bare .. "/protected", "1\n"))
+  end
+  function p.unprotect() fs.remove(p.bare .. "/protected") end
+  -- the ticket's state values, as recorded
+  function p.state(ticket)
+    return json.decode(h.slurp(p.home .. "/releases/" .. ticket .. ".json")).state
+  end
+  -- the commit a tag on the server points at
+  function p.tag_commit(tag)
+    local out = gitfix.git("/", "ls-remote", "--tags", authed)
+    return out:match("(%x+)%s+refs/tags/" .. tag:gsub("%p", "%%%0") .. "%^{}") or out:match("(%x+)%s+refs/tags/" .. tag:gsub("%p", "%%%0") .. "\n")
   end
   p.ci("success")
   return p

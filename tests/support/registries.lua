@@ -120,7 +120,31 @@ function M.pypi(opts)
   function s.files()
     return fs.list(fs.join(s.storage, "files")) or {}
   end
+  --- The stored files whose name starts with prefix in any letter case (a wheel keeps the
+  --- project's, an sdist's may be lower case), sorted: one test's files.
+  function s.files_of(prefix)
+    local t = {}
+    prefix = prefix:lower()
+    for _, f in ipairs(s.files()) do
+      if f:sub(1, #prefix):lower() == prefix then t[#t + 1] = f end
+    end
+    table.sort(t)
+    return t
+  end
   return s
+end
+
+--- A primary and a fallback index (two M.pypi()) and a temporary folder, for a spec's
+--- setup: {primary=, fallback=, dir=, stop()}; stop() (teardown) stops both and removes dir.
+---@param prefix string  the folder's name prefix
+function M.pypi_pair(prefix)
+  local p = { primary = M.pypi(), fallback = M.pypi(), dir = assert(fs.tmpdir(prefix)) }
+  function p.stop()
+    p.primary.stop()
+    p.fallback.stop()
+    fs.remove(p.dir, { recursive = true })
+  end
+  return p
 end
 
 --- Starts tests/support/forge_server.py (a GitHub REST subset; opts.gitea: Gitea's API;

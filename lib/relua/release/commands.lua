@@ -273,6 +273,7 @@ function M.status_command(...)
     }
     if s.phase then out.failed = { phase = s.phase, rc = s.rc, msg = s.msg } end
     if #t.unrecorded > 0 then out.unrecorded = json.array(t.unrecorded) end
+    if core.edited(st) then out.edited = true end
     if s.warnings and #s.warnings > 0 then out.warnings = json.array(s.warnings) end
     io.stdout:write(json.encode(out, { pretty = true }), "\n")
     return 0
@@ -288,6 +289,17 @@ function M.status_command(...)
     head = string.format("running now (pid=%s host=%s since=%s)", tostring(t.holder.pid), tostring(t.holder.host), tostring(t.holder.since))
   end
   add("ticket %s: %s", t.id, head)
+  if core.edited(st) then
+    add("  warning: the state file %s was edited outside relua: its recorded phases no longer match the check relua wrote with them", t.paths.state)
+    add("  a run goes on from the file as it is; if a phase it says is done did not finish, run it again with --from=PHASE (or restore the file)")
+  else
+    for i = #t.log, 1, -1 do
+      if t.log[i].event == "state-edited" then
+        add("  note: the state file was found edited outside relua by the run of %s (relua log %s)", tostring(t.log[i].time), t.id)
+        break
+      end
+    end
+  end
   for _, u in ipairs(t.unrecorded) do  -- the store refused the run's last write (a full disk)
     if u.event == "failed" then
       if u.msg == u.cause then

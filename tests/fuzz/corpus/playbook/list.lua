@@ -1,0 +1,1 @@
+return { { id = "a", symptom = { phase = "x" } }, { id = "b", symptom = { message = "y" } } }
