@@ -6,7 +6,8 @@ self = false                     -- a method need not use self
 unused_secondaries = false      -- `local ok, msg, code = f()` keeps the shape of the result
 -- `local guard <close> = x` is used by being closed when the scope ends
 ignore = { "211/guard" }
-exclude_files = { "tests/npm/**" }
+-- the fuzz corpus holds fuzzer inputs (a leading byte picks the loader mode), not Lua
+exclude_files = { "tests/npm/**", "tests/fuzz/corpus/**" }
 files["tests"] = { std = "+busted" }
 -- busted's assert has more fields than luacheck's busted std knows (are.same, matches, ...)
 files["tests"].read_globals = { assert = { other_fields = true } }

@@ -136,7 +136,8 @@ return { phases = {
     assert.matches("the next run runs it again", r.stdout)
     r = s:relua({ "release.lua", "T" })
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
-    assert.matches("note: phase pad finished in the last run, which could not record it %(cannot write the state file [^\n]*File too large%); it runs again", r.stdout)
+    assert.matches("note: phase pad finished in the last run, which could not record it "
+      .. "%(cannot write the state file [^\n]*File too large%); it runs again", r.stdout)
     assert.same({ pad = "done", after = "done" }, s:statuses("T"))
   end)
 
