@@ -223,6 +223,19 @@ describe("shell completion", function()
     assert.are.equal("recover\nrepl\nrevert\nrun\n", bash(d, "relua help r"))
   end)
 
+  it("bash: playbook ids, and the value of an option given as the next word", function()
+    local d = project()
+    assert.are.equal("release-verify-race\n", bash(d, "relua playbook show release-v"))
+    assert.are.equal("release-verify-race\n", bash(d, "relua recover 1.0.0 --playbook release-v"))
+    assert.are.equal("release-verify-race\n", bash(d, "relua recover 1.0.0 --playbook=release-v"))
+    assert.are.equal("--yes\n", bash(d, "relua recover 1.0.0 --playbook release-verify-race --y"))
+    assert.are.equal("1.1.0\n", bash(d, "relua playbook new my-fix --from 1.1"))
+    assert.are.equal("publish\n", bash(d, "relua r.lua 1.0.0 --from pu"))
+    assert.are.equal("dual-push\n", bash(d, "relua init --template du"))
+    -- a value relua cannot list completes to nothing, not to a ticket
+    assert.are.equal("\n", bash(d, "relua pause --lane "))  -- printf of no candidates
+  end)
+
   it("zsh: the same candidates through compadd", function()
     local d = project()
     local script = table.concat({

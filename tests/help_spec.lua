@@ -69,6 +69,14 @@ describe("relua help", function()
     local r = h.relua({ "run" })
     assert.are.equal(2, r.code)
     assert.matches("usage: relua RECIPE TICKET", r.stderr)
+    for _, name in ipairs({ "pause", "unpause" }) do
+      r = h.relua({ name, "--reason", "ci-failed" }, { env = { RELUA_HOME = h.tmpdir() } })
+      assert.are.equal(2, r.code)
+      assert.matches("^relua: " .. name .. ": no SHA given %(%-%-sha%)\nusage: relua " .. name .. " %-%-lane LANE %-%-sha SHA", r.stderr)
+      r = h.relua({ name, "--sha", string.rep("a", 40) }, { env = { RELUA_HOME = h.tmpdir() } })
+      assert.are.equal(2, r.code)
+      assert.matches("^relua: " .. name .. ": no reason given %(%-%-reason%)\nusage: relua " .. name, r.stderr)
+    end
   end)
 
   it("prints the usage line for an unknown option", function()

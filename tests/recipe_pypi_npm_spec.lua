@@ -93,6 +93,14 @@ describe("recipes/pypi-npm.lua", function()
     assert.are.equal("1.0.2", p.state("43").VERSION)
     assert.are.equal("1.0.2+dev", p.main_version())
     assert.are.same({ "1.0.1", "1.0.2" }, p.npm_versions(p.npm_name2))
+    -- --from=build on the older ticket once 1.0.2 is out: 1.0.1 re-checked, nothing sent,
+    -- and main is not moved back to 1.0.1+dev
+    local c1 = p.counts()
+    local older = p.run({ W.RECIPE, "42", "--from=build" })
+    ok(older)
+    assert.matches("origin/main already says 1.0.2+dev, past 1.0.1: nothing to push", older.stdout, 1, true)
+    assert.are.equal("1.0.2+dev", p.main_version())
+    assert.are.same({ npm = 0, pypi = 0, forge = 0 }, delta(c1, p.counts()))
   end)
 
   it("npm published and PyPI down: diagnose names pypi-npm-pypi-partial, recover publishes only PyPI", function()
