@@ -81,17 +81,8 @@ end
 local function verify(r)
   local cmd = env("LANE_VERIFY")
   if not cmd then return r:log("no health check (set LANE_VERIFY)") end
-  local tries = math.max(1, math.tointeger(tonumber(env("LANE_VERIFY_TRIES", "3"))) or 3)
-  local delay = tonumber(env("LANE_VERIFY_DELAY", "5")) or 5
-  for i = 1, tries do
-    local res = r:sh(cmd, { check = i == tries })
-    if res.code == 0 then
-      if i > 1 then r:log(string.format("healthy on try %d of %d", i, tries)) end
-      return
-    end
-    r:log(string.format("health check failed (exit %d), try %d of %d; again in %gs", res.code, i, tries, delay))
-    require("relua.proc").sleep(delay)
-  end
+  r:sh(cmd, { tries = math.max(1, math.tointeger(tonumber(env("LANE_VERIFY_TRIES", "3"))) or 3),
+    delay = math.max(0, tonumber(env("LANE_VERIFY_DELAY", "5")) or 5) })
 end
 
 return {

@@ -335,6 +335,58 @@ return { id = "hang", symptom = { phase = "verify" },
     assert.matches("release 7 done", ok.stdout, 1, true)
   end)
 
+  it("a Lua playbook: expectations as functions, a fix function given the failure, ctx:run recorded like r:sh", function()
+    sb:write("playbooks/ctx.lua", [[
+return {
+  id = "probe-ctx",
+  symptom = { phase = "verify", output = { match = "probe %a+ by the service" } },
+  detect = {
+    { run = "cat status.txt", expect = function(res, ctx) return res.stdout:find("refused", 1, true) and ctx.rc == 1 end },
+    { run = "cat status.txt", expect = { output = { match = "^%[PROBE%] ERROR" } } },
+  },
+  fix = function(ctx)
+    local f = assert(io.open("ctx.txt", "w"))
+    f:write(table.concat({ ctx.ticket, ctx.phase, tostring(ctx.rc), ctx.message, ctx.recipe.name,
+      (ctx.tail:match("%[PROBE%][^\n]*")) }, "|"), "\n")
+    f:close()
+    ctx:run({ "sh", "-c", "echo ok > status.txt; echo fixed by ctx:run" })
+  end,
+  verify = { { run = "cat status.txt", expect = function(res) return res.stdout == "ok\n" end } },
+}
+]])
+    failed_ticket(sb)
+    local diag = sb:relua({ "diagnose", "7" }, env())
+    assert.matches("1. probe-ctx [confirmed]", diag.stdout, 1, true)
+    assert.matches("a Lua expectation", diag.stdout, 1, true)
+    local rec = sb:relua({ "recover", "7", "--yes" }, env())
+    assert.are.equal(0, rec.code, rec.stdout .. rec.stderr)
+    assert.matches("fixed by ctx:run", rec.stdout, 1, true)
+    assert.are.equal("7|verify|1|command exited with 1: cat status.txt; test \"$(cat status.txt)\" = ok|probe-app|" ..
+      "[PROBE] ERROR: probe refused by the service\n", sb:read("ctx.txt"))
+    -- the fix's output is recorded in the ticket's output folder, as a phase's commands are
+    assert.matches("fixed by ctx:run", sb:read(".relua/releases/7/playbook.out"), 1, true)
+    assert.are.equal("finished\n", sb:read("done.txt"))
+  end)
+
+  it("a fix that fails halts with exit 1; the ticket stays resumable and the playbook runs again", function()
+    sb:write("playbooks/probe.lua", (PROBE_LUA:gsub('run = "echo ok > status.txt"',
+      'run = "test -f fix.allowed && echo ok > status.txt"')))
+    failed_ticket(sb)
+    sb:write("service.up", "")
+    local rec = sb:relua({ "recover", "7", "--yes" }, env())
+    assert.are.equal(1, rec.code, rec.stdout .. rec.stderr)
+    assert.matches("playbook probe-refused: fix failed: command exited with 1", rec.stderr, 1, true)
+    assert.matches("relua recover 7 --playbook probe-refused", rec.stderr, 1, true)
+    assert.are.same({ "verify:playbook-failed" }, sb:events("7", { ["playbook-failed"] = true }))
+    assert.matches("stage=fix", table.concat(sb:log_lines("7"), "\n"), 1, true)
+    assert.are.equal("failed", sb:state("7").phases[2].status)
+    assert.are.equal("fix failed", sb:state("7").state["relua.playbooks"][1].result)
+    sb:write("fix.allowed", "")
+    local again = sb:relua({ "recover", "7", "--yes" }, env())
+    assert.are.equal(0, again.code, again.stdout .. again.stderr)
+    assert.matches("release 7 done", again.stdout, 1, true)
+  end)
+
   it("--playbook picks one; an unknown id is a usage error", function()
     sb:write("playbooks/probe.lua", PROBE_LUA)
     failed_ticket(sb)

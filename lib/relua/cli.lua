@@ -434,7 +434,8 @@ command {
     .. "playbooks/ folder, a .luarc.json that points the editor (LuaLS) at relua's type "
     .. "definitions, and makes sure .gitignore ignores the ledger folder .relua/. It writes "
     .. "nothing when release.lua, .luarc.json or playbooks/README.md already exists.",
-  options = { { "--template=NAME", "the shipped recipe to start from (default release); the templates are the recipes relua ships" } },
+  options = { { "--template=NAME", "the shipped recipe to start from (default release); the templates are the recipes "
+    .. "relua ships, and deploy (the deploy release-run, release)" } },
   exits = { [0] = "written", [2] = "a file exists (nothing written), an unknown template, or a usage error" },
   examples = { "relua init", "relua init --template=release myproject" },
   args = { "dir" },
