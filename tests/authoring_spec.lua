@@ -62,7 +62,13 @@ describe("relua init", function()
     -- the templates are the shipped recipes
     local shipped = {}
     for f in h.sh("ls " .. h.quote(h.root .. "/recipes")).stdout:gmatch("([%w%-_]+)%.lua") do shipped[#shipped + 1] = f end
-    assert.matches('unknown template "nope"\nthe templates are ' .. esc(table.concat(shipped, ", ")) .. "\n$", r.stderr)
+    assert.matches('unknown template "nope"\nthe templates are ' .. esc(table.concat(shipped, ", ")) ..
+      "; also deploy %(release%)\n$", r.stderr)
+    -- the deploy release-run by its name in the docs (make demo DEMO=deploy)
+    local f = h.tmpdir()
+    r = h.relua({ "init", "--template", "deploy", f })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal(h.slurp(h.root .. "/recipes/release.lua"), h.slurp(f .. "/release.lua"))
   end)
 end)
 

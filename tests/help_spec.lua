@@ -53,6 +53,14 @@ describe("relua help", function()
     end
   end
 
+  it("names every refusal of revert under exit 3: the lock, and past the point of no return", function()
+    local r = h.relua({ "help", "revert" })
+    assert.are.equal(0, r.code, r.stderr)
+    local text = r.stdout:gsub("%s+", " ")
+    assert.matches(" 3 refused: another run holds the ticket's lock, or every phase left is past the point of no return",
+      text, 1, true)
+  end)
+
   it("shows a command's help for -h too", function()
     local r = h.relua({ "status", "-h" })
     assert.are.equal(0, r.code)
