@@ -379,9 +379,9 @@ command {
 command {
   name = "playbook list", summary = "the playbooks on the search path",
   usage = "relua playbook list [--recipe PATH]",
-  description = "The recipe's playbooks/ folder (with --recipe), each folder of RELUA_PLAYBOOKS, "
+  description = "The recipe's playbooks/ folder (with --recipe; else ./playbooks), each folder of RELUA_PLAYBOOKS, "
     .. "and the set shipped with relua; a bad file or a duplicate id is reported and skipped.",
-  options = { { "--recipe PATH", "also search the playbooks/ folder beside this recipe" } },
+  options = { { "--recipe PATH", "search the playbooks/ folder beside this recipe (default: ./playbooks)" } },
   exits = { [0] = "listed", [2] = "usage error" },
   examples = { "relua playbook list", "relua playbook list --recipe recipes/release.lua" },
   run = playbooks("list_command"),
@@ -390,7 +390,7 @@ command {
 command {
   name = "playbook show", summary = "one playbook: symptom, detection, root cause, fix, verify",
   usage = "relua playbook show ID [--recipe PATH]",
-  options = { { "--recipe PATH", "also search the playbooks/ folder beside this recipe" } },
+  options = { { "--recipe PATH", "search the playbooks/ folder beside this recipe (default: ./playbooks)" } },
   exits = { [0] = "shown", [2] = "no such playbook" },
   examples = { "relua playbook show release-verify-race" },
   args = { "playbook" },
@@ -403,7 +403,7 @@ command {
   description = "Checks the given files or folders (default: the search path): bad YAML or Lua, "
     .. "a missing id, an unknown field, a wrong type, a pattern that does not compile, a "
     .. "duplicate id; warns about a free-text symptom that quotes no error line.",
-  options = { { "--recipe PATH", "also check the playbooks/ folder beside this recipe" } },
+  options = { { "--recipe PATH", "check the playbooks/ folder beside this recipe (default: ./playbooks)" } },
   exits = { [0] = "no problems", [1] = "problems found (printed as file:line: message)", [2] = "no such path" },
   examples = { "relua playbook lint", "relua playbook lint recovery/playbooks" },
   args = { "file" },

@@ -37,7 +37,7 @@ end
 local function playbooks()
   local ok, pb = pcall(require, "relua.playbook")
   if not ok or type(pb) ~= "table" or type(pb.discover) ~= "function" then return {} end
-  local ok2, found = pcall(pb.discover, { recipe = "./recipe.lua" })
+  local ok2, found = pcall(pb.discover, { here = true })
   local ids = {}
   if ok2 and type(found) == "table" then
     for _, p in ipairs(found.playbooks or {}) do ids[#ids + 1] = p.id end
