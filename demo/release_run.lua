@@ -106,6 +106,9 @@ function M.build()
     RELEASE_RECREATE = sb.svc .. " pull && " .. sb.svc .. " start",
     RELEASE_KEY_REGEN = sb.svc .. " configure", RELEASE_KEY_CHECK = sb.svc .. " api ping",
     SVC_MANIFEST = sb.app .. "/manifest",
+    -- the health check runs once, as the runbook's did before its retry helper (#3918):
+    -- the race below fails verify, and the playbook recovers it
+    RELEASE_VERIFY_TRIES = "1",
   }
   M.svc(sb, "pull")
   M.svc(sb, "start")

@@ -138,6 +138,18 @@ local function files_say(repo, v)
   return true
 end
 
+-- The version the branch's Python project says when its release part is past v (a later
+-- release moved the branch on: finalize of an older ticket must not move it back), else nil.
+local function branch_past(repo, v)
+  local pep440 = require "relua.pep440"
+  local f = version_files()[1]
+  local ok, have = pcall(require("relua.versionfile").get, fs.join(root(repo), f[1]), { format = f[2] })
+  if not ok or type(have) ~= "string" then return nil end
+  local a, b = pep440.parse((have:gsub("%+.*$", ""))), pep440.parse(v)
+  if a and b and pep440.compare(a, b) > 0 then return have end
+  return nil
+end
+
 local function set_files(repo, v)
   local vf = require "relua.versionfile"
   local paths = {}
@@ -619,9 +631,11 @@ return {
           move_to(r, repo, r.state.RELEASE_SHA, "the release commit")
         else
           move_to(r, repo, head, CFG.remote .. "/" .. CFG.branch)
-          if files_say(repo, dev) then
+          local past = branch_past(repo, r.state.VERSION)
+          if files_say(repo, dev) or past then
             r.state.DEV_SHA = head
-            r:log(string.format("%s/%s already says %s: nothing to push", CFG.remote, CFG.branch, dev))
+            r:log(string.format("%s/%s already says %s: nothing to push", CFG.remote, CFG.branch,
+              past and (past .. ", past " .. r.state.VERSION) or dev))
             return
           end
         end

@@ -62,7 +62,13 @@ describe("relua init", function()
     -- the templates are the shipped recipes
     local shipped = {}
     for f in h.sh("ls " .. h.quote(h.root .. "/recipes")).stdout:gmatch("([%w%-_]+)%.lua") do shipped[#shipped + 1] = f end
-    assert.matches('unknown template "nope"\nthe templates are ' .. esc(table.concat(shipped, ", ")) .. "\n$", r.stderr)
+    assert.matches('unknown template "nope"\nthe templates are ' .. esc(table.concat(shipped, ", ")) ..
+      "; also deploy %(release%)\n$", r.stderr)
+    -- the deploy release-run by its name in the docs (make demo DEMO=deploy)
+    local f = h.tmpdir()
+    r = h.relua({ "init", "--template", "deploy", f })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal(h.slurp(h.root .. "/recipes/release.lua"), h.slurp(f .. "/release.lua"))
   end)
 end)
 
@@ -221,6 +227,19 @@ describe("shell completion", function()
     assert.are.equal("--json\n", bash(d, "relua status 1.0.0 --j"))
     assert.matches("\nr%.lua\n", "\n" .. bash(d, "relua r"))  -- a recipe file
     assert.are.equal("recover\nrepl\nrevert\nrun\n", bash(d, "relua help r"))
+  end)
+
+  it("bash: playbook ids, and the value of an option given as the next word", function()
+    local d = project()
+    assert.are.equal("release-verify-race\n", bash(d, "relua playbook show release-v"))
+    assert.are.equal("release-verify-race\n", bash(d, "relua recover 1.0.0 --playbook release-v"))
+    assert.are.equal("release-verify-race\n", bash(d, "relua recover 1.0.0 --playbook=release-v"))
+    assert.are.equal("--yes\n", bash(d, "relua recover 1.0.0 --playbook release-verify-race --y"))
+    assert.are.equal("1.1.0\n", bash(d, "relua playbook new my-fix --from 1.1"))
+    assert.are.equal("publish\n", bash(d, "relua r.lua 1.0.0 --from pu"))
+    assert.are.equal("dual-push\n", bash(d, "relua init --template du"))
+    -- a value relua cannot list completes to nothing, not to a ticket
+    assert.are.equal("\n", bash(d, "relua pause --lane "))  -- printf of no candidates
   end)
 
   it("zsh: the same candidates through compadd", function()
