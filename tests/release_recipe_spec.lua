@@ -313,4 +313,19 @@ describe("recipes/release.lua", function()
     assert.are.equal(target, st.state.MERGE_SHA)
     assert.are.same({ target }, w.count("migrations"))
   end)
+
+  it("a checkout with no commit is refused in prepare with what to do", function()
+    local s = S.sandbox()
+    repos = repos + 1
+    local name = "empty" .. repos .. ".git"
+    srv:bare(name)
+    local a = assert(git.clone(srv:url(name), s.dir .. "/app", { username = srv.user, password = srv.password }))
+    a:close()
+    local r = h.sh(h.quote(S.bin()) .. " " .. h.quote(RECIPE) .. " 1", { cwd = s.dir .. "/app",
+      env = { RELUA_HOME = s.dir .. "/home", RELUA_STORE = s.store_url or false, RELUA_PLAYBOOKS = false,
+              RELUA_GIT_USERNAME = srv.user, RELUA_GIT_PASSWORD = srv.password } })
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("phase prepare failed: the checkout has no commit yet (HEAD is unborn)", r.stderr, 1, true)
+    assert.matches("run the release in the deployed checkout", r.stderr, 1, true)
+  end)
 end)
