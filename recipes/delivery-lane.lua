@@ -4,7 +4,8 @@
 -- paused for it (reason ci-failed, deploy-failed or verify-failed), so nothing else is
 -- released until an operator unpauses; the unpause records a recovery that admits the
 -- repair (a commit on top of the failed SHA), and a stale worker that restates the
--- recovered failure cannot pause the lane again (doc/delivery-lane.md).
+-- recovered failure cannot pause the lane again (doc/delivery-lane.md). The deploy is the
+-- point of no return: `relua revert` undoes nothing after it (the lane rolls forward).
 --
 --   relua recipes/delivery-lane.lua T1              release main's head as ticket T1
 --   relua controls                                  is the lane paused, and by what
@@ -143,6 +144,8 @@ return {
     {
       name = "deploy",
       description = "deploy the SHA (LANE_DEPLOY)",
+      -- The lane rolls forward: a deployed SHA is replaced by a repair, never taken back.
+      irreversible = "deployed: the lane rolls forward with a repair on main",
       run = pausing("deploy-failed", function(r)
         r:sh(env("LANE_DEPLOY"))
         r.state.DEPLOYED = r.state.SHA
