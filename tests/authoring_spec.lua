@@ -321,6 +321,22 @@ describe("type definitions", function()
     for _, class in ipairs({ "relua.Recipe", "relua.Phase", "relua.Playbook", "relua.Run" }) do
       assert.matches("---@class " .. class .. "\n", shapes, 1, true)
     end
+    -- every key relua accepts in a recipe, a phase and a playbook is a field of its class
+    local function fields(class)
+      local block = assert(shapes:match("\n%-%-%-@class " .. class:gsub("%.", "%%.") .. "\n(.-)\n\n"), class)
+      local out = {}
+      for name in block:gmatch("%-%-%-@field ([%w_]+)") do out[name] = true end
+      return out
+    end
+    local schema = require "relua.release.schema"
+    for class, known in pairs({ ["relua.Recipe"] = schema.recipe, ["relua.Phase"] = schema.phase,
+        ["relua.Playbook"] = require("relua.playbook").FIELDS }) do
+      local have, missing = fields(class), {}
+      for key in pairs(known) do if not have[key] then missing[#missing + 1] = key end end
+      table.sort(missing)
+      assert.are.same({}, missing, class)
+    end
+    assert.matches("---@field resume string|false?", shapes, 1, true)
   end)
 end)
 

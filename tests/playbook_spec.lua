@@ -247,6 +247,19 @@ describe("diagnose and recover", function()
     assert.matches("1. probe-refused [confirmed]", diag.stdout, 1, true)
   end)
 
+  it("the shipped verify race is not confirmed when the service never comes up", function()
+    sb:write("recipe.lua", [[
+return { name = "svc", phases = { { name = "verify", run = function(r) r:sh("echo '\u{2717} svc.healthy: unhealthy'; exit 1") end } } }
+]])
+    assert.are.equal(1, sb:relua({ "recipe.lua", "8" }, env()).code)
+    local e = env()
+    e.RELEASE_VERIFY, e.RELEASE_VERIFY_WAIT = "false", "1"
+    local diag = sb:relua({ "diagnose", "8" }, e)
+    assert.are.equal(0, diag.code, diag.stderr)
+    assert.matches("1. release-verify-race [not confirmed: its detection did not match]", diag.stdout, 1, true)
+    assert.matches("still unhealthy after 1s", diag.stdout, 1, true)
+  end)
+
   it("detection that hangs is killed with its process group at its timeout: not matched", function()
     sb:write("playbooks/hang.lua", [[
 return { id = "hang", symptom = { phase = "verify" },
