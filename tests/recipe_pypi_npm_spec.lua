@@ -355,6 +355,29 @@ describe("recipes/pypi-npm.lua", function()
     assert.are.same(ONCE, delta(c0, p.counts()))
   end)
 
+  it("bad settings are refused before any phase runs (exit 2), each named with what to do; fixed, the ticket releases", function()
+    local p = W.project(S)
+    local bad = { PYPI_NPM_BUMP = "bogus", PYPI_NPM_VERSION = "one", PYPI_NPM_NPM_DIRS = "js nope",
+                  PYPI_NPM_FORGE_REPO = false, NPM_TOKEN = false }
+    local r = p.release("20", bad)
+    assert.are.equal(2, r.code, r.stdout .. r.stderr)
+    local all = r.stdout .. r.stderr
+    assert.matches("pre-flight failed", all, 1, true)
+    assert.matches("PYPI_NPM_BUMP 'bogus' is not patch, minor, major or auto", all, 1, true)
+    assert.matches("PYPI_NPM_VERSION 'one' is not a SemVer version", all, 1, true)
+    assert.matches("nope/package.json", all, 1, true)
+    assert.matches("PYPI_NPM_FORGE_REPO (or GITHUB_REPOSITORY) is not set", all, 1, true)
+    assert.matches("NPM_TOKEN is not set", all, 1, true)
+    assert.is_nil(all:find("phase gate: running", 1, true))
+    assert.are.same({ "v1.0.0" }, p.remote_tags())
+    local st = p.run({ "status", "20", "--json" })
+    if st.code == 0 then
+      for _, ph in ipairs(json.decode(st.stdout).phases) do assert.are.equal("pending", ph.status, ph.name) end
+    end
+    ok(p.release("20"))
+    assert.are.equal("1.0.1+dev", p.main_version())
+  end)
+
   it("--dry-run says what would happen and changes nothing", function()
     local p = W.project(S, { name = "relua-pn-dry" .. os.time() })
     local c0 = p.counts()
