@@ -310,6 +310,19 @@ return { id = "hang", symptom = { phase = "verify" },
     assert.are.equal(2, sb:relua({ "diagnose", "7" }, env()).code)
   end)
 
+  it("recover holds the ticket's lock from detection to the end: a run started by the fix is refused", function()
+    local bin = rs.bin()
+    sb:write("playbooks/probe.lua", (PROBE_LUA:gsub('run = "echo ok > status.txt"', 'run = "' .. bin ..
+      ' recipe.lua 7 2>concurrent.err; echo $? > concurrent.rc; echo ok > status.txt"')))
+    failed_ticket(sb)
+    sb:write("service.up", "")
+    local rec = sb:relua({ "recover", "7", "--yes" }, env())
+    assert.are.equal(0, rec.code, rec.stdout .. rec.stderr)
+    assert.are.equal("3\n", sb:read("concurrent.rc"))
+    assert.matches("locked", sb:read("concurrent.err"), 1, true)
+    assert.matches("release 7 done", rec.stdout, 1, true)
+  end)
+
   it("recover on a terminal shows the plan and asks before changing anything", function()
     local pty = require "support.pty"
     sb:write("playbooks/probe.lua", PROBE_LUA)
