@@ -191,6 +191,10 @@ describe("recipes/pypi-npm.lua", function()
     assert.matches("phase build failed", r.stderr, 1, true)
     assert.matches("Matching playbooks:\n  pypi-npm-build-broke", r.stderr, 1, true)
     assert.are.same({ "v1.0.0", "v1.0.1" }, p.remote_tags())  -- the tag is out, nothing else
+    -- a fresh dispatch (a new ticket) would cut a NEW version, never retry the pushed one
+    local fresh = p.run({ W.RECIPE, "12-new", "--dry-run" })
+    ok(fresh)
+    assert.matches("version 1.0.2 (bump patch)", fresh.stdout, 1, true)
     diagnosed(p, "12", "pypi-npm-build-broke", broken)
     local early = p.run({ "recover", "12", "--yes" }, broken)
     failed(early)
@@ -353,6 +357,27 @@ describe("recipes/pypi-npm.lua", function()
     assert.are.equal(8, skipped)  -- 2 npm, 2 PyPI, 4 forge assets
     assert.matches("already says 1.0.1+dev: nothing to push", again.stdout, 1, true)
     assert.are.same(ONCE, delta(c0, p.counts()))
+  end)
+
+  it("PYPI_NPM_BUMP=auto: a feat since the last tag releases the next minor, its notes on the forge release", function()
+    local p = W.project(S)
+    p.commit("feat(widgets): a new widget", "widgets/new.js", "module.exports = 'new';\n")
+    p.ci("success")
+    ok(p.release("21", { PYPI_NPM_BUMP = "auto" }))
+    assert.are.equal("1.1.0", p.state("21").VERSION)
+    assert.are.same({ "v1.0.0", "v1.1.0" }, p.remote_tags())
+    local resp = assert(require("relua.http").get(S.forge.api .. "/repos/" .. p.repo .. "/releases/tags/v1.1.0",
+      { headers = { Authorization = "Bearer " .. S.forge.token }, retry = false, progress = false }))
+    assert.are.equal(200, resp.status, resp.body)
+    local body = json.decode(resp.body).body
+    assert.matches("### Features\n\n* **widgets:** a new widget", body, 1, true)
+    assert.matches("### Bug Fixes\n\n* a bug fixed after 1.0.0", body, 1, true)
+    -- nothing calls for a release since (chores only): a new ticket says so and does nothing
+    p.ci("success")
+    local none = p.release("22", { PYPI_NPM_BUMP = "auto" })
+    failed(none)
+    assert.matches("no fix, feat or breaking commit since v1.1.0: nothing to release", none.stderr, 1, true)
+    assert.are.same({ "v1.0.0", "v1.1.0" }, p.remote_tags())
   end)
 
   it("bad settings are refused before any phase runs (exit 2), each named with what to do; fixed, the ticket releases", function()
