@@ -6,7 +6,7 @@
 -- issue): a retry of the same ticket releases the version it recorded.
 --
 --   relua recipes/release-branch-pr.lua 42              release (or resume) ticket 42
---   relua recipes/release-branch-pr.lua 42 --from=pypi  publish what is missing, and on
+--   relua recipes/release-branch-pr.lua 42 --from=pypi-upload  publish what is missing, and on
 --   relua status 42 / relua log 42                      where it stands / the audit log
 --   relua diagnose 42 / relua recover 42                the playbooks (playbooks/release-branch-pr-*)
 --   relua revert 42                                     before PyPI: delete the tag and the branch
@@ -15,17 +15,18 @@
 -- fails): the PyPI and forge tokens are set (names shown, never values); PyPI and the
 -- forge answer with them; no orphaned release branch of another version (one whose
 -- version was never tagged); the working tree is clean; CI is green for the commit
--- released. This version's own branch and tag are the `branch` and `tag` phases' business:
--- they stop with the runbook's scenario A / B, which `relua diagnose` names.
+-- released. This version's own branch and tag are the release-branch and release-tag
+-- phases' business: they stop with the runbook's scenario A / B, which `relua diagnose` names.
 --
--- Phases: branch (release/pypi-vX.Y.Z at main's head, pushed) -> bump (the version in the
--- project file, committed on the branch, pushed) -> tag (vX.Y.Z at that commit, pushed)
--- -> dist (wheel + sdist of the tagged commit) -> pypi (verify-or-publish: files already
--- there and identical are skipped; other bytes stop with "bump the version"; the point of
--- no return) -> forge-release (get-or-create) -> pull-request (find-or-open, the branch
--- into main) -> verify (the runbook's post-release verification: PyPI, the tag, the
--- release, the pull request, the branch). Every step finds what exists and does only the
--- missing ones, so a re-run, a `--from` or another runner without this ticket's ledger
+-- Phases: release-branch (release/pypi-vX.Y.Z at main's head, pushed) -> version-bump (the
+-- version in the project file, committed on the branch, pushed) -> release-tag (vX.Y.Z at
+-- that commit, pushed) -> dist (wheel + sdist of the tagged commit) -> pypi-upload
+-- (verify-or-publish: files already there and identical are skipped; other bytes stop with
+-- "bump the version"; the point of no return) -> github-release (the forge release,
+-- get-or-create) -> pull-request (find-or-open, the branch into main) -> verify-release (the
+-- runbook's post-release verification: PyPI, the tag, the release, the pull request, the
+-- branch). Every step finds what exists and does only the missing ones, so a re-run, a
+-- `--from` or another runner without this ticket's ledger
 -- (BRANCH_PR_VERSION=X.Y.Z) never publishes anything twice.
 --
 -- Settings come from the environment (this interface is stable; defaults in brackets):
@@ -305,11 +306,17 @@ function PB.inventory(v)
   local c = forge_client()
   if c then
     local okr, rel = pcall(c.find_release, c, tag_of(v))
-    inv.release = okr and (rel and rel.html_url or nil) or false
+    if not okr then inv.release = false elseif rel then inv.release = rel.html_url end
     local okp, pr = pcall(c.find_pull_request, c, branch_of(v), CFG.base, "all")
-    inv.pr = okp and pr or false
+    if not okp then inv.pr = false else inv.pr = pr end
   end
   return inv
+end
+
+--- The recipe's helpers for a playbook's context, or nil and why (nothing recorded yet).
+function PB.of(ctx)
+  if not ctx.state.VERSION then return nil, "no version recorded by the ticket" end
+  return PB
 end
 
 --- The inventory as the runbook's table row: "tag: yes, PyPI: identical, release: no, PR: no".
@@ -355,7 +362,7 @@ local function preflight()
         "look at them (git log %s..%s/%s) and delete what holds nothing to keep (git push %s --delete %s)",
         table.concat(orphans, ", "), CFG.remote, CFG.base, CFG.remote, orphans[1], CFG.remote, orphans[1])
     end
-    return true, "none (this release's " .. branch_of(mine) .. " is checked by the branch phase)"
+    return true, "none (this release's " .. branch_of(mine) .. " is checked by the release-branch phase)"
   end }
   list[#list + 1] = pf.clean_tree(".")
   if not CFG.skip_ci then
@@ -372,19 +379,32 @@ end
 
 -- ---------------------------------------------------------------- phases
 
+-- A revert's delete of this ticket's branch or tag on the remote: only when it is `at` one
+-- of the ticket's commits (`ours`); a ref someone moved since is left alone, and said so.
+local function take_back(r, kind, name, at, ours, delete)
+  if not at then return end
+  for _, sha in pairs(ours) do
+    if sha == at then
+      r:act(string.format("delete the %s %s on %s", kind, name, CFG.remote), function() errors.check(delete()) end)
+      return
+    end
+  end
+  r:log(string.format("the %s %s on %s is at %s, not this ticket's commit: left alone", kind, name, CFG.remote, at:sub(1, 12)))
+end
+
 local function need(r, key, phase)
   local v = r.state[key]
   if v == nil then errors.raise("no_" .. key:lower(), string.format("no %s recorded: run phase %s first", key, phase)) end
   return v
 end
 
-return {
+local RECIPE = {
   name = "release-branch-pr",
   _bp = PB,
   preflight = preflight(),
   phases = {
     {
-      name = "branch",
+      name = "release-branch",
       description = "the release branch release/pypi-vX.Y.Z at main's head, pushed (an existing one: scenario A)",
       run = function(r)
         local repo <close> = checkout()
@@ -430,27 +450,21 @@ return {
         local repo <close> = checkout()
         local branch = r.state.BRANCH
         if not branch then return end
-        local tip = remote_refs(repo)["refs/heads/" .. branch]
-        if tip and (tip == r.state.BRANCH_SHA or tip == r.state.BUMP_SHA) then
-          r:act("delete the branch " .. branch .. " on " .. CFG.remote, function()
-            errors.check(repo:push_delete_branch(CFG.remote, branch))
-          end)
-        elseif tip then
-          r:log(string.format("%s on %s is at %s, not this ticket's commit: left alone", branch, CFG.remote, tip:sub(1, 12)))
-        end
+        take_back(r, "branch", branch, remote_refs(repo)["refs/heads/" .. branch], { r.state.BRANCH_SHA, r.state.BUMP_SHA },
+          function() return repo:push_delete_branch(CFG.remote, branch) end)
         if repo:head().branch == branch then
           r:act("check out " .. CFG.base, function() errors.check(repo:checkout(CFG.base, { force = true })) end)
         end
         r:act("delete the local branch " .. branch, function() errors.check(repo:branch_delete(branch)) end)
-        r.state.BRANCH_SHA = nil
+        r.state.BRANCH_SHA, r.state.BUMP_SHA = nil, nil
       end,
     },
     {
-      name = "bump",
+      name = "version-bump",
       description = "set the version in the project file, commit it on the branch, push the branch",
       run = function(r)
         local repo <close> = checkout()
-        local v, branch = need(r, "VERSION", "branch"), r.state.BRANCH
+        local v, branch = need(r, "VERSION", "release-branch"), r.state.BRANCH
         local sha = r.state.BUMP_SHA
         if not sha then
           local tagged = remote_refs(repo)["refs/tags/" .. r.state.TAG]
@@ -466,9 +480,16 @@ return {
           on_branch(r, repo, branch, sha)
           r:log(string.format("the version commit %s (%s) is there: reused", sha:sub(1, 12), summary_of(repo, sha)))
         else
-          on_branch(r, repo, branch, need(r, "BASE_SHA", "branch"))
+          on_branch(r, repo, branch, need(r, "BASE_SHA", "release-branch"))
           local vf = require "relua.versionfile"
           local paths = {}
+          for _, f in ipairs(version_files()) do  -- every file read first: nothing half-written
+            local okf, e = pcall(vf.get, fs.join(root(repo), f[1]), { format = f[2] })
+            if not okf then
+              errors.raise("version_file", string.format("bump: %s: %s", f[1], type(e) == "table" and tostring(e.message) or tostring(e)),
+                { hint = "BRANCH_PR_PYTHON_DIR and BRANCH_PR_VERSION_FILES must name files that hold the version; nothing was changed" })
+            end
+          end
           for _, f in ipairs(version_files()) do
             vf.set(fs.join(root(repo), f[1]), v, { format = f[2] })
             paths[#paths + 1] = f[1]
@@ -481,16 +502,15 @@ return {
         if remote_refs(repo)["refs/heads/" .. branch] ~= sha then push_branch(r, repo, branch, "the version commit") end
       end,
       revert = function(r)
-        r.state.BUMP_SHA = nil
-        r:log("the version commit is forgotten (the branch's revert deletes it from " .. CFG.remote .. ")")
+        r:log("the version commit goes with the branch (the branch's revert deletes it from " .. CFG.remote .. ")")
       end,
     },
     {
-      name = "tag",
+      name = "release-tag",
       description = "tag the version commit vX.Y.Z and push the tag (an existing one elsewhere: scenario B)",
       run = function(r)
         local repo <close> = checkout()
-        local sha, tag = need(r, "BUMP_SHA", "bump"), r.state.TAG
+        local sha, tag = need(r, "BUMP_SHA", "version-bump"), r.state.TAG
         local at = remote_refs(repo)["refs/tags/" .. tag]
         if at == sha then
           r:log(string.format("the tag %s is on %s at the version commit %s: continuing", tag, CFG.remote, sha:sub(1, 12)))
@@ -519,14 +539,8 @@ return {
         local repo <close> = checkout()
         local tag = r.state.TAG
         if not tag then return end
-        local at = remote_refs(repo)["refs/tags/" .. tag]
-        if at and at == r.state.BUMP_SHA then
-          r:act("delete the tag " .. tag .. " on " .. CFG.remote, function()
-            errors.check(repo:push_delete_tag(CFG.remote, tag))
-          end)
-        elseif at then
-          r:log(string.format("the tag %s on %s is at %s, not this ticket's commit: left alone", tag, CFG.remote, at:sub(1, 12)))
-        end
+        take_back(r, "tag", tag, remote_refs(repo)["refs/tags/" .. tag], { r.state.BUMP_SHA },
+          function() return repo:push_delete_tag(CFG.remote, tag) end)
         if repo:tag_exists(tag) then r:act("delete the local tag " .. tag, function() errors.check(repo:tag_delete(tag)) end) end
       end,
     },
@@ -535,7 +549,7 @@ return {
       description = "build the wheel and the sdist of the tagged commit",
       run = function(r)
         local repo <close> = checkout()
-        local sha = need(r, "BUMP_SHA", "bump")
+        local sha = need(r, "BUMP_SHA", "version-bump")
         on_branch(r, repo, r.state.BRANCH, sha)
         local d = dist_dir(repo)
         if fs.exists(d) then errors.check(fs.remove(d, { recursive = true })) end
@@ -555,22 +569,22 @@ return {
       end,
     },
     {
-      name = "pypi",
+      name = "pypi-upload",
       description = "publish the wheel and the sdist (identical files there: skipped; other bytes: bump the version)",
       irreversible = "published to PyPI",
       run = function(r)
         local repo <close> = checkout()
-        artifacts(repo, need(r, "VERSION", "branch"))
+        artifacts(repo, need(r, "VERSION", "release-branch"))
         require("relua.publish.targets").publish(r, { pypi_target(dist_dir(repo)) }, { title = "PyPI " .. r.state.TAG })
       end,
     },
     {
-      name = "forge-release",
+      name = "github-release",
       description = "the forge release of the tag (get-or-create)",
       run = function(r)
-        local c = forge_or_raise("forge-release")
+        local c = forge_or_raise("github-release")
         local rel, how = c:release(r.state.TAG, { name = r.state.TAG, body = notes_for(r.state.VERSION),
-          target = need(r, "BUMP_SHA", "bump") })
+          target = need(r, "BUMP_SHA", "version-bump") })
         r.state.RELEASE_URL = rel.html_url
         r:log(string.format("forge release %s: %s (%s)", r.state.TAG, how, tostring(rel.html_url)))
       end,
@@ -589,10 +603,10 @@ return {
       end,
     },
     {
-      name = "verify",
+      name = "verify-release",
       description = "post-release verification: PyPI, the tag, the forge release, the pull request, the branch",
       run = function(r)
-        local v = need(r, "VERSION", "branch")
+        local v = need(r, "VERSION", "release-branch")
         local inv = PB.inventory(v)
         local problems = {}
         local function check(ok, good, bad)
@@ -611,10 +625,24 @@ return {
         check(inv.branch ~= nil or merged, "the branch " .. r.state.BRANCH .. " is on " .. CFG.remote .. " (until the pull request is merged)",
           "the branch " .. r.state.BRANCH .. " is gone from " .. CFG.remote .. " while its pull request is open")
         if #problems > 0 then
-          errors.raise("verify", "verify: " .. table.concat(problems, "; "),
+          errors.raise("verify", "verify-release: " .. table.concat(problems, "; "),
             { hint = "relua diagnose " .. r.ticket .. " works out what is missing; relua recover " .. r.ticket .. " does only that" })
         end
       end,
     },
   },
 }
+
+--- Takes back what this ticket made before anything was published from it: its tag and
+--- its branch on the remote (only where they are at its commits), the local ones, the
+--- checkout back on the base branch: the phases' own reverts, newest first. r: a phase's
+--- `r` or a playbook's ctx.
+function PB.drop(r)
+  for _, name in ipairs({ "release-tag", "release-branch" }) do
+    for _, ph in ipairs(RECIPE.phases) do
+      if ph.name == name then ph.revert(r) end
+    end
+  end
+end
+
+return RECIPE

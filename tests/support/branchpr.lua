@@ -36,6 +36,7 @@ end
 ---   p.releases()                the tags of the forge releases, sorted
 ---   p.uploads()                 the PyPI uploads so far (all projects)
 ---   p.pull_posts()              POST /pulls the forge answered 201 so far (this project)
+---   p.publish_by_hand(v)        version v built from other content, uploaded to the index
 function M.project(s, opts)
   opts = opts or {}
   local p = W.project(s, { name = opts.name, env = {} })
@@ -84,6 +85,23 @@ function M.project(s, opts)
     return out
   end
   function p.uploads() return s.pypi.uploads() end
+  -- "someone" builds version v from other content and uploads it to the index by hand
+  function p.publish_by_hand(v)
+    local other = gitfix.tmpdir() .. "/by-hand"
+    gitfix.git("/", "clone", "-q", p.authed, other)
+    assert(require("relua.versionfile").set(other .. "/pyproject.toml", v))
+    gitfix.write(other, "src/" .. p.py_module .. "/__init__.py", '"""Published by hand."""\nVALUE = 2\n')
+    local r = h.sh(string.format("cd %s && SOURCE_DATE_EPOCH=1700000000 %s -m build --no-isolation --sdist --wheel --outdir dist . >/dev/null 2>&1",
+      h.quote(other), W.PYTHON))
+    assert(r.code == 0, "the build by hand failed")
+    local files = fs.glob(other .. "/dist/*")
+    require("relua.log").level("error")
+    local ok, e = pcall(require("relua.registry.pypi").publish_all, files,
+      { url = s.pypi.legacy, user = s.pypi.user, password = s.pypi.password })
+    require("relua.log").level("info")
+    assert(ok, e)
+    return files
+  end
   function p.pull_posts()
     local n = 0
     for _, line in ipairs(s.forge.stats().log) do

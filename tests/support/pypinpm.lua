@@ -233,4 +233,42 @@ function M.project(s, opts)
   return p
 end
 
+-- What the recipe specs assert of the command line, for any project p of M.project.
+local assert = require "luassert"
+
+--- The run exited 0 / 1 (the output shown when not).
+function M.ok(r) assert.are.equal(0, r.code, r.stdout .. r.stderr) end
+function M.failed(r) assert.are.equal(1, r.code, r.stdout .. r.stderr) end
+
+--- relua status TICKET --json, decoded.
+function M.status(p, ticket)
+  local r = p.run({ "status", ticket, "--json" })
+  M.ok(r)
+  return json.decode(r.stdout)
+end
+
+--- The ticket's phases: {name = status}.
+function M.phases(p, ticket)
+  local t = {}
+  for _, ph in ipairs(M.status(p, ticket).phases) do t[ph.name] = ph.status end
+  return t
+end
+
+--- relua diagnose names the playbook first, confirmed; returns what it printed.
+function M.diagnosed(p, ticket, id, env)
+  local diag = p.run({ "diagnose", ticket }, env)
+  M.ok(diag)
+  assert.matches("1. " .. id .. " [confirmed]", diag.stdout, 1, true)
+  return diag.stdout
+end
+
+--- relua recover --yes applies the playbook, verifies and completes the release.
+function M.recovered(p, ticket, id)
+  local rec = p.run({ "recover", ticket, "--yes" })
+  M.ok(rec)
+  assert.matches("playbook " .. id .. ": verified", rec.stdout, 1, true)
+  assert.matches("release " .. ticket .. " done", rec.stdout, 1, true)
+  return rec
+end
+
 return M
