@@ -4,7 +4,8 @@
 -- paused for it (reason ci-failed, deploy-failed or verify-failed), so nothing else is
 -- released until an operator unpauses; the unpause records a recovery that admits the
 -- repair (a commit on top of the failed SHA), and a stale worker that restates the
--- recovered failure cannot pause the lane again (doc/delivery-lane.md).
+-- recovered failure cannot pause the lane again (doc/delivery-lane.md). The deploy is the
+-- point of no return: `relua revert` undoes nothing after it (the lane rolls forward).
 --
 --   relua recipes/delivery-lane.lua T1              release main's head as ticket T1
 --   relua controls                                  is the lane paused, and by what
@@ -81,17 +82,8 @@ end
 local function verify(r)
   local cmd = env("LANE_VERIFY")
   if not cmd then return r:log("no health check (set LANE_VERIFY)") end
-  local tries = math.max(1, math.tointeger(tonumber(env("LANE_VERIFY_TRIES", "3"))) or 3)
-  local delay = tonumber(env("LANE_VERIFY_DELAY", "5")) or 5
-  for i = 1, tries do
-    local res = r:sh(cmd, { check = i == tries })
-    if res.code == 0 then
-      if i > 1 then r:log(string.format("healthy on try %d of %d", i, tries)) end
-      return
-    end
-    r:log(string.format("health check failed (exit %d), try %d of %d; again in %gs", res.code, i, tries, delay))
-    require("relua.proc").sleep(delay)
-  end
+  r:sh(cmd, { tries = math.max(1, math.tointeger(tonumber(env("LANE_VERIFY_TRIES", "3"))) or 3),
+    delay = math.max(0, tonumber(env("LANE_VERIFY_DELAY", "5")) or 5) })
 end
 
 return {
@@ -152,6 +144,8 @@ return {
     {
       name = "deploy",
       description = "deploy the SHA (LANE_DEPLOY)",
+      -- The lane rolls forward: a deployed SHA is replaced by a repair, never taken back.
+      irreversible = "deployed: the lane rolls forward with a repair on main",
       run = pausing("deploy-failed", function(r)
         r:sh(env("LANE_DEPLOY"))
         r.state.DEPLOYED = r.state.SHA

@@ -19,6 +19,9 @@
 -- identical artifact is `skipped_existing`, other bytes for the version is `immutable`
 -- ("bump the version"): nothing is ever sent twice.
 --
+-- A pre-flight checks every setting below, the three tokens and the version files before
+-- the first phase runs: a bad one is refused with exit 2 and nothing is done.
+--
 -- Run it in a clean checkout of the project. Settings come from the environment
 -- (this interface is stable; defaults in brackets):
 --   PYPI_NPM_REMOTE           the git remote [origin]; HTTP credentials: RELUA_GIT_USERNAME
@@ -136,6 +139,18 @@ local function files_say(repo, v)
     if not same_version(have, v, f[2]) then return false, string.format("%s says %s", f[1], tostring(have)) end
   end
   return true
+end
+
+-- The version the branch's Python project says when its release part is past v (a later
+-- release moved the branch on: finalize of an older ticket must not move it back), else nil.
+local function branch_past(repo, v)
+  local pep440 = require "relua.pep440"
+  local f = version_files()[1]
+  local ok, have = pcall(require("relua.versionfile").get, fs.join(root(repo), f[1]), { format = f[2] })
+  if not ok or type(have) ~= "string" then return nil end
+  local a, b = pep440.parse((have:gsub("%+.*$", ""))), pep440.parse(v)
+  if a and b and pep440.compare(a, b) > 0 then return have end
+  return nil
 end
 
 local function set_files(repo, v)
@@ -443,9 +458,48 @@ function PB.answers(url, what)
   return true, string.format("%s (%s) answers (HTTP %d)", what, url, resp.status)
 end
 
+-- The pre-flight (doc/preflight.md): every setting a phase would trip on later, checked
+-- before the first phase runs, so a typo never leaves a half-done ticket (a pushed tag, or
+-- packages out and no forge release). Registries are not asked here: a registry down is a
+-- phase's failure, with its playbook.
+local function settings()
+  local semver = require "relua.semver"
+  local out = {}
+  local function bad(fmt, ...) out[#out + 1] = string.format(fmt, ...) end
+  if not ({ patch = true, minor = true, major = true, auto = true })[CFG.bump] then
+    bad("PYPI_NPM_BUMP '%s' is not patch, minor, major or auto", CFG.bump)
+  end
+  if CFG.version and not semver.parse(CFG.version, { prefix = CFG.prefix }) then
+    bad("PYPI_NPM_VERSION '%s' is not a SemVer version (MAJOR.MINOR.PATCH, e.g. 1.4.0)", CFG.version)
+  end
+  if not semver.parse(CFG.initial) then bad("PYPI_NPM_INITIAL '%s' is not a SemVer version", CFG.initial) end
+  if not CFG.forge_repo then bad("PYPI_NPM_FORGE_REPO (or GITHUB_REPOSITORY) is not set: set it to owner/name") end
+  for _, name in ipairs({ CFG.pypi_token_from, CFG.npm_token_from, CFG.forge_token_from }) do
+    if (os.getenv(name) or "") == "" then bad("%s is not set (the token it names): set it in the CI secrets", name) end
+  end
+  local repo <close>, msg = git.discover(".")
+  if not repo then
+    bad("%s: run the recipe in a checkout of the project", tostring(msg))
+  else
+    local vf = require "relua.versionfile"
+    local where = "(PYPI_NPM_PYTHON_DIR, PYPI_NPM_NPM_DIRS and PYPI_NPM_VERSION_FILES name the files that carry the version)"
+    for _, f in ipairs(version_files()) do
+      local path = fs.join(root(repo), f[1])
+      if not fs.exists(path) then
+        bad("%s: no such file in the checkout %s", f[1], where)
+      else
+        local ok, e = pcall(vf.get, path, { format = f[2] })
+        if not ok then bad("%s %s", type(e) == "table" and e.message or tostring(e), where) end
+      end
+    end
+  end
+  return #out == 0, #out == 0 and "all set" or table.concat(out, "; ")
+end
+
 return {
   name = "pypi-npm",
   _pn = PB,
+  preflight = { { name = "settings, tokens and version files", run = settings } },
   phases = {
     {
       name = "gate",
@@ -619,9 +673,11 @@ return {
           move_to(r, repo, r.state.RELEASE_SHA, "the release commit")
         else
           move_to(r, repo, head, CFG.remote .. "/" .. CFG.branch)
-          if files_say(repo, dev) then
+          local past = branch_past(repo, r.state.VERSION)
+          if files_say(repo, dev) or past then
             r.state.DEV_SHA = head
-            r:log(string.format("%s/%s already says %s: nothing to push", CFG.remote, CFG.branch, dev))
+            r:log(string.format("%s/%s already says %s: nothing to push", CFG.remote, CFG.branch,
+              past and (past .. ", past " .. r.state.VERSION) or dev))
             return
           end
         end

@@ -63,7 +63,13 @@ describe("relua init", function()
     local shipped = {}
     for f in h.sh("ls " .. h.quote(h.root .. "/recipes")).stdout:gmatch("([%w%-_]+)%.lua") do shipped[#shipped + 1] = f end
     table.sort(shipped)  -- as relua sorts them (ls may not: release-branch-pr.lua, release.lua)
-    assert.matches('unknown template "nope"\nthe templates are ' .. esc(table.concat(shipped, ", ")) .. "\n$", r.stderr)
+    assert.matches('unknown template "nope"\nthe templates are ' .. esc(table.concat(shipped, ", ")) ..
+      "; also deploy %(release%)\n$", r.stderr)
+    -- the deploy release-run by its name in the docs (make demo DEMO=deploy)
+    local f = h.tmpdir()
+    r = h.relua({ "init", "--template", "deploy", f })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal(h.slurp(h.root .. "/recipes/release.lua"), h.slurp(f .. "/release.lua"))
   end)
 end)
 
@@ -224,6 +230,19 @@ describe("shell completion", function()
     assert.are.equal("recover\nrepl\nrevert\nrun\n", bash(d, "relua help r"))
   end)
 
+  it("bash: playbook ids, and the value of an option given as the next word", function()
+    local d = project()
+    assert.are.equal("release-verify-race\n", bash(d, "relua playbook show release-v"))
+    assert.are.equal("release-verify-race\n", bash(d, "relua recover 1.0.0 --playbook release-v"))
+    assert.are.equal("release-verify-race\n", bash(d, "relua recover 1.0.0 --playbook=release-v"))
+    assert.are.equal("--yes\n", bash(d, "relua recover 1.0.0 --playbook release-verify-race --y"))
+    assert.are.equal("1.1.0\n", bash(d, "relua playbook new my-fix --from 1.1"))
+    assert.are.equal("publish\n", bash(d, "relua r.lua 1.0.0 --from pu"))
+    assert.are.equal("dual-push\n", bash(d, "relua init --template du"))
+    -- a value relua cannot list completes to nothing, not to a ticket
+    assert.are.equal("\n", bash(d, "relua pause --lane "))  -- printf of no candidates
+  end)
+
   it("zsh: the same candidates through compadd", function()
     local d = project()
     local script = table.concat({
@@ -303,6 +322,22 @@ describe("type definitions", function()
     for _, class in ipairs({ "relua.Recipe", "relua.Phase", "relua.Playbook", "relua.Run" }) do
       assert.matches("---@class " .. class .. "\n", shapes, 1, true)
     end
+    -- every key relua accepts in a recipe, a phase and a playbook is a field of its class
+    local function fields(class)
+      local block = assert(shapes:match("\n%-%-%-@class " .. class:gsub("%.", "%%.") .. "\n(.-)\n\n"), class)
+      local out = {}
+      for name in block:gmatch("%-%-%-@field ([%w_]+)") do out[name] = true end
+      return out
+    end
+    local schema = require "relua.release.schema"
+    for class, known in pairs({ ["relua.Recipe"] = schema.recipe, ["relua.Phase"] = schema.phase,
+        ["relua.Playbook"] = require("relua.playbook").FIELDS }) do
+      local have, missing = fields(class), {}
+      for key in pairs(known) do if not have[key] then missing[#missing + 1] = key end end
+      table.sort(missing)
+      assert.are.same({}, missing, class)
+    end
+    assert.matches("---@field resume string|false?", shapes, 1, true)
   end)
 end)
 

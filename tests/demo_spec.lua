@@ -83,3 +83,24 @@ describe("make demo (demo/pypi-npm.lua)", function()
     h.cleanup()
   end)
 end)
+
+describe("make demo DEMO=deploy (demo/deploy.lua)", function()
+  it("walks the deploy release-run through a raced health check, diagnosed and recovered, and removes its sandbox", function()
+    local r = h.relua({ "demo/deploy.lua" }, { env = { NO_COLOR = "1", RELUA_DEMO_KEEP = false } })
+    local o = r.stdout
+    assert.are.equal(0, r.code, o .. r.stderr)
+    local sandbox = o:match("== Setting up a throwaway sandbox in (%S+)")
+    assert.is_truthy(sandbox, o)
+    assert.matches("== 1. The operator runs the release for ticket 1234. The health check will fail.", o, 1, true)
+    assert.matches("1. release-verify-race [confirmed]", o, 1, true)
+    assert.matches("playbook release-verify-race: verified", o, 1, true)
+    assert.matches("release 1234 done: all 4 phases done", o, 1, true)
+    assert.matches("nothing to do: all 4 phases of ticket 1234 are done", o, 1, true)
+    assert.matches("service stopped, sandbox removed", o, 1, true)
+    assert.is_false(fs.exists(sandbox), "the sandbox is still there: " .. sandbox)
+    for _, f in ipairs(fs.glob("/proc/[0-9]*/cmdline")) do  -- the service (svc.sh) is stopped
+      local cmd = fs.read(f) or ""
+      assert.is_nil(cmd:find(sandbox, 1, true), "still running: " .. cmd:gsub("%z", " "))
+    end
+  end)
+end)

@@ -53,6 +53,14 @@ describe("relua help", function()
     end
   end
 
+  it("names every refusal of revert under exit 3: the lock, and past the point of no return", function()
+    local r = h.relua({ "help", "revert" })
+    assert.are.equal(0, r.code, r.stderr)
+    local text = r.stdout:gsub("%s+", " ")
+    assert.matches(" 3 refused: another run holds the ticket's lock, or every phase left is past the point of no return",
+      text, 1, true)
+  end)
+
   it("shows a command's help for -h too", function()
     local r = h.relua({ "status", "-h" })
     assert.are.equal(0, r.code)
@@ -69,12 +77,29 @@ describe("relua help", function()
     local r = h.relua({ "run" })
     assert.are.equal(2, r.code)
     assert.matches("usage: relua RECIPE TICKET", r.stderr)
+    for _, name in ipairs({ "pause", "unpause" }) do
+      r = h.relua({ name, "--reason", "ci-failed" }, { env = { RELUA_HOME = h.tmpdir() } })
+      assert.are.equal(2, r.code)
+      assert.matches("^relua: " .. name .. ": no SHA given %(%-%-sha%)\nusage: relua " .. name .. " %-%-lane LANE %-%-sha SHA", r.stderr)
+      r = h.relua({ name, "--sha", string.rep("a", 40) }, { env = { RELUA_HOME = h.tmpdir() } })
+      assert.are.equal(2, r.code)
+      assert.matches("^relua: " .. name .. ": no reason given %(%-%-reason%)\nusage: relua " .. name, r.stderr)
+    end
   end)
 
   it("prints the usage line for an unknown option", function()
     local r = h.relua({ "list", "--frob" }, { env = { RELUA_HOME = h.tmpdir() } })
     assert.are.equal(2, r.code)
     assert.matches("^relua: unknown option %-%-frob\nusage: relua list %[%-%-json%]", r.stderr)
+    -- relua RECIPE TICKET is relua run: its usage, and its help for --help
+    local d = h.tmpdir()
+    h.spit(d .. "/r.lua", 'return { phases = { { name = "a", run = function() end } } }')
+    r = h.relua({ "r.lua", "T", "--frob" }, { cwd = d, env = { RELUA_HOME = d } })
+    assert.are.equal(2, r.code)
+    assert.matches("^relua: unknown option %-%-frob\nusage: relua run RECIPE TICKET", r.stderr)
+    r = h.relua({ "r.lua", "--help" }, { cwd = d, env = { RELUA_HOME = d } })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal(h.relua({ "help", "run" }).stdout, r.stdout)
   end)
 
   it("refuses an unknown command with exit 2", function()

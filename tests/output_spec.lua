@@ -1,4 +1,4 @@
--- What a program reads (--json on status, list, log, a run and a revert: doc/json.md) and
+-- What a program reads (--json on every command that takes it: doc/json.md) and
 -- what a person sees (colour on a terminal only), and -l NAME=MOD.
 local h = require "support.h"
 local json = require "relua.json"
@@ -22,6 +22,35 @@ end
 
 describe("--json", function()
   after_each(h.cleanup)
+
+  it("every command that takes --json has its shape in doc/json.md", function()
+    local doc = h.slurp(h.root .. "/doc/json.md")
+    local sections = {}
+    for heading in doc:gmatch("\n## ([^\n]+)") do sections[#sections + 1] = heading end
+    local cli = require "relua.cli"
+    local missing = {}
+    for name, c in pairs(cli.commands) do
+      for _, o in ipairs(c.options or {}) do
+        if o[1]:match("^%-%-json") then
+          local found = false
+          for _, heading in ipairs(sections) do
+            if heading:find("`relua " .. name .. " ", 1, true) then found = true end
+          end
+          if not found then missing[#missing + 1] = name end
+        end
+      end
+    end
+    table.sort(missing)
+    assert.are.same({}, missing)
+    -- the keys a program reads are the documented ones
+    local d = h.tmpdir()
+    local r = h.relua({ "controls", "--json" }, { cwd = d, env = { RELUA_HOME = d, RELUA_STORE = false } })
+    assert.are.equal(0, r.code, r.stderr)
+    local section = doc:match("\n## `relua controls %-%-json`(.-)\n## ")
+    for key in pairs(assert(json.decode(r.stdout))) do
+      assert.matches("%f[%w_]" .. key .. "%f[^%w_]", section)
+    end
+  end)
 
   it("a run prints its summary alone on stdout, the progress on stderr", function()
     local d, env = sandbox(true)

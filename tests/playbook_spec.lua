@@ -148,6 +148,30 @@ describe("relua playbook", function()
     assert.are.equal(2, missing.code)
   end)
 
+  it("without --recipe, list, show and lint see ./playbooks, where playbook new writes", function()
+    local new = sb:relua({ "playbook", "new", "my-fix" }, env())
+    assert.are.equal(0, new.code, new.stderr)
+    local list = sb:relua({ "playbook", "list" }, env())
+    assert.are.equal(0, list.code, list.stderr)
+    assert.matches("my%-fix +lua +here", list.stdout)
+    assert.matches("release%-verify%-race +yaml +shipped", list.stdout)
+    assert.are.equal("", list.stderr)
+    assert.are.equal(0, sb:relua({ "playbook", "show", "my-fix" }, env()).code)
+    -- the skeleton's empty symptom can never match: lint says so
+    local lint = sb:relua({ "playbook", "lint" }, env())
+    assert.are.equal(0, lint.code, lint.stdout)
+    assert.matches("my-fix.lua:4: warning: my-fix: the symptom gives nothing to match", lint.stdout, 1, true)
+    sb:write("playbooks/broken.lua", "return { id = 'broken', symptom = { phase = 'x' }, fix = 3 }\n")
+    lint = sb:relua({ "playbook", "lint" }, env())
+    assert.are.equal(1, lint.code, lint.stdout)
+    assert.matches("broken.lua:1: broken: fix must be", lint.stdout, 1, true)
+    -- in a source tree, the shipped set is found once (build/share/relua/playbooks links to playbooks/)
+    local tree = h.relua({ "playbook", "list" }, { env = env() })
+    assert.are.equal(0, tree.code, tree.stderr)
+    assert.are.equal("", tree.stderr)
+    assert.matches("release%-verify%-race +yaml +here", tree.stdout)
+  end)
+
   it("searches the recipe's playbooks/, RELUA_PLAYBOOKS and the shipped set; a duplicate id names both files", function()
     sb:write("recipe.lua", RECIPE)
     sb:write("playbooks/probe.lua", PROBE_LUA)
@@ -223,6 +247,19 @@ describe("diagnose and recover", function()
     assert.matches("1. probe-refused [confirmed]", diag.stdout, 1, true)
   end)
 
+  it("the shipped verify race is not confirmed when the service never comes up", function()
+    sb:write("recipe.lua", [[
+return { name = "svc", phases = { { name = "verify", run = function(r) r:sh("echo '\u{2717} svc.healthy: unhealthy'; exit 1") end } } }
+]])
+    assert.are.equal(1, sb:relua({ "recipe.lua", "8" }, env()).code)
+    local e = env()
+    e.RELEASE_VERIFY, e.RELEASE_VERIFY_WAIT = "false", "1"
+    local diag = sb:relua({ "diagnose", "8" }, e)
+    assert.are.equal(0, diag.code, diag.stderr)
+    assert.matches("1. release-verify-race [not confirmed: its detection did not match]", diag.stdout, 1, true)
+    assert.matches("still unhealthy after 1s", diag.stdout, 1, true)
+  end)
+
   it("detection that hangs is killed with its process group at its timeout: not matched", function()
     sb:write("playbooks/hang.lua", [[
 return { id = "hang", symptom = { phase = "verify" },
@@ -271,6 +308,19 @@ return { id = "hang", symptom = { phase = "verify" },
     assert.are.equal(2, done.code)
     assert.matches("ticket 7 has not failed (status: done): nothing to recover", done.stderr, 1, true)
     assert.are.equal(2, sb:relua({ "diagnose", "7" }, env()).code)
+  end)
+
+  it("recover holds the ticket's lock from detection to the end: a run started by the fix is refused", function()
+    local bin = rs.bin()
+    sb:write("playbooks/probe.lua", (PROBE_LUA:gsub('run = "echo ok > status.txt"', 'run = "' .. bin ..
+      ' recipe.lua 7 2>concurrent.err; echo $? > concurrent.rc; echo ok > status.txt"')))
+    failed_ticket(sb)
+    sb:write("service.up", "")
+    local rec = sb:relua({ "recover", "7", "--yes" }, env())
+    assert.are.equal(0, rec.code, rec.stdout .. rec.stderr)
+    assert.are.equal("3\n", sb:read("concurrent.rc"))
+    assert.matches("locked", sb:read("concurrent.err"), 1, true)
+    assert.matches("release 7 done", rec.stdout, 1, true)
   end)
 
   it("recover on a terminal shows the plan and asks before changing anything", function()
@@ -333,6 +383,58 @@ return { id = "hang", symptom = { phase = "verify" },
     local ok = sb:relua({ "recover", "7", "--yes", "--adhoc" }, env())
     assert.are.equal(0, ok.code, ok.stdout .. ok.stderr)
     assert.matches("release 7 done", ok.stdout, 1, true)
+  end)
+
+  it("a Lua playbook: expectations as functions, a fix function given the failure, ctx:run recorded like r:sh", function()
+    sb:write("playbooks/ctx.lua", [[
+return {
+  id = "probe-ctx",
+  symptom = { phase = "verify", output = { match = "probe %a+ by the service" } },
+  detect = {
+    { run = "cat status.txt", expect = function(res, ctx) return res.stdout:find("refused", 1, true) and ctx.rc == 1 end },
+    { run = "cat status.txt", expect = { output = { match = "^%[PROBE%] ERROR" } } },
+  },
+  fix = function(ctx)
+    local f = assert(io.open("ctx.txt", "w"))
+    f:write(table.concat({ ctx.ticket, ctx.phase, tostring(ctx.rc), ctx.message, ctx.recipe.name,
+      (ctx.tail:match("%[PROBE%][^\n]*")) }, "|"), "\n")
+    f:close()
+    ctx:run({ "sh", "-c", "echo ok > status.txt; echo fixed by ctx:run" })
+  end,
+  verify = { { run = "cat status.txt", expect = function(res) return res.stdout == "ok\n" end } },
+}
+]])
+    failed_ticket(sb)
+    local diag = sb:relua({ "diagnose", "7" }, env())
+    assert.matches("1. probe-ctx [confirmed]", diag.stdout, 1, true)
+    assert.matches("a Lua expectation", diag.stdout, 1, true)
+    local rec = sb:relua({ "recover", "7", "--yes" }, env())
+    assert.are.equal(0, rec.code, rec.stdout .. rec.stderr)
+    assert.matches("fixed by ctx:run", rec.stdout, 1, true)
+    assert.are.equal("7|verify|1|command exited with 1: cat status.txt; test \"$(cat status.txt)\" = ok|probe-app|" ..
+      "[PROBE] ERROR: probe refused by the service\n", sb:read("ctx.txt"))
+    -- the fix's output is recorded in the ticket's output folder, as a phase's commands are
+    assert.matches("fixed by ctx:run", sb:read(".relua/releases/7/playbook.out"), 1, true)
+    assert.are.equal("finished\n", sb:read("done.txt"))
+  end)
+
+  it("a fix that fails halts with exit 1; the ticket stays resumable and the playbook runs again", function()
+    sb:write("playbooks/probe.lua", (PROBE_LUA:gsub('run = "echo ok > status.txt"',
+      'run = "test -f fix.allowed && echo ok > status.txt"')))
+    failed_ticket(sb)
+    sb:write("service.up", "")
+    local rec = sb:relua({ "recover", "7", "--yes" }, env())
+    assert.are.equal(1, rec.code, rec.stdout .. rec.stderr)
+    assert.matches("playbook probe-refused: fix failed: command exited with 1", rec.stderr, 1, true)
+    assert.matches("relua recover 7 --playbook probe-refused", rec.stderr, 1, true)
+    assert.are.same({ "verify:playbook-failed" }, sb:events("7", { ["playbook-failed"] = true }))
+    assert.matches("stage=fix", table.concat(sb:log_lines("7"), "\n"), 1, true)
+    assert.are.equal("failed", sb:state("7").phases[2].status)
+    assert.are.equal("fix failed", sb:state("7").state["relua.playbooks"][1].result)
+    sb:write("fix.allowed", "")
+    local again = sb:relua({ "recover", "7", "--yes" }, env())
+    assert.are.equal(0, again.code, again.stdout .. again.stderr)
+    assert.matches("release 7 done", again.stdout, 1, true)
   end)
 
   it("--playbook picks one; an unknown id is a usage error", function()

@@ -95,7 +95,7 @@ describe("relua.preflight", function()
   end)
 end)
 
-describe("relua.preflight.ci_green", function()
+describe("relua.preflight against the test forge", function()
   local reg = require "support.registries"
   local server
 
@@ -103,7 +103,7 @@ describe("relua.preflight.ci_green", function()
   teardown(function() if server then server.stop() end end)
   after_each(function() S.cleanup() end)
 
-  it("refuses a commit whose CI failed, naming the checks; an override passes and is logged with who and why", function()
+  it("ci_green refuses a commit whose CI failed, naming the checks; an override passes and is logged with who and why", function()
     local s = S.sandbox()
     local repo = assert(git.init(s.dir))
     s:write(".gitignore", "recipe.lua\n.relua/\n")
@@ -131,5 +131,32 @@ describe("relua.preflight.ci_green", function()
     local log = table.concat(s:log_lines("1.0"), "\n")
     assert.matches('event=ci%-override [^\n]*who=ada msg="flaky runner, re%-run green locally"', log)
     assert.not_matches(server.token, r.stdout .. r.stderr .. log, 1, true)
+  end)
+
+  it("targets refuses a primary whose forge refuses its token (a read that needs it), naming the variable, never the value", function()
+    local s = S.sandbox()
+    s:write("asset.bin", "the asset\n")
+    s:write("recipe.lua", [[
+      local pf = require "relua.preflight"
+      local T = { { name = "github", role = "primary", adapter = "forge", artifacts = { "asset.bin" },
+        opts = { api = os.getenv("API"), repo = "acme/tool", tag = "v1.0", release_opts = { notes = false } },
+        secrets = { token = "ACME_FORGE_TOKEN" } } }
+      return { preflight = pf.targets(T),
+               phases = { { name = "publish", run = function(r) require("relua.publish.targets").publish(r, T) end } } }
+    ]])
+    local planted = "ghp_plantedWrongToken0123456789"
+    local r = s:relua({ "recipe.lua", "1.0" }, { API = server.api, ACME_FORGE_TOKEN = planted })
+    assert.are.equal(2, r.code, r.stderr)
+    assert.matches("[FAIL] registries reachable with their credentials: github: forge: GET /user: HTTP 401: "
+      .. "Bad credentials (token from $ACME_FORGE_TOKEN)", r.stdout, 1, true)
+    assert.matches("pre-flight failed: registries reachable with their credentials", r.stderr, 1, true)
+    assert.not_matches(planted, r.stdout .. r.stderr .. table.concat(s:log_lines("1.0"), "\n"), 1, true)
+    assert.are.equal(0, server.stats().uploads)
+    assert.are.equal("pending", s:state("1.0").phases[1].status)
+    -- the right token: pre-flight passes and the asset is published once
+    r = s:relua({ "recipe.lua", "1.0" }, { API = server.api, ACME_FORGE_TOKEN = server.token })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("[pass] registries reachable with their credentials", r.stdout, 1, true)
+    assert.are.equal(1, server.stats().uploads)
   end)
 end)

@@ -90,6 +90,12 @@ describe("relua.publish.targets", function()
     assert.are.equal("pypi", s:state("1.0").warnings[1].target)
     assert.are.equal("pypi", st.warnings[1].target)
     assert.are.equal("failed", st.warnings[1].status)
+    -- the fallback's failure is a warning event in the audit log, with what failed
+    local log = table.concat(s:log_lines("1.0"), "\n")
+    assert.matches("event=warning artifact=" .. names[1]:gsub("%p", "%%%0") .. " status=failed target=pypi "
+      .. "msg=\"[^\"]*127%.0%.0%.1:9[^\"]*connection refused", log)
+    -- the summary's detail says what happened (the error), not only that it failed
+    assert.matches("pypi%s+fallback%s+%S+%s+failed%s+[^\n]*127%.0%.0%.1:9", r.stdout)
     local status = s:relua({ "status", "1.0" }).stdout
     assert.matches("done with warnings", status, 1, true)
     assert.matches("publish:\n  target%s+role%s+artifact%s+status%s+detail\n", status)

@@ -80,6 +80,25 @@ end
 describe("README.md", function()
   after_each(h.cleanup)
 
+  it("names every command of `relua help`, so a reader can look each one up", function()
+    local text = h.slurp(h.root .. "/README.md")
+    local missing = {}
+    for name, c in pairs(require("relua.cli").commands) do
+      local group, word = name:match("^(%S+) (%S+)$")
+      local found
+      if group then  -- a line with `relua GROUP` that names WORD (e.g. relua playbook list | show ID)
+        for line in text:gmatch("[^\n]+") do
+          if line:find("relua " .. group, 1, true) and line:find("%f[%w]" .. word .. "%f[^%w]") then found = true break end
+        end
+      else
+        found = text:find("relua " .. name .. "%f[^%w-]") ~= nil
+      end
+      if not found and not c.hidden then missing[#missing + 1] = name end
+    end
+    table.sort(missing)
+    assert.are.same({}, missing)
+  end)
+
   it("the first-recipe walkthrough runs as printed", function()
     local sh = repo()
     local walk = consoles(section("Your first recipe"))

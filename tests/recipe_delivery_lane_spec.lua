@@ -1,11 +1,13 @@
 -- The delivery lane recipe (recipes/delivery-lane.lua) end to end, with its playbooks
--- (playbooks/delivery-lane.lua): a bare remote, a developer's clone that pushes to main,
+-- (playbooks/delivery-lane.lua): a bare remote served over smart HTTP
+-- (tests/support/githttp.lua), a developer's clone that pushes to main,
 -- the lane's workspace (a clone) where relua runs, and shell scripts standing in for CI,
 -- the deploy target and the health check. Runs on each sandbox's folder store, or on the
 -- store RELUA_TEST_STORE names (tests/run-all.sh runs it on PostgreSQL too).
 local h = require "support.h"
 local S = require "support.release"
 local G = require "support.gitfix"
+local githttp = require "support.githttp"
 local json = require "relua.json"
 local proc = require "relua.proc"
 
@@ -54,16 +56,29 @@ local CHECK = [[
 [ ! -f "$(dirname "$0")/target/down" ]
 ]]
 
--- A sandbox: remote.git, dev (pushes to main), ws (the lane's workspace), the scripts.
+local srv
+local repos = 0
+local function serve() srv = srv or githttp.start({ user = "lane", password = "s3cret-lane" }) end
+local function unserve()
+  if srv then srv:stop() end
+  srv = nil
+end
+
+-- A sandbox: the served remote, dev (pushes to main), ws (the lane's workspace), the scripts.
 local function world()
   local s = S.sandbox()
-  local remote, dev = s.dir .. "/remote.git", s.dir .. "/dev"
-  G.bare(remote)
+  repos = repos + 1
+  local name, dev = "lane" .. repos .. ".git", s.dir .. "/dev"
+  srv:bare(name)
+  s.remote = srv:repo_path(name)
+  local url = srv:url(name)
+  local authed = url:gsub("^http://", "http://" .. srv.user .. ":" .. srv.password .. "@")
   G.repo(dev)
-  G.git(dev, "remote", "add", "origin", remote)
+  G.git(dev, "remote", "add", "origin", authed)
   G.git(dev, "push", "-q", "origin", "main")
-  G.git(s.dir, "clone", "-q", remote, "ws")
+  G.git(s.dir, "clone", "-q", authed, "ws")
   s.ws = s.dir .. "/ws"
+  G.git(s.ws, "remote", "set-url", "origin", url)  -- relua fetches with RELUA_GIT_USERNAME/PASSWORD
   s.rel = s.ws .. "/.relua/releases"
   s:write("ci.sh", CI)
   s:write("deploy.sh", DEPLOY)
@@ -74,6 +89,7 @@ local function world()
     LANE_CI = s.dir .. "/ci.sh", LANE_DEPLOY = s.dir .. "/deploy.sh", LANE_VERIFY = s.dir .. "/verify.sh",
     LANE_DEPLOY_CHECK = s.dir .. "/check.sh", LANE_VERIFY_TRIES = "2", LANE_VERIFY_DELAY = "0.05",
     LANE_VERIFY_WAIT = "2", RELUA_BY = "lane-bot", RELUA_PLAYBOOKS = false,
+    RELUA_GIT_USERNAME = srv.user, RELUA_GIT_PASSWORD = srv.password, RELUA_GIT_TOKEN = false,
   }
   -- A commit pushed to main; returns its SHA.
   function s.push(msg, file, content)
@@ -126,6 +142,8 @@ local function wait_for(s, name)
 end
 
 describe("recipes/delivery-lane.lua", function()
+  setup(serve)
+  teardown(unserve)
   after_each(function() S.cleanup() G.cleanup() end)
 
   it("releases main's head: pins it, checks CI, deploys and verifies; a re-run does nothing", function()
@@ -160,12 +178,14 @@ describe("recipes/delivery-lane.lua", function()
     s:write("target/starting", "1\n")
     local r = lane(s, { "T1" })
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
-    assert.matches("healthy on try 2 of 2", r.stdout, 1, true)
+    assert.matches("passed on try 2 of 2", r.stdout, 1, true)
     assert.are.same({ s.A }, lines(s, "target/deployed"))
   end)
 end)
 
 describe("recipes/delivery-lane.lua: a failure pauses the lane", function()
+  setup(serve)
+  teardown(unserve)
   after_each(function() S.cleanup() G.cleanup() end)
 
   it("CI fails: the lane is paused for the SHA; runs are refused (exit 3); the unpause admits the repair", function()
@@ -279,16 +299,18 @@ describe("recipes/delivery-lane.lua: a failure pauses the lane", function()
 end)
 
 describe("recipes/delivery-lane.lua: a failure at each phase, then a re-run converges", function()
+  setup(serve)
+  teardown(unserve)
   after_each(function() S.cleanup() G.cleanup() end)
 
   it("pin: the remote is unreachable; nothing is paused (no SHA yet); the re-run releases", function()
     local s = world()
-    os.rename(s.dir .. "/remote.git", s.dir .. "/remote.away")
+    os.rename(s.remote, s.remote .. ".away")
     local r = lane(s, { "T1" })
     assert.are.equal(1, r.code, r.stderr)
     assert.matches("phase pin failed", r.stderr, 1, true)
     assert.are.same({}, controls(s).history)
-    os.rename(s.dir .. "/remote.away", s.dir .. "/remote.git")
+    os.rename(s.remote .. ".away", s.remote)
     r = lane(s, { "T1" })
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
     assert.are.same({ s.A }, lines(s, "target/deployed"))
@@ -325,7 +347,7 @@ describe("recipes/delivery-lane.lua: a failure at each phase, then a re-run conv
     s:write("target/unhealthy", "")
     local r = lane(s, { "T1" })
     assert.are.equal(1, r.code, r.stderr)
-    assert.matches("health check failed (exit 1), try 1 of 2", r.stdout, 1, true)
+    assert.matches("exit 1 on try 1 of 2; next try in 0.05s", r.stdout, 1, true)
     assert.are.equal("verify-failed", controls(s).pauses[1].reason)
     os.remove(s:path("target/unhealthy"))
     r = relua(s, { "unpause", "--sha", s.A, "--reason", "verify-failed", "--timeout", "60" })
@@ -336,6 +358,8 @@ describe("recipes/delivery-lane.lua: a failure at each phase, then a re-run conv
 end)
 
 describe("recipes/delivery-lane.lua: its playbooks", function()
+  setup(serve)
+  teardown(unserve)
   after_each(function() S.cleanup() G.cleanup() end)
 
   -- diagnose names the playbook (confirmed), recover --yes unpauses and completes
@@ -385,5 +409,38 @@ describe("recipes/delivery-lane.lua: its playbooks", function()
     assert.are.equal(1, lane(s, { "T1" }).code)
     recovered(s, "lane-verify-race", { LANE_VERIFY_WAIT = "1" })
     assert.are.same({ s.A }, lines(s, "target/deployed"))
+  end)
+
+  it("--from=verify after the cause is fixed: verifies without deploying again", function()
+    local s = world()
+    s:write("target/unhealthy", "")
+    assert.are.equal(1, lane(s, { "T1" }).code)
+    os.remove(s:path("target/unhealthy"))
+    assert.are.equal(0, relua(s, { "unpause", "--sha", s.A, "--reason", "verify-failed", "--no-wake" }).code)
+    local r = lane(s, { "T1", "--from=verify" })
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.are.same({ s.A }, lines(s, "target/deployed"))
+    assert.are.equal("done", s:statuses("T1").verify)
+  end)
+
+  it("revert: nothing to undo before the deploy; refused past it (exit 3), the lane rolls forward", function()
+    local s = world()
+    s:write("ci/" .. s.A, "fail")
+    assert.are.equal(1, lane(s, { "T1" }).code)
+    local r = relua(s, { "revert", "T1" })
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.matches("ci: has no revert", r.stdout, 1, true)
+    -- a verify failure past the deploy: the hint says retry, and revert is refused
+    local s2 = world()
+    s2:write("target/unhealthy", "")
+    r = lane(s2, { "T1" })
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("past the point of no return", r.stderr, 1, true)
+    assert.is_nil(r.stderr:find("Roll back", 1, true))
+    r = relua(s2, { "revert", "T1" })
+    assert.are.equal(3, r.code, r.stdout .. r.stderr)
+    assert.matches("phase deploy is past the point of no return", r.stdout .. r.stderr, 1, true)
+    assert.are.same({ s2.A }, lines(s2, "target/deployed"))
+    assert.are.equal("failed", s2:statuses("T1").verify)
   end)
 end)

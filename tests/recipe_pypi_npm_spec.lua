@@ -64,6 +64,14 @@ describe("recipes/pypi-npm.lua", function()
     assert.are.equal("1.0.2", p.state("43").VERSION)
     assert.are.equal("1.0.2+dev", p.main_version())
     assert.are.same({ "1.0.1", "1.0.2" }, p.npm_versions(p.npm_name2))
+    -- --from=build on the older ticket once 1.0.2 is out: 1.0.1 re-checked, nothing sent,
+    -- and main is not moved back to 1.0.1+dev
+    local c1 = p.counts()
+    local older = p.run({ W.RECIPE, "42", "--from=build" })
+    ok(older)
+    assert.matches("origin/main already says 1.0.2+dev, past 1.0.1: nothing to push", older.stdout, 1, true)
+    assert.are.equal("1.0.2+dev", p.main_version())
+    assert.are.same({ npm = 0, pypi = 0, forge = 0 }, delta(c1, p.counts()))
   end)
 
   it("npm published and PyPI down: diagnose names pypi-npm-pypi-partial, recover publishes only PyPI", function()
@@ -154,6 +162,10 @@ describe("recipes/pypi-npm.lua", function()
     assert.matches("phase build failed", r.stderr, 1, true)
     assert.matches("Matching playbooks:\n  pypi-npm-build-broke", r.stderr, 1, true)
     assert.are.same({ "v1.0.0", "v1.0.1" }, p.remote_tags())  -- the tag is out, nothing else
+    -- a fresh dispatch (a new ticket) would cut a NEW version, never retry the pushed one
+    local fresh = p.run({ W.RECIPE, "12-new", "--dry-run" })
+    ok(fresh)
+    assert.matches("version 1.0.2 (bump patch)", fresh.stdout, 1, true)
     diagnosed(p, "12", "pypi-npm-build-broke", broken)
     local early = p.run({ "recover", "12", "--yes" }, broken)
     failed(early)
@@ -258,6 +270,44 @@ describe("recipes/pypi-npm.lua", function()
     assert.are.same(ONCE, delta(c0, p.counts()))
   end)
 
+  it("the version already burned on PyPI (a wheel of other content): stopped before npm, 'bump the version', registries unchanged", function()
+    local p = W.project(S)
+    -- someone built 1.0.1 of the Python package by hand, from other content, and uploaded it
+    local other = gitfix.tmpdir() .. "/other-py"
+    gitfix.git("/", "clone", "-q", p.authed, other)
+    assert(require("relua.versionfile").set(other .. "/pyproject.toml", "1.0.1"))
+    assert(require("relua.fs").write(other .. "/src/" .. p.py_module .. "/__init__.py", '"""By hand."""\nVALUE = 2\n'))
+    local built = require("relua.proc").run({ W.PYTHON, "-m", "build", "--no-isolation", "--wheel", "--outdir",
+      other .. "/dist", "." }, { cwd = other, timeout = 120 })
+    assert(built and built.code == 0, built and built.stderr)
+    local wheel = require("relua.fs").glob(other .. "/dist/*.whl")[1]
+    require("relua.log").level("error")
+    assert(require("relua.registry.pypi").publish(wheel, { url = S.pypi.legacy, user = S.pypi.user,
+      password = S.pypi.password, timeout = 20 }))
+    require("relua.log").level("info")
+    local held = p.pypi_files()
+    assert.are.equal(1, #held)
+    local c0 = p.counts()
+    local r = p.release("19")
+    failed(r)
+    assert.matches("phase npm-publish failed", r.stderr, 1, true)
+    assert.matches("target pypi: ", r.stderr, 1, true)
+    assert.matches("nothing was sent to any target", r.stderr, 1, true)
+    assert.matches("bump the version", r.stderr, 1, true)
+    assert.matches("Matching playbooks:\n  pypi-npm-bump", r.stderr, 1, true)
+    assert.are.same({ npm = 0, pypi = 0, forge = 0 }, delta(c0, p.counts()))
+    assert.are.same({}, p.npm_versions())
+    assert.are.same({}, p.npm_versions(p.npm_name2))
+    assert.are.same(held, p.pypi_files())
+    diagnosed(p, "19", "pypi-npm-bump")
+    recovered(p, "19", "pypi-npm-bump")
+    assert.are.equal("1.0.2", p.state("19").VERSION)
+    assert.are.same({ "1.0.2" }, p.npm_versions())
+    assert.are.equal(3, #p.pypi_files())
+    assert.are.equal("1.0.2+dev", p.main_version())
+    assert.are.same(ONCE, delta(c0, p.counts()))
+  end)
+
   it("a tag pushed by a run that died: the re-run reuses it; another runner retrying the version skips every artifact", function()
     local p = W.project(S)
     local c0 = p.counts()
@@ -278,6 +328,50 @@ describe("recipes/pypi-npm.lua", function()
     assert.are.equal(8, skipped)  -- 2 npm, 2 PyPI, 4 forge assets
     assert.matches("already says 1.0.1+dev: nothing to push", again.stdout, 1, true)
     assert.are.same(ONCE, delta(c0, p.counts()))
+  end)
+
+  it("PYPI_NPM_BUMP=auto: a feat since the last tag releases the next minor, its notes on the forge release", function()
+    local p = W.project(S)
+    p.commit("feat(widgets): a new widget", "widgets/new.js", "module.exports = 'new';\n")
+    p.ci("success")
+    ok(p.release("21", { PYPI_NPM_BUMP = "auto" }))
+    assert.are.equal("1.1.0", p.state("21").VERSION)
+    assert.are.same({ "v1.0.0", "v1.1.0" }, p.remote_tags())
+    local resp = assert(require("relua.http").get(S.forge.api .. "/repos/" .. p.repo .. "/releases/tags/v1.1.0",
+      { headers = { Authorization = "Bearer " .. S.forge.token }, retry = false, progress = false }))
+    assert.are.equal(200, resp.status, resp.body)
+    local body = json.decode(resp.body).body
+    assert.matches("### Features\n\n* **widgets:** a new widget", body, 1, true)
+    assert.matches("### Bug Fixes\n\n* a bug fixed after 1.0.0", body, 1, true)
+    -- nothing calls for a release since (chores only): a new ticket says so and does nothing
+    p.ci("success")
+    local none = p.release("22", { PYPI_NPM_BUMP = "auto" })
+    failed(none)
+    assert.matches("no fix, feat or breaking commit since v1.1.0: nothing to release", none.stderr, 1, true)
+    assert.are.same({ "v1.0.0", "v1.1.0" }, p.remote_tags())
+  end)
+
+  it("bad settings are refused before any phase runs (exit 2), each named with what to do; fixed, the ticket releases", function()
+    local p = W.project(S)
+    local bad = { PYPI_NPM_BUMP = "bogus", PYPI_NPM_VERSION = "one", PYPI_NPM_NPM_DIRS = "js nope",
+                  PYPI_NPM_FORGE_REPO = false, NPM_TOKEN = false }
+    local r = p.release("20", bad)
+    assert.are.equal(2, r.code, r.stdout .. r.stderr)
+    local all = r.stdout .. r.stderr
+    assert.matches("pre-flight failed", all, 1, true)
+    assert.matches("PYPI_NPM_BUMP 'bogus' is not patch, minor, major or auto", all, 1, true)
+    assert.matches("PYPI_NPM_VERSION 'one' is not a SemVer version", all, 1, true)
+    assert.matches("nope/package.json", all, 1, true)
+    assert.matches("PYPI_NPM_FORGE_REPO (or GITHUB_REPOSITORY) is not set", all, 1, true)
+    assert.matches("NPM_TOKEN is not set", all, 1, true)
+    assert.is_nil(all:find("phase gate: running", 1, true))
+    assert.are.same({ "v1.0.0" }, p.remote_tags())
+    local st = p.run({ "status", "20", "--json" })
+    if st.code == 0 then
+      for _, ph in ipairs(json.decode(st.stdout).phases) do assert.are.equal("pending", ph.status, ph.name) end
+    end
+    ok(p.release("20"))
+    assert.are.equal("1.0.1+dev", p.main_version())
   end)
 
   it("--dry-run says what would happen and changes nothing", function()

@@ -156,6 +156,53 @@ describe("a planted secret", function()
     assert.is_nil(s:state("t2").state.TOKEN)
   end)
 
+  it("echoed back by a registry's 403 or a forge's 401 (Basic in base64, Bearer) appears in no stream and no file", function()
+    local reg = require "support.registries"
+    local pypi, forge = reg.pypi(), reg.forge()
+    local ok, e = pcall(function()
+      local fs = require "relua.fs"
+      local wheel = reg.build_dists(fs.join(fs.dirname(pypi.storage), "dist-echo"), { "Echo.Pkg", "1.0" })[1]
+      local s = S.sandbox()
+      s:write("recipe.lua", [[
+        return { name = "echo", phases = {
+          { name = "publish", run = function(r)
+              if os.getenv("WHEEL") then
+                require("relua.registry.pypi").publish(os.getenv("WHEEL"), { url = os.getenv("INDEX"), user = "relua",
+                  tries = 1, retry = false })
+              else
+                require("relua.forge").new({ repo = "acme/lib" }):release("v1.0", { notes = false })
+              end
+            end },
+        } }
+      ]])
+      -- the index accepts the token, then answers 403 quoting the Basic header (user:token in base64)
+      pypi.fail({ status = 403, prefix = "/legacy/", echo_auth = true })
+      local res = s:relua({ "recipe.lua", "t-pypi" }, { WHEEL = wheel, INDEX = pypi.legacy, PYPI_TOKEN = pypi.password })
+      assert.equal(1, res.code, res.stderr)
+      assert.matches("HTTP 403 (injected failure 403: Authorization: Basic ***", res.stderr, 1, true)
+      -- the forge answers 401 quoting the Bearer header
+      forge.fail({ prefix = "/repos/acme/lib/releases", status = 401, echo_auth = true, count = 5 })
+      local res2 = s:relua({ "recipe.lua", "t-forge" }, { GITHUB_API_URL = forge.api, GITHUB_TOKEN = forge.token, GH_TOKEN = false })
+      assert.equal(1, res2.code, res2.stderr)
+      assert.matches("Authorization: Bearer ***", res2.stderr, 1, true)
+      local texts = files_under(s.rel)
+      texts.stdout, texts.stderr = res.stdout .. res2.stdout, res.stderr .. res2.stderr
+      for _, t in ipairs({ "t-pypi", "t-forge" }) do
+        local st = s:relua({ "status", t })
+        texts["status " .. t] = st.stdout .. st.stderr
+        local lg = s:relua({ "log", t })
+        texts["log " .. t] = lg.stdout .. lg.stderr
+      end
+      assert.matches("Authorization: Basic ***", h.slurp(s.rel .. "/t-pypi.json"), 1, true)
+      assert_hidden(texts, pypi.password)
+      assert_hidden(texts, forge.token)
+      assert_hidden(texts, b64("relua:" .. pypi.password))
+    end)
+    pypi.stop()
+    forge.stop()
+    if not ok then error(e, 0) end
+  end)
+
   it("is masked in an uncaught script error and its traceback", function()
     local res = h.relua({ "-e", [[local v = require("relua.secret").env("PLANTED"); error("boom " .. v)]] },
       { env = { PLANTED = PLANTED } })

@@ -247,7 +247,8 @@ command {
     { "--json", "print the revert's summary as JSON on stdout (doc/json.md); the progress goes to stderr" },
   },
   exits = { [0] = "reverted, or nothing to revert", [1] = "a revert failed: fix the cause and run it again",
-    [2] = "no ticket given, no release recorded, the recipe is gone or invalid", [3] = M.EXIT_LOCKED,
+    [2] = "no ticket given, no release recorded, the recipe is gone or invalid",
+    [3] = M.EXIT_LOCKED .. ", or every phase left is past the point of no return (nothing published can be undone)",
     [130] = M.EXIT_INTERRUPTED, [143] = M.EXIT_TERMINATED },
   examples = { "relua revert 1.4.0 --dry-run", "relua revert 1.4.0" },
   args = { "ticket" },
@@ -378,9 +379,9 @@ command {
 command {
   name = "playbook list", summary = "the playbooks on the search path",
   usage = "relua playbook list [--recipe PATH]",
-  description = "The recipe's playbooks/ folder (with --recipe), each folder of RELUA_PLAYBOOKS, "
+  description = "The recipe's playbooks/ folder (with --recipe; else ./playbooks), each folder of RELUA_PLAYBOOKS, "
     .. "and the set shipped with relua; a bad file or a duplicate id is reported and skipped.",
-  options = { { "--recipe PATH", "also search the playbooks/ folder beside this recipe" } },
+  options = { { "--recipe PATH", "search the playbooks/ folder beside this recipe (default: ./playbooks)" } },
   exits = { [0] = "listed", [2] = "usage error" },
   examples = { "relua playbook list", "relua playbook list --recipe recipes/release.lua" },
   run = playbooks("list_command"),
@@ -389,7 +390,7 @@ command {
 command {
   name = "playbook show", summary = "one playbook: symptom, detection, root cause, fix, verify",
   usage = "relua playbook show ID [--recipe PATH]",
-  options = { { "--recipe PATH", "also search the playbooks/ folder beside this recipe" } },
+  options = { { "--recipe PATH", "search the playbooks/ folder beside this recipe (default: ./playbooks)" } },
   exits = { [0] = "shown", [2] = "no such playbook" },
   examples = { "relua playbook show release-verify-race" },
   args = { "playbook" },
@@ -402,7 +403,7 @@ command {
   description = "Checks the given files or folders (default: the search path): bad YAML or Lua, "
     .. "a missing id, an unknown field, a wrong type, a pattern that does not compile, a "
     .. "duplicate id; warns about a free-text symptom that quotes no error line.",
-  options = { { "--recipe PATH", "also check the playbooks/ folder beside this recipe" } },
+  options = { { "--recipe PATH", "check the playbooks/ folder beside this recipe (default: ./playbooks)" } },
   exits = { [0] = "no problems", [1] = "problems found (printed as file:line: message)", [2] = "no such path" },
   examples = { "relua playbook lint", "relua playbook lint recovery/playbooks" },
   args = { "file" },
@@ -433,7 +434,8 @@ command {
     .. "playbooks/ folder, a .luarc.json that points the editor (LuaLS) at relua's type "
     .. "definitions, and makes sure .gitignore ignores the ledger folder .relua/. It writes "
     .. "nothing when release.lua, .luarc.json or playbooks/README.md already exists.",
-  options = { { "--template=NAME", "the shipped recipe to start from (default release); the templates are the recipes relua ships" } },
+  options = { { "--template=NAME", "the shipped recipe to start from (default release); the templates are the recipes "
+    .. "relua ships, and deploy (the deploy release-run, release)" } },
   exits = { [0] = "written", [2] = "a file exists (nothing written), an unknown template, or a usage error" },
   examples = { "relua init", "relua init --template=release myproject" },
   args = { "dir" },
@@ -472,6 +474,15 @@ local function recipe_like(t)
   return type(t[1]) == "table" and (t[1].run ~= nil or t[1].name ~= nil)
 end
 
+-- Is --help (or -h) among the arguments, before any "--"?
+local function wants_help(args)
+  for _, a in ipairs(args) do
+    if a == "--" then return false end
+    if a == "--help" or a == "-h" then return true end
+  end
+  return false
+end
+
 --- Runs a Lua file with arguments. A file that returns a recipe runs as a release.
 ---@param path string?  nil reads the script from stdin
 ---@return integer exit status
@@ -493,6 +504,13 @@ function M.run_file(path, ...)
   _G.print = require("relua.secret").print  -- a script's prints are masked too
   local result = chunk(...)
   if recipe_like(result) then
+    -- `relua RECIPE ...` is `relua run RECIPE ...`: its help, and its usage on a usage error
+    local help = require "relua.cli.help"
+    if wants_help({ ... }) then
+      io.stdout:write(help.render(M.commands.run))
+      return 0
+    end
+    errors.usage_hint = errors.usage_hint or help.usage_hint(M.commands.run)
     return require("relua.release").main(result, path, ...)
   end
   if path and select("#", ...) > 0 then
@@ -521,15 +539,6 @@ function M.group(group)
   end
   table.sort(list, function(a, b) return a.name < b.name end)
   return list
-end
-
--- Is --help (or -h) among the arguments, before any "--"?
-local function wants_help(args)
-  for _, a in ipairs(args) do
-    if a == "--" then return false end
-    if a == "--help" or a == "-h" then return true end
-  end
-  return false
 end
 
 --- Runs a command: its help when asked for, else its function, with its usage line as the

@@ -36,7 +36,7 @@ function M.new(opts)
   opts = opts or {}
   local api = opts.api or os.getenv("GITHUB_API_URL") or "https://api.github.com"
   api = api:gsub("/+$", "")
-  local token, source = opts.token, "opts.token"
+  local token, source = opts.token, (opts.sources or {}).token or "opts.token"
   if token then secret.declare(token) end
   if not token then token, source = secret.env("GITHUB_TOKEN"), "$GITHUB_TOKEN" end
   if not token then token, source = secret.env("GH_TOKEN"), "$GH_TOKEN" end

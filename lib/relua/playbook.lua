@@ -549,20 +549,34 @@ function M.shipped_dir()
   if data and isdir(data .. "/playbooks") then return abs(data .. "/playbooks") end
 end
 
---- The folders searched, in order: the recipe's playbooks/ (beside it), each entry of
---- RELUA_PLAYBOOKS (`:`-separated), the shipped set. Each {dir=, source=}.
+-- A folder's absolute path with the folder itself resolved when it is a symbolic link
+-- (a source tree's build/share/relua/playbooks links to its playbooks/): one folder is
+-- searched once, however it is reached.
+local function resolved(d)
+  local a = abs(d)
+  local target = require("relua.fs").readlink(a)
+  if target then a = abs(target:sub(1, 1) == "/" and target or (dirname(a) .. "/" .. target)) end
+  return a
+end
+
+--- The folders searched, in order: the recipe's playbooks/ (beside it; without a recipe,
+--- opts.here: the current folder's playbooks/), each entry of RELUA_PLAYBOOKS
+--- (`:`-separated), the shipped set. Each {dir=, source=}.
 ---@param recipe_path string?
+---@param here boolean? without a recipe, search ./playbooks
 ---@return table[]
-function M.search_path(recipe_path)
+function M.search_path(recipe_path, here)
   local out, seen = {}, {}
   local function add(d, source)
     if d == nil or d == "" then return end
     local a = abs(d)
-    if seen[a] then return end
-    seen[a] = true
+    local key = resolved(d)
+    if seen[key] then return end
+    seen[key] = true
     out[#out + 1] = { dir = a, source = source }
   end
-  if recipe_path then add(dirname(abs(recipe_path)) .. "/playbooks", "recipe") end
+  if recipe_path then add(dirname(abs(recipe_path)) .. "/playbooks", "recipe")
+  elseif here then add("playbooks", "here") end
   for d in (os.getenv("RELUA_PLAYBOOKS") or ""):gmatch("[^:]+") do add(d, "RELUA_PLAYBOOKS") end
   add(M.shipped_dir(), "shipped")
   return out
@@ -571,7 +585,7 @@ end
 --- Loads every playbook on the search path (or of the given files/folders). Problems are
 --- collected, never raised: a bad file is reported and left out, and a duplicate id is
 --- reported naming both files, and both copies are left out.
----@param opts {recipe:string?, paths:string[]?}?
+---@param opts {recipe:string?, here:boolean?, paths:string[]?}?
 ---@return {playbooks:table[], problems:table[], by_id:table, dirs:table[]}
 function M.discover(opts)
   opts = opts or {}
@@ -585,7 +599,7 @@ function M.discover(opts)
       end
     end
   else
-    dirs = M.search_path(opts.recipe)
+    dirs = M.search_path(opts.recipe, opts.here)
     for _, d in ipairs(dirs) do
       for _, f in ipairs(M.files(d.dir)) do files[#files + 1] = { path = f, source = d.source } end
     end
@@ -799,11 +813,14 @@ function M.run_check(c, opts)
   local out = (pres.stdout or "") .. (pres.stderr or "")
   local e = c.expect or { code = 0 }
   local rc = pres.code or (128 + (pres.signal or 0))
+  -- what the check said last, for the person reading why it did not pass
+  local said = out:match("([^\n]*%S[^\n]*)\n?%s*$")
+  said = said and (": " .. require("relua.core.secret").mask(trim(said):sub(1, 200))) or ""
   if e.code and rc ~= e.code then
-    return false, string.format("exited with %d (expected %d)", rc, e.code), pres
+    return false, string.format("exited with %d (expected %d)%s", rc, e.code, said), pres
   end
   if e.output and not test_any(e.output, out) then
-    return false, "output lacks " .. describe_matcher(e.output[1]), pres
+    return false, "output lacks " .. describe_matcher(e.output[1]) .. said, pres
   end
   if e.fn then
     local ok, r = pcall(e.fn, pres, ctx)

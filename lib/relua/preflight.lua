@@ -142,10 +142,7 @@ function M.targets(list, opts)
       local values, missing = targets.secrets_of(t)
       local adapter = targets.adapter_of(t)
       if #missing == 0 and adapter.probe then
-        local o = {}
-        for k, v in pairs(t.opts) do o[k] = v end
-        for k, v in pairs(values) do o[k] = v end
-        local ok, why = adapter.probe(o)
+        local ok, why = adapter.probe(targets.opts_of(t, values))
         if not ok and t.role == "primary" then problems[#problems + 1] = t.name .. ": " .. tostring(why) end
       end
     end

@@ -30,7 +30,9 @@ there are no check runs (404); the token comes as "token T" or "Bearer T".
 For the tests:
   POST /_setup   {"repo": "o/r", "statuses": {SHA: [...]}, "check_runs": {SHA: [...]}, "refs": [...]}
   POST /_fail    {"prefix": "/repos/", "method": "POST", "count": 1, and one of:
-                  "status": 503 (+ "retry_after"), "kind": "primary_rate" | "secondary_rate",
+                  "status": 503 (+ "retry_after"; "echo_auth": true quotes the request's
+                  Authorization header in the message, as some servers and proxies do),
+                  "kind": "primary_rate" | "secondary_rate",
                   "action": "reset_mid_upload" (read part of an upload, drop the connection; with
                   "starter": true an incomplete asset is left behind, as GitHub can)}
   GET  /_stats   {"requests": n, "uploads": n, "log": ["METHOD PATH STATUS", ...]}
@@ -231,7 +233,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if f.get("retry_after") is not None:
             headers["Retry-After"] = str(f["retry_after"])
         self.body()
-        return self.error(int(f.get("status", 503)), "injected failure", headers=headers)
+        text = "injected failure"
+        if f.get("echo_auth"):
+            text += ": Authorization: %s" % (self.headers.get("Authorization") or "(none)")
+        return self.error(int(f.get("status", 503)), text, headers=headers)
 
     def setup_repo(self, spec):
         with self.st.lock:

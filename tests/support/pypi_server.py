@@ -25,7 +25,9 @@ For the tests:
                                  with "reset_after" the upload is stored, then the
                                  connection is reset instead of answering, with
                                  "exit" the index goes down: the process exits at once,
-                                 answering nothing (connections are then refused)
+                                 answering nothing (connections are then refused); with
+                                 "echo_auth": true the answer's body quotes the request's
+                                 Authorization header, as some servers and proxies do
 Files and their records live in --storage: an index restarted on the same storage (and
 --port) serves what it held.
 Prints "listening on http://127.0.0.1:PORT" once bound (and writes PORT to --port-file).
@@ -478,7 +480,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         headers = {}
         if f.get("retry_after") is not None:
             headers["Retry-After"] = str(f["retry_after"])
-        self.send(int(f["status"]), "injected failure %d" % int(f["status"]), headers=headers)
+        text = "injected failure %d" % int(f["status"])
+        if f.get("echo_auth"):
+            text += ": Authorization: %s" % (self.headers.get("Authorization") or "(none)")
+        self.send(int(f["status"]), text, headers=headers)
 
     # -- simple API ------------------------------------------------------------------
     def wants_json(self, query):

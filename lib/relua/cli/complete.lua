@@ -37,7 +37,7 @@ end
 local function playbooks()
   local ok, pb = pcall(require, "relua.playbook")
   if not ok or type(pb) ~= "table" or type(pb.discover) ~= "function" then return {} end
-  local ok2, found = pcall(pb.discover, { recipe = "./recipe.lua" })
+  local ok2, found = pcall(pb.discover, { here = true })
   local ids = {}
   if ok2 and type(found) == "table" then
     for _, p in ipairs(found.playbooks or {}) do ids[#ids + 1] = p.id end
@@ -58,6 +58,24 @@ local function commands(cli)
   end
   table.sort(out)
   return out
+end
+
+-- The kind of candidates an option's value completes with, from the name its help gives
+-- the value (--from=PHASE, --playbook ID); "none" for a value relua cannot list.
+local VALUE_KINDS = { PHASE = "phase", TICKET = "ticket", PATH = "file", DIR = "file", NAME = "template" }
+
+-- The kind of the value the option `opt` of a command takes (nil: a flag, or not an
+-- option of it). Either form is accepted: --playbook ID and --playbook=ID.
+local function value_kind(spec, opt)
+  if opt == "--store" then return "none" end  -- every ledger command takes --store=URL
+  for _, o in ipairs(spec.options or {}) do
+    local name, meta = o[1]:match("^(%-%-[%w%-]+)[ =](%u+)")
+    if name == opt then
+      if name == "--playbook" then return "playbook" end
+      return VALUE_KINDS[meta] or "none"
+    end
+  end
+  return nil
 end
 
 -- Candidates for a positional argument of kind `kind`.
@@ -123,14 +141,22 @@ function M.candidates(cli, words)
   -- --from=PHASE, --opt=VALUE
   local opt, value = cur:match("^(%-%-[%w%-]+)=(.*)$")
   if opt then
-    local kind = ({ ["--from"] = "phase", ["--recipe"] = "file", ["--template"] = "template" })[opt]
-    if not kind then return {} end
+    local kind = value_kind(spec, opt)
+    if not kind or kind == "none" then return {} end
     if kind == "file" then return { ":files" } end
     local out = {}
     for _, p in ipairs(of_kind(cli, kind, words_info)) do
       if starts(p, value) then out[#out + 1] = opt .. "=" .. p end
     end
     return out
+  end
+  -- --playbook ID, --from TICKET: the value of the option before
+  local prev = rest[#rest]
+  local prev_kind = prev and prev:match("^%-%-[%w%-]+$") and value_kind(spec, prev)
+  if prev_kind then
+    if prev_kind == "none" then return {} end
+    if prev_kind == "file" then return { ":files" } end
+    return filter(of_kind(cli, prev_kind, words_info))
   end
   if starts(cur, "-") then
     for _, o in ipairs(spec.options or {}) do
@@ -140,8 +166,14 @@ function M.candidates(cli, words)
     list[#list + 1] = "--help"
     return filter(list)
   end
-  local npos = 0
-  for _, w in ipairs(rest) do if not starts(w, "-") then npos = npos + 1 end end
+  local npos, j = 0, 1
+  while rest[j] do
+    local w = rest[j]
+    if not starts(w, "-") then npos = npos + 1
+    elseif w:match("^%-%-[%w%-]+$") and value_kind(spec, w) then j = j + 1  -- its value
+    end
+    j = j + 1
+  end
   local kinds = spec.args or {}
   local kind = kinds[npos + 1]
   if not kind then return {} end

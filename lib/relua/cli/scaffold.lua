@@ -11,6 +11,10 @@ local M = {}
 
 M.DEFAULT = "release"
 
+-- Other names of a shipped recipe: the deploy release-run ships as release.lua (`make demo
+-- DEMO=deploy`). A recipe shipped under the name itself wins.
+M.ALIASES = { deploy = "release" }
+
 --- The shared data folder, or a usage error saying where it was looked for.
 local function datadir()
   local d = version.datadir()
@@ -74,8 +78,15 @@ function M.command(...)
   local share = datadir()
   local names = M.templates()
   local src = share .. "/recipes/" .. template .. ".lua"
+  if not fs.exists(src) and M.ALIASES[template] then src = share .. "/recipes/" .. M.ALIASES[template] .. ".lua" end
   if not fs.exists(src) or template:find("/", 1, true) then
-    errors.usage(string.format("unknown template %q", template), "the templates are " .. table.concat(names, ", "))
+    local also = {}
+    for alias, name in pairs(M.ALIASES) do
+      if fs.exists(share .. "/recipes/" .. name .. ".lua") then also[#also + 1] = alias .. " (" .. name .. ")" end
+    end
+    table.sort(also)
+    errors.usage(string.format("unknown template %q", template), "the templates are " .. table.concat(names, ", ") ..
+      (#also > 0 and ("; also " .. table.concat(also, ", ")) or ""))
   end
   local files = {
     { path = dir .. "/release.lua", data = assert(fs.read(src)) },

@@ -25,6 +25,13 @@ local function parse(args, allowed, usage)
   return o
 end
 
+-- A pause or unpause names the failure: without --sha or --reason it is a usage error
+-- that prints the command's usage line (relua.control's messages name a bad value).
+local function require_failure(kind, o)
+  if o.sha == nil then errors.usage(kind .. ": no SHA given (--sha)") end
+  if o.reason == nil then errors.usage(kind .. ": no reason given (--reason)") end
+end
+
 local function record_json(rec)
   local t = {}
   for k, v in pairs(rec) do t[k] = v end
@@ -35,6 +42,7 @@ end
 ---@return integer
 function M.pause_command(...)
   local o = parse({ ... }, { lane = "value", sha = "value", reason = "value", by = "value", ticket = "value" }, PAUSE_USAGE)
+  require_failure("pause", o)
   local res = control.pause({ lane = o.lane, sha = o.sha, reason = o.reason, by = o.by, ticket = o.ticket })
   local rec = res.record
   if res.effect == "ignored" then
@@ -93,6 +101,7 @@ end
 function M.unpause_command(...)
   local o = parse({ ... }, { lane = "value", sha = "value", reason = "value", by = "value", admit = "value",
     ["no-wake"] = "flag", timeout = "value" }, UNPAUSE_USAGE)
+  require_failure("unpause", o)
   local timeout
   if o.timeout ~= nil then
     timeout = tonumber(o.timeout)

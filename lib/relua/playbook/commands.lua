@@ -453,8 +453,9 @@ end
 
 -- ------------------------------------------------------------------ relua playbook
 
+-- Without --recipe, the current folder's playbooks/ (where `playbook new` writes).
 local function sources(o)
-  return pb.discover({ recipe = o.recipe })
+  return pb.discover({ recipe = o.recipe, here = true })
 end
 
 local function list_cmd(o)
@@ -547,10 +548,16 @@ local function lint_cmd(o)
     errs = errs + 1
   end
   for _, p in ipairs(found.playbooks) do
-    if p.symptom.text and #p.symptom.quotes == 0 and not (p.symptom.phase or p.symptom.output or p.symptom.message or p.symptom.rc or p.symptom.code) then
-      io.stdout:write(string.format("%s: warning: %s: the symptom quotes no error line (in `backquotes`, "
-        .. "\"double quotes\", or a line starting [ERROR], error:, fatal: or \u{2717}): it can never match\n",
-        where(p), p.id))
+    local sy = p.symptom
+    if #(sy.quotes or {}) == 0 and not (sy.phase or sy.output or sy.message or sy.rc or sy.code) then
+      if sy.text then
+        io.stdout:write(string.format("%s: warning: %s: the symptom quotes no error line (in `backquotes`, "
+          .. "\"double quotes\", or a line starting [ERROR], error:, fatal: or \u{2717}): it can never match\n",
+          where(p), p.id))
+      else
+        io.stdout:write(string.format("%s: warning: %s: the symptom gives nothing to match (phase, rc, code, "
+          .. "message or output): it can never match\n", where(p), p.id))
+      end
     end
   end
   io.stdout:write(string.format("%d playbook%s checked, %d problem%s\n", #found.playbooks, #found.playbooks == 1 and "" or "s",

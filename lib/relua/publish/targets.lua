@@ -104,12 +104,20 @@ function M.secrets_of(t)
   return values, missing
 end
 
+-- A target's options with its secrets' values; `sources` names where each came from, so
+-- a refused credential is named by its variable ("$ACME_FORGE_TOKEN"), not "opts.token".
 local function target_opts(t, values)
   local o = {}
   for k, v in pairs(t.opts) do o[k] = v end
-  for k, v in pairs(values) do o[k] = v end
+  o.sources = {}
+  for k, v in pairs(values) do
+    o[k] = v
+    o.sources[k] = "$" .. t.secrets[k]
+  end
   return o
 end
+--- A declared target's options with the values of its secrets (and `sources`: their variables).
+M.opts_of = target_opts
 
 --- Looks at a declared target (an entry of M.declare's result) without sending anything:
 --- {adapter=, opts= (with its secrets), arts= (inspected), checks= (publish.check's answers,

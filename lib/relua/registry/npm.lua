@@ -74,7 +74,7 @@ end
 
 -- The token for a registry and where it came from (a description that names no secret).
 local function find_token(opts, registry, required)
-  if opts.token then return opts.token, "opts.token" end
+  if opts.token then return opts.token, (opts.sources or {}).token or "opts.token" end
   local var = opts.token_env or M.TOKEN_ENV
   local v = os.getenv(var)
   if v and v ~= "" then return v, "$" .. var end

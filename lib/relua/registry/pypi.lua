@@ -335,7 +335,7 @@ end
 
 local function credentials(opts)
   local var = opts.password_env or M.PASSWORD_ENV
-  local password, source = opts.password, "opts.password"
+  local password, source = opts.password, (opts.sources or {}).password or "opts.password"
   if password == nil then
     password, source = os.getenv(var), "$" .. var
     if (password == nil or password == "") and not opts.password_env then

@@ -132,7 +132,9 @@ function M.revert_command(...)
   if kept then
     say(string.format("phase %s is past the point of no return (%s): it and the phases before it are not undone. " ..
       "Retry the same version, or release a new version to change what shipped.", kept_name, kept_why))
-    if #todo(state) == 0 then
+    local undoable = false
+    for _, p in ipairs(todo(state)) do undoable = undoable or p.revert ~= nil end
+    if not undoable then  -- nothing after the point, or nothing there that has a revert
       lg:log("revert-refused", { phase = kept_name, msg = "past the point of no return" })
       lg:close()
       errors.raise("refused", string.format("relua revert %s: nothing can be undone: phase %s is past the point of no return", ticket, kept_name),

@@ -161,8 +161,7 @@ local function describe(argv)
   return table.concat(parts, " ")
 end
 
-local function run_process(self, argv, shown_cmd, opts)
-  opts = opts or {}
+local function run_once(self, argv, shown_cmd, opts)
   if self.dry_run then
     self._say("  [dry-run] would run: " .. shown_cmd)
     return { code = 0, stdout = "", stderr = "", dry_run = true }
@@ -192,9 +191,32 @@ local function run_process(self, argv, shown_cmd, opts)
   return res
 end
 
+-- Runs the process up to opts.tries times (default 1), opts.delay seconds apart, until it
+-- exits 0; each failed try but the last is logged and does not fail the phase.
+local function run_process(self, argv, shown_cmd, opts)
+  opts = opts or {}
+  local tries, delay = opts.tries or 1, opts.delay or 0
+  if math.type(tries) ~= "integer" or tries < 1 then error("r:sh/r:run: tries must be an integer >= 1", 3) end
+  if type(delay) ~= "number" or delay < 0 then error("r:sh/r:run: delay must be a number of seconds >= 0", 3) end
+  local last = { check = opts.check }
+  setmetatable(last, { __index = opts })
+  local once = setmetatable({ check = false }, { __index = opts })
+  for try = 1, tries do
+    local res, err, code = run_once(self, argv, shown_cmd, try == tries and last or once)
+    if try == tries or (res and res.code == 0) then
+      if try > 1 and res and res.code == 0 then self:log(string.format("passed on try %d of %d", try, tries)) end
+      return res, err, code
+    end
+    local why = res and (res.code and "exit " .. res.code or "signal " .. tostring(res.signal)) or err
+    self:log(string.format("%s on try %d of %d; next try in %gs", why, try, tries, delay))
+    require("relua.proc").sleep(delay)
+  end
+end
+
 --- Runs a command line through /bin/sh. Output streams to the terminal and to the phase's
 --- .out file; a non-zero exit fails the phase with that code (opts.check=false returns the
---- result instead). opts: cwd, env, stdin, timeout, check.
+--- result instead). opts: cwd, env, stdin, timeout, check, tries (run again until it exits
+--- 0, at most this many times), delay (seconds between tries).
 ---@param cmd string
 ---@param opts table?
 ---@return table result {code=, stdout=, stderr=, duration=, ...}
