@@ -7,6 +7,7 @@ local W = require "support.pypinpm"
 local reg = require "support.registries"
 local gitfix = require "support.gitfix"
 local npm = require "relua.registry.npm"
+local json = require "relua.json"
 
 local DOWN = "http://127.0.0.1:9/legacy/"  -- nothing listens there: the index is down
 
