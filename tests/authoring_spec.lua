@@ -62,6 +62,7 @@ describe("relua init", function()
     -- the templates are the shipped recipes
     local shipped = {}
     for f in h.sh("ls " .. h.quote(h.root .. "/recipes")).stdout:gmatch("([%w%-_]+)%.lua") do shipped[#shipped + 1] = f end
+    table.sort(shipped)  -- as relua sorts them (ls may not: release-branch-pr.lua, release.lua)
     assert.matches('unknown template "nope"\nthe templates are ' .. esc(table.concat(shipped, ", ")) ..
       "; also deploy %(release%)\n$", r.stderr)
     -- the deploy release-run by its name in the docs (make demo DEMO=deploy)
