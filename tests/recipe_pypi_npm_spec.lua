@@ -11,36 +11,8 @@ local json = require "relua.json"
 
 local DOWN = "http://127.0.0.1:9/legacy/"  -- nothing listens there: the index is down
 
-local function ok(r) assert.are.equal(0, r.code, r.stdout .. r.stderr) end
-local function failed(r) assert.are.equal(1, r.code, r.stdout .. r.stderr) end
-
-local function status(p, ticket)
-  local r = p.run({ "status", ticket, "--json" })
-  ok(r)
-  return json.decode(r.stdout)
-end
-
-local function phases(p, ticket)
-  local t = {}
-  for _, ph in ipairs(status(p, ticket).phases) do t[ph.name] = ph.status end
-  return t
-end
-
--- diagnose names the playbook first, confirmed
-local function diagnosed(p, ticket, id, env)
-  local diag = p.run({ "diagnose", ticket }, env)
-  ok(diag)
-  assert.matches("1. " .. id .. " [confirmed]", diag.stdout, 1, true)
-end
-
--- recover applies the playbook, verifies and completes the release
-local function recovered(p, ticket, id)
-  local rec = p.run({ "recover", ticket, "--yes" })
-  ok(rec)
-  assert.matches("playbook " .. id .. ": verified", rec.stdout, 1, true)
-  assert.matches("release " .. ticket .. " done", rec.stdout, 1, true)
-  return rec
-end
+local ok, failed, status, phases = W.ok, W.failed, W.status, W.phases
+local diagnosed, recovered = W.diagnosed, W.recovered
 
 -- what a whole 1.0.1 release sends, once: 2 npm packages, a wheel and an sdist, 4 assets
 local ONCE = { npm = 2, pypi = 2, forge = 4 }
