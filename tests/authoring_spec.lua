@@ -62,6 +62,7 @@ describe("relua init", function()
     -- the templates are the shipped recipes
     local shipped = {}
     for f in h.sh("ls " .. h.quote(h.root .. "/recipes")).stdout:gmatch("([%w%-_]+)%.lua") do shipped[#shipped + 1] = f end
+    table.sort(shipped)  -- as relua sorts them (ls may not: release-branch-pr.lua, release.lua)
     assert.matches('unknown template "nope"\nthe templates are ' .. esc(table.concat(shipped, ", ")) ..
       "; also deploy %(release%)\n$", r.stderr)
     -- the deploy release-run by its name in the docs (make demo DEMO=deploy)
@@ -300,6 +301,22 @@ describe("man pages", function()
     assert.are.same({ prefix .. "/share/relua/types" }, json.decode(h.slurp(d .. "/.luarc.json"))["workspace.library"])
     assert.are.equal(0, h.sh("make -s uninstall PREFIX=" .. h.quote(prefix), { cwd = h.root }).code)
     assert.are.equal("", h.sh("find " .. h.quote(prefix) .. " -type f").stdout)
+  end)
+end)
+
+describe("relua-recipe(5)", function()
+  it("documents every key relua accepts in a recipe and a phase", function()
+    local src = h.slurp(h.root .. "/doc/man/relua-recipe.5.scd")
+    local schema = require "relua.release.schema"
+    for section, known in pairs({ ["RECIPE KEYS"] = schema.recipe, ["PHASE KEYS"] = schema.phase }) do
+      local text = assert(src:match("\n# " .. section .. "\n(.-)\n# "), section)
+      local missing = {}
+      for key in pairs(known) do
+        if not text:find("\n*" .. key .. "*\n", 1, true) then missing[#missing + 1] = key end
+      end
+      table.sort(missing)
+      assert.are.same({}, missing, section)
+    end
   end)
 end)
 
