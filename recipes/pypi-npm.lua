@@ -177,12 +177,26 @@ local function forge_client()
     token = secret.env(CFG.forge_token_from) })
 end
 
--- The highest release tag of the repository (any branch: a tag pushed by a failed run
--- counts, so a new ticket never cuts a version that exists): version string or nil.
+-- The release tags on the remote (asked now). A tag only this checkout has was made by a
+-- run that died before pushing it: it does not count (prepare makes it again). When the
+-- remote cannot be asked (a dry run offline), the checkout's tags.
+local function release_tag_names(repo)
+  local refs = repo:ls_remote(CFG.remote)
+  if not refs then return errors.check(repo:tag_names(CFG.prefix .. "*")) end
+  local out = {}
+  for _, ref in ipairs(refs) do
+    local name = ref.name:match("^refs/tags/(.+)$")
+    if name and name:sub(1, #CFG.prefix) == CFG.prefix and not name:find("^{}", 1, true) then out[#out + 1] = name end
+  end
+  return out
+end
+
+-- The highest release tag (any branch: a tag pushed by a failed run counts, so a new
+-- ticket never cuts a version that exists; one never pushed does not, so none is
+-- skipped): version string or nil.
 local function last_tag_version(repo)
   local semver = require "relua.semver"
-  local names = errors.check(repo:tag_names(CFG.prefix .. "*"))
-  local _, v = semver.max(names, { prefix = CFG.prefix })
+  local _, v = semver.max(release_tag_names(repo), { prefix = CFG.prefix })
   return v and v:tostring() or nil
 end
 

@@ -304,6 +304,22 @@ describe("man pages", function()
   end)
 end)
 
+describe("relua-recipe(5)", function()
+  it("documents every key relua accepts in a recipe and a phase", function()
+    local src = h.slurp(h.root .. "/doc/man/relua-recipe.5.scd")
+    local schema = require "relua.release.schema"
+    for section, known in pairs({ ["RECIPE KEYS"] = schema.recipe, ["PHASE KEYS"] = schema.phase }) do
+      local text = assert(src:match("\n# " .. section .. "\n(.-)\n# "), section)
+      local missing = {}
+      for key in pairs(known) do
+        if not text:find("\n*" .. key .. "*\n", 1, true) then missing[#missing + 1] = key end
+      end
+      table.sort(missing)
+      assert.are.same({}, missing, section)
+    end
+  end)
+end)
+
 describe("type definitions", function()
   it("cover every module of lib/ and parse as Lua; the recipe shapes are there", function()
     local types = h.root .. "/build/share/relua/types"

@@ -147,6 +147,11 @@ describe("recipes/pypi-npm.lua", function()
     assert.matches("phase prepare failed", r.stderr, 1, true)
     assert.matches("protected: refs/tags/v1.0.1 may not be pushed", r.stderr, 1, true)
     assert.are.same({ "v1.0.0" }, p.remote_tags())
+    -- the tag never left this checkout: a fresh dispatch (a new ticket) computes the same
+    -- version, as the seed says of a prepare that failed before tagging
+    local fresh = p.run({ W.RECIPE, "11-new", "--dry-run" })
+    ok(fresh)
+    assert.matches("version 1.0.1 (bump patch)", fresh.stdout, 1, true)
     p.unprotect()
     ok(p.release("11"))
     assert.are.same({ "v1.0.0", "v1.0.1" }, p.remote_tags())
