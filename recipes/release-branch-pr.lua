@@ -392,6 +392,16 @@ local function take_back(r, kind, name, at, ours, delete)
   r:log(string.format("the %s %s on %s is at %s, not this ticket's commit: left alone", kind, name, CFG.remote, at:sub(1, 12)))
 end
 
+-- A dry run before the version commit exists (nothing was made): says what the phase
+-- would do instead. True when it did.
+local function dry(r, what)
+  if r.dry_run and not r.state.BUMP_SHA then
+    r:log("(dry run) would " .. what .. " (once version-bump has made the version commit)")
+    return true
+  end
+  return false
+end
+
 local function need(r, key, phase)
   local v = r.state[key]
   if v == nil then errors.raise("no_" .. key:lower(), string.format("no %s recorded: run phase %s first", key, phase)) end
@@ -509,6 +519,7 @@ local RECIPE = {
       name = "release-tag",
       description = "tag the version commit vX.Y.Z and push the tag (an existing one elsewhere: scenario B)",
       run = function(r)
+        if dry(r, "tag it " .. tostring(r.state.TAG) .. " and push the tag") then return end
         local repo <close> = checkout()
         local sha, tag = need(r, "BUMP_SHA", "version-bump"), r.state.TAG
         local at = remote_refs(repo)["refs/tags/" .. tag]
@@ -548,6 +559,7 @@ local RECIPE = {
       name = "dist",
       description = "build the wheel and the sdist of the tagged commit",
       run = function(r)
+        if dry(r, "build the wheel and the sdist") then return end
         local repo <close> = checkout()
         local sha = need(r, "BUMP_SHA", "version-bump")
         on_branch(r, repo, r.state.BRANCH, sha)
@@ -573,6 +585,7 @@ local RECIPE = {
       description = "publish the wheel and the sdist (identical files there: skipped; other bytes: bump the version)",
       irreversible = "published to PyPI",
       run = function(r)
+        if dry(r, "publish the wheel and the sdist to " .. CFG.pypi_url) then return end
         local repo <close> = checkout()
         artifacts(repo, need(r, "VERSION", "release-branch"))
         require("relua.publish.targets").publish(r, { pypi_target(dist_dir(repo)) }, { title = "PyPI " .. r.state.TAG })
@@ -582,6 +595,7 @@ local RECIPE = {
       name = "github-release",
       description = "the forge release of the tag (get-or-create)",
       run = function(r)
+        if dry(r, "create the forge release of " .. tostring(r.state.TAG)) then return end
         local c = forge_or_raise("github-release")
         local rel, how = c:release(r.state.TAG, { name = r.state.TAG, body = notes_for(r.state.VERSION),
           target = need(r, "BUMP_SHA", "version-bump") })
@@ -593,6 +607,7 @@ local RECIPE = {
       name = "pull-request",
       description = "the pull request of the release branch into main (find-or-open)",
       run = function(r)
+        if dry(r, "open the pull request " .. tostring(r.state.BRANCH) .. " -> " .. CFG.base) then return end
         local repo <close> = checkout()
         local c = forge_or_raise("pull-request")
         local pr, how = c:pull_request(r.state.BRANCH, CFG.base, {
@@ -606,6 +621,7 @@ local RECIPE = {
       name = "verify-release",
       description = "post-release verification: PyPI, the tag, the forge release, the pull request, the branch",
       run = function(r)
+        if dry(r, "verify PyPI, the tag, the forge release, the pull request and the branch") then return end
         local v = need(r, "VERSION", "release-branch")
         local inv = PB.inventory(v)
         local problems = {}
@@ -623,7 +639,7 @@ local RECIPE = {
           "no pull request from " .. r.state.BRANCH .. " into " .. CFG.base)
         local merged = inv.pr and inv.pr.state == "closed"
         check(inv.branch ~= nil or merged, "the branch " .. r.state.BRANCH .. " is on " .. CFG.remote .. " (until the pull request is merged)",
-          "the branch " .. r.state.BRANCH .. " is gone from " .. CFG.remote .. " while its pull request is open")
+          "the branch " .. r.state.BRANCH .. " is gone from " .. CFG.remote .. (inv.pr and " while its pull request is open" or ""))
         if #problems > 0 then
           errors.raise("verify", "verify-release: " .. table.concat(problems, "; "),
             { hint = "relua diagnose " .. r.ticket .. " works out what is missing; relua recover " .. r.ticket .. " does only that" })

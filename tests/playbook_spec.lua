@@ -80,6 +80,21 @@ describe("playbook loading", function()
     assert.is_false((pb.matches(yml[1], { phase = "verify", rc = 1, message = "", tail = "probe fine" })))
   end)
 
+  it("loads the two examples of doc/playbooks.md, and they match the same failure", function()
+    local doc = h.slurp(h.root .. "/doc/playbooks.md")
+    local lua_src = assert(doc:match("```lua\n(%-%- playbooks/release%-verify%-race%.lua\n.-)```"))
+    local yaml_src = assert(doc:match("```yaml\n(%- id: release%-verify%-race\n.-)```"))
+    local lua, p1 = pb.parse(lua_src, "doc.lua")
+    local yml, p2 = pb.parse(yaml_src, "doc.yaml")
+    assert.are.same({}, p1)
+    assert.are.same({}, p2)
+    local failure = { phase = "verify", rc = 1, message = "command exited with 1: ./verify.sh",
+      tail = "\u{2717} wikijs.healthy: unhealthy\n" }
+    assert.is_true((pb.matches(lua[1], failure)))
+    assert.is_true((pb.matches(yml[1], failure)))
+    assert.are.same(lua[1].services, yml[1].services)
+  end)
+
   it("matches quoted lines with placeholders in order", function()
     local pbs = pb.parse([[
 id: pull-denied
