@@ -34,7 +34,8 @@ print("  a bare remote (remote.git), a developer's clone (dev), the deployed che
 print("  and a service, wikijs (svc.sh: a real background process), running image wiki:1.")
 print("  A developer pushed ticket 1234: image wiki:2, a per-ticket script, a health check.")
 rr.faults.race(sb)
-print("  The service takes 3 seconds to come up after a restart; the health check does not wait.")
+print("  The service takes 3 seconds to come up after a restart; the health check runs once")
+print("  (RELEASE_VERIFY_TRIES=1: no bounded retry, as before the runbook's retry helper).")
 
 local ENV = sb.env
 ENV.NO_COLOR = os.getenv("NO_COLOR")

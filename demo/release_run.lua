@@ -64,10 +64,11 @@ echo "recreating wikijs on $(cat manifest)"
 "$SVC" recreate
 ]]
 
+-- The ticket's own script, in shell as the runbook's releases/<ticket>-*.sh are.
 local TICKET_SCRIPT = [[
-local r = ...
-r:log("ticket 1234: the new theme")
-r:sh('"$SVC" api theming')
+#!/bin/sh
+echo "ticket 1234: the new theme"
+"$SVC" api theming
 ]]
 
 local function check(v, err)
@@ -115,8 +116,8 @@ function M.build()
   -- Ticket 1234: the new image, its per-ticket script.
   write(sb.dev .. "/manifest", "wiki:2\n")
   check(fs.mkdir(sb.dev .. "/releases"))
-  write(sb.dev .. "/releases/1234-theme.lua", TICKET_SCRIPT)
-  check(dev:commit("ticket 1234: wiki:2 and the new theme", { "manifest", "releases/1234-theme.lua" }, { author = AUTHOR }))
+  write(sb.dev .. "/releases/1234-theme.sh", TICKET_SCRIPT, 493)
+  check(dev:commit("ticket 1234: wiki:2 and the new theme", { "manifest", "releases/1234-theme.sh" }, { author = AUTHOR }))
   check(dev:push("origin", { sb.branch }))
   sb.head = dev:head().id
   return sb

@@ -19,6 +19,9 @@
 -- identical artifact is `skipped_existing`, other bytes for the version is `immutable`
 -- ("bump the version"): nothing is ever sent twice.
 --
+-- A pre-flight checks every setting below, the three tokens and the version files before
+-- the first phase runs: a bad one is refused with exit 2 and nothing is done.
+--
 -- Run it in a clean checkout of the project. Settings come from the environment
 -- (this interface is stable; defaults in brackets):
 --   PYPI_NPM_REMOTE           the git remote [origin]; HTTP credentials: RELUA_GIT_USERNAME
@@ -174,12 +177,26 @@ local function forge_client()
     token = secret.env(CFG.forge_token_from) })
 end
 
--- The highest release tag of the repository (any branch: a tag pushed by a failed run
--- counts, so a new ticket never cuts a version that exists): version string or nil.
+-- The release tags on the remote (asked now). A tag only this checkout has was made by a
+-- run that died before pushing it: it does not count (prepare makes it again). When the
+-- remote cannot be asked (a dry run offline), the checkout's tags.
+local function release_tag_names(repo)
+  local refs = repo:ls_remote(CFG.remote)
+  if not refs then return errors.check(repo:tag_names(CFG.prefix .. "*")) end
+  local out = {}
+  for _, ref in ipairs(refs) do
+    local name = ref.name:match("^refs/tags/(.+)$")
+    if name and name:sub(1, #CFG.prefix) == CFG.prefix and not name:find("^{}", 1, true) then out[#out + 1] = name end
+  end
+  return out
+end
+
+-- The highest release tag (any branch: a tag pushed by a failed run counts, so a new
+-- ticket never cuts a version that exists; one never pushed does not, so none is
+-- skipped): version string or nil.
 local function last_tag_version(repo)
   local semver = require "relua.semver"
-  local names = errors.check(repo:tag_names(CFG.prefix .. "*"))
-  local _, v = semver.max(names, { prefix = CFG.prefix })
+  local _, v = semver.max(release_tag_names(repo), { prefix = CFG.prefix })
   return v and v:tostring() or nil
 end
 
@@ -455,9 +472,48 @@ function PB.answers(url, what)
   return true, string.format("%s (%s) answers (HTTP %d)", what, url, resp.status)
 end
 
+-- The pre-flight (doc/preflight.md): every setting a phase would trip on later, checked
+-- before the first phase runs, so a typo never leaves a half-done ticket (a pushed tag, or
+-- packages out and no forge release). Registries are not asked here: a registry down is a
+-- phase's failure, with its playbook.
+local function settings()
+  local semver = require "relua.semver"
+  local out = {}
+  local function bad(fmt, ...) out[#out + 1] = string.format(fmt, ...) end
+  if not ({ patch = true, minor = true, major = true, auto = true })[CFG.bump] then
+    bad("PYPI_NPM_BUMP '%s' is not patch, minor, major or auto", CFG.bump)
+  end
+  if CFG.version and not semver.parse(CFG.version, { prefix = CFG.prefix }) then
+    bad("PYPI_NPM_VERSION '%s' is not a SemVer version (MAJOR.MINOR.PATCH, e.g. 1.4.0)", CFG.version)
+  end
+  if not semver.parse(CFG.initial) then bad("PYPI_NPM_INITIAL '%s' is not a SemVer version", CFG.initial) end
+  if not CFG.forge_repo then bad("PYPI_NPM_FORGE_REPO (or GITHUB_REPOSITORY) is not set: set it to owner/name") end
+  for _, name in ipairs({ CFG.pypi_token_from, CFG.npm_token_from, CFG.forge_token_from }) do
+    if (os.getenv(name) or "") == "" then bad("%s is not set (the token it names): set it in the CI secrets", name) end
+  end
+  local repo <close>, msg = git.discover(".")
+  if not repo then
+    bad("%s: run the recipe in a checkout of the project", tostring(msg))
+  else
+    local vf = require "relua.versionfile"
+    local where = "(PYPI_NPM_PYTHON_DIR, PYPI_NPM_NPM_DIRS and PYPI_NPM_VERSION_FILES name the files that carry the version)"
+    for _, f in ipairs(version_files()) do
+      local path = fs.join(root(repo), f[1])
+      if not fs.exists(path) then
+        bad("%s: no such file in the checkout %s", f[1], where)
+      else
+        local ok, e = pcall(vf.get, path, { format = f[2] })
+        if not ok then bad("%s %s", type(e) == "table" and e.message or tostring(e), where) end
+      end
+    end
+  end
+  return #out == 0, #out == 0 and "all set" or table.concat(out, "; ")
+end
+
 return {
   name = "pypi-npm",
   _pn = PB,
+  preflight = { { name = "settings, tokens and version files", run = settings } },
   phases = {
     {
       name = "gate",

@@ -110,7 +110,14 @@ return {
         local repo <close> = checkout()
         repo:assert_clean({ untracked = false })
         -- BASE_SHA is captured once, before the pull: a re-run keeps the first value.
-        if r.state.BASE_SHA == nil then r.state.BASE_SHA = repo:head().id end
+        if r.state.BASE_SHA == nil then
+          local head = repo:head().id
+          if not head then
+            errors.raise("EINVAL", "the checkout has no commit yet (HEAD is unborn): nothing is deployed here",
+              { hint = "run the release in the deployed checkout, a clone of " .. REMOTE .. " at the running commit" })
+          end
+          r.state.BASE_SHA = head
+        end
         r:act("fetch " .. REMOTE, function() errors.check(repo:fetch(REMOTE)) end)
         r.state.MERGE_SHA = errors.check(repo:rev_parse(REMOTE .. "/" .. BRANCH))
         if r.state.MERGE_SHA == r.state.BASE_SHA then

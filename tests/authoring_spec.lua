@@ -62,6 +62,7 @@ describe("relua init", function()
     -- the templates are the shipped recipes
     local shipped = {}
     for f in h.sh("ls " .. h.quote(h.root .. "/recipes")).stdout:gmatch("([%w%-_]+)%.lua") do shipped[#shipped + 1] = f end
+    table.sort(shipped)  -- as relua sorts them (ls may not: release-branch-pr.lua, release.lua)
     assert.matches('unknown template "nope"\nthe templates are ' .. esc(table.concat(shipped, ", ")) ..
       "; also deploy %(release%)\n$", r.stderr)
     -- the deploy release-run by its name in the docs (make demo DEMO=deploy)
@@ -303,6 +304,22 @@ describe("man pages", function()
   end)
 end)
 
+describe("relua-recipe(5)", function()
+  it("documents every key relua accepts in a recipe and a phase", function()
+    local src = h.slurp(h.root .. "/doc/man/relua-recipe.5.scd")
+    local schema = require "relua.release.schema"
+    for section, known in pairs({ ["RECIPE KEYS"] = schema.recipe, ["PHASE KEYS"] = schema.phase }) do
+      local text = assert(src:match("\n# " .. section .. "\n(.-)\n# "), section)
+      local missing = {}
+      for key in pairs(known) do
+        if not text:find("\n*" .. key .. "*\n", 1, true) then missing[#missing + 1] = key end
+      end
+      table.sort(missing)
+      assert.are.same({}, missing, section)
+    end
+  end)
+end)
+
 describe("type definitions", function()
   it("cover every module of lib/ and parse as Lua; the recipe shapes are there", function()
     local types = h.root .. "/build/share/relua/types"
@@ -321,6 +338,22 @@ describe("type definitions", function()
     for _, class in ipairs({ "relua.Recipe", "relua.Phase", "relua.Playbook", "relua.Run" }) do
       assert.matches("---@class " .. class .. "\n", shapes, 1, true)
     end
+    -- every key relua accepts in a recipe, a phase and a playbook is a field of its class
+    local function fields(class)
+      local block = assert(shapes:match("\n%-%-%-@class " .. class:gsub("%.", "%%.") .. "\n(.-)\n\n"), class)
+      local out = {}
+      for name in block:gmatch("%-%-%-@field ([%w_]+)") do out[name] = true end
+      return out
+    end
+    local schema = require "relua.release.schema"
+    for class, known in pairs({ ["relua.Recipe"] = schema.recipe, ["relua.Phase"] = schema.phase,
+        ["relua.Playbook"] = require("relua.playbook").FIELDS }) do
+      local have, missing = fields(class), {}
+      for key in pairs(known) do if not have[key] then missing[#missing + 1] = key end end
+      table.sort(missing)
+      assert.are.same({}, missing, class)
+    end
+    assert.matches("---@field resume string|false?", shapes, 1, true)
   end)
 end)
 

@@ -80,6 +80,21 @@ describe("playbook loading", function()
     assert.is_false((pb.matches(yml[1], { phase = "verify", rc = 1, message = "", tail = "probe fine" })))
   end)
 
+  it("loads the two examples of doc/playbooks.md, and they match the same failure", function()
+    local doc = h.slurp(h.root .. "/doc/playbooks.md")
+    local lua_src = assert(doc:match("```lua\n(%-%- playbooks/release%-verify%-race%.lua\n.-)```"))
+    local yaml_src = assert(doc:match("```yaml\n(%- id: release%-verify%-race\n.-)```"))
+    local lua, p1 = pb.parse(lua_src, "doc.lua")
+    local yml, p2 = pb.parse(yaml_src, "doc.yaml")
+    assert.are.same({}, p1)
+    assert.are.same({}, p2)
+    local failure = { phase = "verify", rc = 1, message = "command exited with 1: ./verify.sh",
+      tail = "\u{2717} wikijs.healthy: unhealthy\n" }
+    assert.is_true((pb.matches(lua[1], failure)))
+    assert.is_true((pb.matches(yml[1], failure)))
+    assert.are.same(lua[1].services, yml[1].services)
+  end)
+
   it("matches quoted lines with placeholders in order", function()
     local pbs = pb.parse([[
 id: pull-denied
@@ -247,6 +262,19 @@ describe("diagnose and recover", function()
     assert.matches("1. probe-refused [confirmed]", diag.stdout, 1, true)
   end)
 
+  it("the shipped verify race is not confirmed when the service never comes up", function()
+    sb:write("recipe.lua", [[
+return { name = "svc", phases = { { name = "verify", run = function(r) r:sh("echo '\u{2717} svc.healthy: unhealthy'; exit 1") end } } }
+]])
+    assert.are.equal(1, sb:relua({ "recipe.lua", "8" }, env()).code)
+    local e = env()
+    e.RELEASE_VERIFY, e.RELEASE_VERIFY_WAIT = "false", "1"
+    local diag = sb:relua({ "diagnose", "8" }, e)
+    assert.are.equal(0, diag.code, diag.stderr)
+    assert.matches("1. release-verify-race [not confirmed: its detection did not match]", diag.stdout, 1, true)
+    assert.matches("still unhealthy after 1s", diag.stdout, 1, true)
+  end)
+
   it("detection that hangs is killed with its process group at its timeout: not matched", function()
     sb:write("playbooks/hang.lua", [[
 return { id = "hang", symptom = { phase = "verify" },
@@ -295,6 +323,19 @@ return { id = "hang", symptom = { phase = "verify" },
     assert.are.equal(2, done.code)
     assert.matches("ticket 7 has not failed (status: done): nothing to recover", done.stderr, 1, true)
     assert.are.equal(2, sb:relua({ "diagnose", "7" }, env()).code)
+  end)
+
+  it("recover holds the ticket's lock from detection to the end: a run started by the fix is refused", function()
+    local bin = rs.bin()
+    sb:write("playbooks/probe.lua", (PROBE_LUA:gsub('run = "echo ok > status.txt"', 'run = "' .. bin ..
+      ' recipe.lua 7 2>concurrent.err; echo $? > concurrent.rc; echo ok > status.txt"')))
+    failed_ticket(sb)
+    sb:write("service.up", "")
+    local rec = sb:relua({ "recover", "7", "--yes" }, env())
+    assert.are.equal(0, rec.code, rec.stdout .. rec.stderr)
+    assert.are.equal("3\n", sb:read("concurrent.rc"))
+    assert.matches("locked", sb:read("concurrent.err"), 1, true)
+    assert.matches("release 7 done", rec.stdout, 1, true)
   end)
 
   it("recover on a terminal shows the plan and asks before changing anything", function()

@@ -11,36 +11,8 @@ local json = require "relua.json"
 
 local DOWN = "http://127.0.0.1:9/legacy/"  -- nothing listens there: the index is down
 
-local function ok(r) assert.are.equal(0, r.code, r.stdout .. r.stderr) end
-local function failed(r) assert.are.equal(1, r.code, r.stdout .. r.stderr) end
-
-local function status(p, ticket)
-  local r = p.run({ "status", ticket, "--json" })
-  ok(r)
-  return json.decode(r.stdout)
-end
-
-local function phases(p, ticket)
-  local t = {}
-  for _, ph in ipairs(status(p, ticket).phases) do t[ph.name] = ph.status end
-  return t
-end
-
--- diagnose names the playbook first, confirmed
-local function diagnosed(p, ticket, id, env)
-  local diag = p.run({ "diagnose", ticket }, env)
-  ok(diag)
-  assert.matches("1. " .. id .. " [confirmed]", diag.stdout, 1, true)
-end
-
--- recover applies the playbook, verifies and completes the release
-local function recovered(p, ticket, id)
-  local rec = p.run({ "recover", ticket, "--yes" })
-  ok(rec)
-  assert.matches("playbook " .. id .. ": verified", rec.stdout, 1, true)
-  assert.matches("release " .. ticket .. " done", rec.stdout, 1, true)
-  return rec
-end
+local ok, failed, status, phases = W.ok, W.failed, W.status, W.phases
+local diagnosed, recovered = W.diagnosed, W.recovered
 
 -- what a whole 1.0.1 release sends, once: 2 npm packages, a wheel and an sdist, 4 assets
 local ONCE = { npm = 2, pypi = 2, forge = 4 }
@@ -175,6 +147,11 @@ describe("recipes/pypi-npm.lua", function()
     assert.matches("phase prepare failed", r.stderr, 1, true)
     assert.matches("protected: refs/tags/v1.0.1 may not be pushed", r.stderr, 1, true)
     assert.are.same({ "v1.0.0" }, p.remote_tags())
+    -- the tag never left this checkout: a fresh dispatch (a new ticket) computes the same
+    -- version, as the seed says of a prepare that failed before tagging
+    local fresh = p.run({ W.RECIPE, "11-new", "--dry-run" })
+    ok(fresh)
+    assert.matches("version 1.0.1 (bump patch)", fresh.stdout, 1, true)
     p.unprotect()
     ok(p.release("11"))
     assert.are.same({ "v1.0.0", "v1.0.1" }, p.remote_tags())
@@ -191,6 +168,10 @@ describe("recipes/pypi-npm.lua", function()
     assert.matches("phase build failed", r.stderr, 1, true)
     assert.matches("Matching playbooks:\n  pypi-npm-build-broke", r.stderr, 1, true)
     assert.are.same({ "v1.0.0", "v1.0.1" }, p.remote_tags())  -- the tag is out, nothing else
+    -- a fresh dispatch (a new ticket) would cut a NEW version, never retry the pushed one
+    local fresh = p.run({ W.RECIPE, "12-new", "--dry-run" })
+    ok(fresh)
+    assert.matches("version 1.0.2 (bump patch)", fresh.stdout, 1, true)
     diagnosed(p, "12", "pypi-npm-build-broke", broken)
     local early = p.run({ "recover", "12", "--yes" }, broken)
     failed(early)
@@ -353,6 +334,50 @@ describe("recipes/pypi-npm.lua", function()
     assert.are.equal(8, skipped)  -- 2 npm, 2 PyPI, 4 forge assets
     assert.matches("already says 1.0.1+dev: nothing to push", again.stdout, 1, true)
     assert.are.same(ONCE, delta(c0, p.counts()))
+  end)
+
+  it("PYPI_NPM_BUMP=auto: a feat since the last tag releases the next minor, its notes on the forge release", function()
+    local p = W.project(S)
+    p.commit("feat(widgets): a new widget", "widgets/new.js", "module.exports = 'new';\n")
+    p.ci("success")
+    ok(p.release("21", { PYPI_NPM_BUMP = "auto" }))
+    assert.are.equal("1.1.0", p.state("21").VERSION)
+    assert.are.same({ "v1.0.0", "v1.1.0" }, p.remote_tags())
+    local resp = assert(require("relua.http").get(S.forge.api .. "/repos/" .. p.repo .. "/releases/tags/v1.1.0",
+      { headers = { Authorization = "Bearer " .. S.forge.token }, retry = false, progress = false }))
+    assert.are.equal(200, resp.status, resp.body)
+    local body = json.decode(resp.body).body
+    assert.matches("### Features\n\n* **widgets:** a new widget", body, 1, true)
+    assert.matches("### Bug Fixes\n\n* a bug fixed after 1.0.0", body, 1, true)
+    -- nothing calls for a release since (chores only): a new ticket says so and does nothing
+    p.ci("success")
+    local none = p.release("22", { PYPI_NPM_BUMP = "auto" })
+    failed(none)
+    assert.matches("no fix, feat or breaking commit since v1.1.0: nothing to release", none.stderr, 1, true)
+    assert.are.same({ "v1.0.0", "v1.1.0" }, p.remote_tags())
+  end)
+
+  it("bad settings are refused before any phase runs (exit 2), each named with what to do; fixed, the ticket releases", function()
+    local p = W.project(S)
+    local bad = { PYPI_NPM_BUMP = "bogus", PYPI_NPM_VERSION = "one", PYPI_NPM_NPM_DIRS = "js nope",
+                  PYPI_NPM_FORGE_REPO = false, NPM_TOKEN = false }
+    local r = p.release("20", bad)
+    assert.are.equal(2, r.code, r.stdout .. r.stderr)
+    local all = r.stdout .. r.stderr
+    assert.matches("pre-flight failed", all, 1, true)
+    assert.matches("PYPI_NPM_BUMP 'bogus' is not patch, minor, major or auto", all, 1, true)
+    assert.matches("PYPI_NPM_VERSION 'one' is not a SemVer version", all, 1, true)
+    assert.matches("nope/package.json", all, 1, true)
+    assert.matches("PYPI_NPM_FORGE_REPO (or GITHUB_REPOSITORY) is not set", all, 1, true)
+    assert.matches("NPM_TOKEN is not set", all, 1, true)
+    assert.is_nil(all:find("phase gate: running", 1, true))
+    assert.are.same({ "v1.0.0" }, p.remote_tags())
+    local st = p.run({ "status", "20", "--json" })
+    if st.code == 0 then
+      for _, ph in ipairs(json.decode(st.stdout).phases) do assert.are.equal("pending", ph.status, ph.name) end
+    end
+    ok(p.release("20"))
+    assert.are.equal("1.0.1+dev", p.main_version())
   end)
 
   it("--dry-run says what would happen and changes nothing", function()

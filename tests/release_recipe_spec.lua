@@ -193,6 +193,16 @@ describe("recipes/release.lua", function()
     assert.are.same({ "db-77.tar" }, w.count("backups"))
   end)
 
+  it("a Lua file whose name holds a glob character is refused, not skipped", function()
+    local w = world()
+    w.release({ ["releases/77-[x].lua"] = "local f = assert(io.open('../target/ticket', 'a')) f:write('x\\n') f:close()" })
+    local r = w.run({ RECIPE, "77" }, w.env)
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("phase ticket failed: ticket: releases/77-[x].lua: a name with [ ] * or ? cannot be included", r.stderr, 1, true)
+    assert.matches("rename it", r.stderr, 1, true)
+    assert.are.same({}, w.count("ticket"))
+  end)
+
   it("a dry run says which scripts it would run and runs none", function()
     local w = world()
     w.fault("a-broken")
@@ -312,5 +322,20 @@ describe("recipes/release.lua", function()
     assert.are.equal(base, st.state.BASE_SHA)
     assert.are.equal(target, st.state.MERGE_SHA)
     assert.are.same({ target }, w.count("migrations"))
+  end)
+
+  it("a checkout with no commit is refused in prepare with what to do", function()
+    local s = S.sandbox()
+    repos = repos + 1
+    local name = "empty" .. repos .. ".git"
+    srv:bare(name)
+    local a = assert(git.clone(srv:url(name), s.dir .. "/app", { username = srv.user, password = srv.password }))
+    a:close()
+    local r = h.sh(h.quote(S.bin()) .. " " .. h.quote(RECIPE) .. " 1", { cwd = s.dir .. "/app",
+      env = { RELUA_HOME = s.dir .. "/home", RELUA_STORE = s.store_url or false, RELUA_PLAYBOOKS = false,
+              RELUA_GIT_USERNAME = srv.user, RELUA_GIT_PASSWORD = srv.password } })
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("phase prepare failed: the checkout has no commit yet (HEAD is unborn)", r.stderr, 1, true)
+    assert.matches("run the release in the deployed checkout", r.stderr, 1, true)
   end)
 end)

@@ -474,6 +474,15 @@ local function recipe_like(t)
   return type(t[1]) == "table" and (t[1].run ~= nil or t[1].name ~= nil)
 end
 
+-- Is --help (or -h) among the arguments, before any "--"?
+local function wants_help(args)
+  for _, a in ipairs(args) do
+    if a == "--" then return false end
+    if a == "--help" or a == "-h" then return true end
+  end
+  return false
+end
+
 --- Runs a Lua file with arguments. A file that returns a recipe runs as a release.
 ---@param path string?  nil reads the script from stdin
 ---@return integer exit status
@@ -495,6 +504,13 @@ function M.run_file(path, ...)
   _G.print = require("relua.secret").print  -- a script's prints are masked too
   local result = chunk(...)
   if recipe_like(result) then
+    -- `relua RECIPE ...` is `relua run RECIPE ...`: its help, and its usage on a usage error
+    local help = require "relua.cli.help"
+    if wants_help({ ... }) then
+      io.stdout:write(help.render(M.commands.run))
+      return 0
+    end
+    errors.usage_hint = errors.usage_hint or help.usage_hint(M.commands.run)
     return require("relua.release").main(result, path, ...)
   end
   if path and select("#", ...) > 0 then
@@ -523,15 +539,6 @@ function M.group(group)
   end
   table.sort(list, function(a, b) return a.name < b.name end)
   return list
-end
-
--- Is --help (or -h) among the arguments, before any "--"?
-local function wants_help(args)
-  for _, a in ipairs(args) do
-    if a == "--" then return false end
-    if a == "--help" or a == "-h" then return true end
-  end
-  return false
 end
 
 --- Runs a command: its help when asked for, else its function, with its usage line as the

@@ -411,24 +411,34 @@ end
 function Client:pull_request(head, base, opts, repo)
   opts = opts or {}
   repo = repo_of(self, repo)
-  local owner = repo:match("^([^/]+)/")
-  local function find()
-    local path = "/repos/" .. repo .. "/pulls"
-    local resp, msg, code = self:call("GET", path, { query = { head = owner .. ":" .. head, base = base, state = "open" } })
-    local list = expect(self, resp, msg, code, "GET", path, { 200 })
-    for _, p in ipairs(type(list) == "table" and list or {}) do
-      if p.head and p.head.ref == head then return p end
-    end
-  end
-  local pr = find()
+  local pr = self:find_pull_request(head, base, nil, repo)
   if pr then return pr, "existing" end
   local path = "/repos/" .. repo .. "/pulls"
   local resp, msg, code = self:call("POST", path, { json = { title = opts.title or head, head = head, base = base, body = opts.body or "" } })
   if resp and (resp.status == 409 or (resp.status == 422 and (describe(resp)):find("already exists", 1, true))) then
-    pr = find()
+    pr = self:find_pull_request(head, base, nil, repo)
     if pr then return pr, "existing" end
   end
   return expect(self, resp, msg, code, "POST", path, { 201 }), "opened"
+end
+
+--- The pull request from head into base, or nil: the open one, or with state = "all" the
+--- newest of any state ("closed" ones included, merged or not).
+---@param head string
+---@param base string
+---@param state string?  "open" (default) | "closed" | "all"
+---@param repo string?
+function Client:find_pull_request(head, base, state, repo)
+  repo = repo_of(self, repo)
+  local owner = repo:match("^([^/]+)/")
+  local path = "/repos/" .. repo .. "/pulls"
+  local resp, msg, code = self:call("GET", path, { query = { head = owner .. ":" .. head, base = base, state = state or "open" } })
+  local list = expect(self, resp, msg, code, "GET", path, { 200 })
+  local found
+  for _, p in ipairs(type(list) == "table" and list or {}) do
+    if p.head and p.head.ref == head and (not found or (p.number or 0) > (found.number or 0)) then found = p end
+  end
+  return found
 end
 
 --- Closes a pull request (idempotent).

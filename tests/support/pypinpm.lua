@@ -24,13 +24,14 @@ M.RECIPE = h.root .. "/recipes/pypi-npm.lua"
 -- not have them).
 M.PYTHON = fs.exists("/usr/bin/python3") and "/usr/bin/python3" or "python3"
 
---- Starts the four servers. Returns {git=, pypi=, npm=, forge=, stop()}.
-function M.servers()
+--- Starts the four servers (opts.npm = false: no verdaccio). Returns {git=, pypi=, npm=,
+--- forge=, stop()}.
+function M.servers(opts)
   local s = {}
   local ok, e = pcall(function()
     s.git = githttp.start({ user = "relua", password = "s3cret-git" })
     s.pypi = reg.pypi()
-    s.npm = reg.verdaccio()
+    if not (opts and opts.npm == false) then s.npm = reg.verdaccio() end
     s.forge = reg.forge()
   end)
   function s.stop()
@@ -129,7 +130,7 @@ function M.project(s, opts)
     PYPI_NPM_NPM_DIRS = "js widgets",
     PYPI_NPM_BUILD_PYTHON = M.PYTHON .. ' -m build --no-isolation --sdist --wheel --outdir "$PYPI_NPM_DIST_PYPI" .',
     PYPI_NPM_PYPI_URL = s.pypi.legacy, PYPI_NPM_PYPI_USER = s.pypi.user, PYPI_API_TOKEN = s.pypi.password,
-    PYPI_NPM_NPM_REGISTRY = s.npm.url, NPM_TOKEN = s.npm.token,
+    PYPI_NPM_NPM_REGISTRY = s.npm and s.npm.url, NPM_TOKEN = s.npm and s.npm.token,
     PYPI_NPM_FORGE_API = s.forge.api, PYPI_NPM_FORGE_REPO = p.repo, GITHUB_TOKEN = s.forge.token,
     GITHUB_STEP_SUMMARY = false, GITHUB_ACTIONS = false, GITHUB_REPOSITORY = false, GITHUB_API_URL = false,
     npm_config_update_notifier = "false", npm_config_fund = "false", npm_config_audit = "false",
@@ -202,7 +203,7 @@ function M.project(s, opts)
   -- what the servers have seen so far (compare before and after a run): npm publishes of
   -- this project's packages, uploads to the PyPI index and to the forge (all projects)
   function p.counts()
-    return { npm = s.npm.publishes(p.npm_name) + s.npm.publishes(p.npm_name2), pypi = s.pypi.uploads(),
+    return { npm = s.npm and (s.npm.publishes(p.npm_name) + s.npm.publishes(p.npm_name2)) or 0, pypi = s.pypi.uploads(),
              forge = s.forge.stats().uploads }
   end
   -- the server refuses pushes to refs matching the shell pattern (a branch protection, a
@@ -230,6 +231,44 @@ function M.project(s, opts)
   end
   p.ci("success")
   return p
+end
+
+-- What the recipe specs assert of the command line, for any project p of M.project.
+local assert = require "luassert"
+
+--- The run exited 0 / 1 (the output shown when not).
+function M.ok(r) assert.are.equal(0, r.code, r.stdout .. r.stderr) end
+function M.failed(r) assert.are.equal(1, r.code, r.stdout .. r.stderr) end
+
+--- relua status TICKET --json, decoded.
+function M.status(p, ticket)
+  local r = p.run({ "status", ticket, "--json" })
+  M.ok(r)
+  return json.decode(r.stdout)
+end
+
+--- The ticket's phases: {name = status}.
+function M.phases(p, ticket)
+  local t = {}
+  for _, ph in ipairs(M.status(p, ticket).phases) do t[ph.name] = ph.status end
+  return t
+end
+
+--- relua diagnose names the playbook first, confirmed; returns what it printed.
+function M.diagnosed(p, ticket, id, env)
+  local diag = p.run({ "diagnose", ticket }, env)
+  M.ok(diag)
+  assert.matches("1. " .. id .. " [confirmed]", diag.stdout, 1, true)
+  return diag.stdout
+end
+
+--- relua recover --yes applies the playbook, verifies and completes the release.
+function M.recovered(p, ticket, id)
+  local rec = p.run({ "recover", ticket, "--yes" })
+  M.ok(rec)
+  assert.matches("playbook " .. id .. ": verified", rec.stdout, 1, true)
+  assert.matches("release " .. ticket .. " done", rec.stdout, 1, true)
+  return rec
 end
 
 return M
