@@ -132,6 +132,12 @@ describe("doc/ci.md", function()
     assert.matches("\27%[0Ksection_end:%d+:relua_build\r\27%[0K\n", r.stdout)
     assert.matches("section_start:%d+:relua_publish", r.stdout)
     assert.is_nil(r.stdout:find("::", 1, true))  -- no GitHub commands on GitLab
+    -- the failure is printed after the failed phase's section closes: visible, not folded away
+    local both = h.sh(job.script[1] .. " 2>&1", { cwd = d, env = env }).stdout
+    local closed = assert(both:find("section_end:%d+:relua_publish"), both)
+    local failed = assert(both:find("relua: phase publish failed", 1, true), both)
+    local resume = assert(both:find("Resume: relua recipes/release.lua 1.2.0 --from=publish", 1, true), both)
+    assert.is_true(closed < failed and closed < resume, both)
     assert.is_nil((r.stdout .. r.stderr):find(TOKEN, 1, true))
     assert.are.equal(0, run(job.after_script)[1].code)
     assert.are.equal("failed", require("relua.json").decode(h.slurp(d .. "/relua-status.json")).status)

@@ -106,6 +106,9 @@ describe("relua.versioning", function()
     local dir = history({ "fix: one" })
     G(dir, "tag", "v1.3.0-rc.1")            -- a pre-release on main: not a release
     G(dir, "tag", "release-9.0.0")          -- another prefix
+    G(dir, "tag", "v9.01.0")                -- a leading zero: not SemVer
+    G(dir, "tag", "v09.1.0")
+    G(dir, "tag", "v8.1.00")
     G(dir, "checkout", "-q", "-b", "maint")
     fix.commit(dir, "fix: on a branch")
     G(dir, "tag", "v5.0.0")                 -- higher, not merged into main

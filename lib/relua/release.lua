@@ -450,6 +450,7 @@ end
 -- A phase's end the store refused to record (record_outcome in host/ledger_run.c: a full
 -- disk): says what happened, where it is kept and what to do. Returns the exit status.
 local function unrecorded(o, e, report)
+  report:close(e.phase)
   M.complain(require("relua.ci").paint("stderr", "red", "relua: " .. e.message))
   if e.outcome == "failed" and e.reason and e.reason ~= e.cause then
     M.complain("  the phase failed with: " .. one_line(e.reason))
@@ -652,6 +653,7 @@ function M.execute(o)
     lg:close()
     return 0
   end
+  report:close(name)
   M.complain(require("relua.ci").paint("stderr", "red", string.format("relua: phase %s failed: %s", name, msg)))
   if type(perr) == "table" and type(perr.hint) == "string" then M.complain(perr.hint) end
   if type(perr) == "table" and perr.traceback and os.getenv("RELUA_TRACE") then

@@ -61,7 +61,8 @@ end
 local function candidate(name, prefix, prereleases)
   if name:sub(1, #prefix) ~= prefix then return false end
   local a, b, c = name:match("^(%d+)%.(%d+)%.(%d+)$", #prefix + 1)
-  if a and not (a:match("^0%d") or b:match("^0%d") or c:match("^0%d")) and #a < 19 and #b < 19 and #c < 19 then
+  if a and #a < 19 and #b < 19 and #c < 19  -- no leading zero (48 is "0"): SemVer refuses them
+      and not ((#a > 1 and a:byte() == 48) or (#b > 1 and b:byte() == 48) or (#c > 1 and c:byte() == 48)) then
     return nil, math.tointeger(a), math.tointeger(b), math.tointeger(c)
   end
   local v = semver.parse(name:sub(#prefix + 1))

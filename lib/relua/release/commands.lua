@@ -197,6 +197,7 @@ function M.revert_command(...)
     report:finish(0, after)
     return 0
   end
+  report:close(name)
   release.complain(require("relua.ci").paint("stderr", "red", string.format("relua: revert of phase %s failed: %s", name, msg)))
   release.complain(string.format("revert failed in phase %s (rc=%d). Fix the cause, then run: relua revert %s", name, rc, ticket))
   local exit = (rc == 130 or rc == 143) and rc or 1

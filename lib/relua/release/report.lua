@@ -64,6 +64,13 @@ function Report:skipped(name, why)
   self:entry(name).skipped = why
 end
 
+--- Its group closes, if open: before the failure is printed, so a CI log shows the failure
+--- outside the folded section (GitLab has no annotation to show it otherwise).
+function Report:close(name)
+  local e = self:entry(name)
+  if e.open then ci.group_end(name) e.open = false end
+end
+
 --- It failed: the group closes and the failure is annotated with what to run next.
 ---@param name string
 ---@param rc integer
