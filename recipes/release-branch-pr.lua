@@ -633,10 +633,11 @@ local RECIPE = {
           "PyPI: " .. tostring(inv.pypi) .. " for " .. v)
         check(inv.tag == r.state.BUMP_SHA, "the tag " .. r.state.TAG .. " is at " .. tostring(r.state.BUMP_SHA):sub(1, 12),
           "the tag " .. r.state.TAG .. " is " .. (inv.tag and ("at " .. inv.tag:sub(1, 12)) or "not on " .. CFG.remote))
+        local unread = "the forge could not be read for "
         check(inv.release and true or false, "the forge release " .. tostring(inv.release),
-          "no forge release of " .. r.state.TAG)
+          (inv.release == false and unread or "no forge release of ") .. r.state.TAG)
         check(inv.pr and true or false, inv.pr and string.format("pull request #%s (%s)", tostring(inv.pr.number), tostring(inv.pr.state)) or "",
-          "no pull request from " .. r.state.BRANCH .. " into " .. CFG.base)
+          (inv.pr == false and unread .. "the pull request from " or "no pull request from ") .. r.state.BRANCH .. " into " .. CFG.base)
         local merged = inv.pr and inv.pr.state == "closed"
         check(inv.branch ~= nil or merged, "the branch " .. r.state.BRANCH .. " is on " .. CFG.remote .. " (until the pull request is merged)",
           "the branch " .. r.state.BRANCH .. " is gone from " .. CFG.remote .. (inv.pr and " while its pull request is open" or ""))

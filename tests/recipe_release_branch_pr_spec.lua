@@ -78,6 +78,15 @@ describe("recipes/release-branch-pr.lua", function()
     assert.matches("forge release v1.0.1: existing", from.stdout, 1, true)
     assert.matches("pull request #1 release/pypi-v1.0.1 -> main: existing", from.stdout, 1, true)
     released(p, "42", u0)
+    -- a new ticket cuts the next version (the released branch, tagged, is no orphan)
+    local next = p.release("43")
+    ok(next)
+    assert.matches("[pass] no orphaned release branch", next.stdout, 1, true)
+    assert.are.equal("1.0.2", p.state("43").VERSION)
+    assert.are.same({ "v1.0.0", "v1.0.1", "v1.0.2" }, p.remote_tags())
+    assert.are.same({ "release/pypi-v1.0.1", "release/pypi-v1.0.2" }, p.branches())
+    assert.are.equal(4, p.uploads() - u0)
+    assert.are.equal(2, #p.pulls())
   end)
 
   it("--dry-run says what would happen and changes nothing", function()
@@ -136,6 +145,11 @@ describe("recipes/release-branch-pr.lua", function()
       inject = function(p) S.forge.fail({ prefix = "/repos/" .. p.repo .. "/releases", method = "POST", status = 403 }) end },
     { phase = "pull-request", why = "HTTP 403",
       inject = function(p) S.forge.fail({ prefix = "/repos/" .. p.repo .. "/pulls", method = "POST", status = 403 }) end },
+    -- the post-release check of the pull request (any state) refused once
+    { phase = "verify-release", why = "the forge could not be read for the pull request from release/pypi-v1.0.1 into main",
+      inject = function(p)
+        S.forge.fail({ prefix = "/repos/" .. p.repo .. "/pulls", method = "GET", query = "state=all", status = 403 })
+      end },
   }
   for i, f in ipairs(faults) do
     it("fails in phase " .. f.phase .. "; once fixed, a re-run completes and publishes nothing twice", function()

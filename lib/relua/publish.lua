@@ -202,11 +202,19 @@ local function send_one(adapter, art, opts, creds, source)
         adapter.refused and adapter.refused(source) or ("the credentials in " .. source .. " were refused")),
         { hint = adapter.auth_hint and adapter.auth_hint(source, creds, opts) or ("check the token in " .. source), status = status })
     elseif (resp and (status >= 500 or status == 429)) or code == "ambiguous" or code == "timeout" or code == "network" then
-      -- The upload may or may not have landed: ask the registry.
+      -- The upload may or may not have landed: ask the registry. A look that gets no answer
+      -- is tried again (within the budget); the file is sent again only once the registry
+      -- says it is not there, never blind.
       local remote, m2, c2 = look_one(adapter, art, opts)
+      local looks = 1
+      while remote == nil and looks < tries and b.left() > 0 do
+        sleep(math.min(M.delay(looks), math.max(0, b.left())))
+        remote, m2, c2 = look_one(adapter, art, opts)
+        looks = looks + 1
+      end
       if remote then return settle(remote, "published") end
       local why = resp and ("HTTP " .. status) or msg
-      if remote == nil and (attempt == tries or b.left() <= 0) then
+      if remote == nil then
         err.raise("maybe_landed", string.format(
           "%s: %s: the answer to the upload was lost (%s) and %s cannot be read back (%s): the upload may have landed: re-run to check",
           adapter.name, key, why, where, m2 or c2), { hint = "a re-run looks first: a file that landed is verified, never sent twice" })

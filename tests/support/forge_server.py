@@ -29,7 +29,8 @@ there are no check runs (404); the token comes as "token T" or "Bearer T".
 
 For the tests:
   POST /_setup   {"repo": "o/r", "statuses": {SHA: [...]}, "check_runs": {SHA: [...]}, "refs": [...]}
-  POST /_fail    {"prefix": "/repos/", "method": "POST", "count": 1, and one of:
+  POST /_fail    {"prefix": "/repos/", "method": "POST", "count": 1, "query": "state=all" (a text the
+                  query string must hold; optional), and one of:
                   "status": 503 (+ "retry_after"; "echo_auth": true quotes the request's
                   Authorization header in the message, as some servers and proxies do),
                   "kind": "primary_rate" | "secondary_rate",
@@ -152,7 +153,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.st.requests += 1
             for f in self.st.faults:
                 if f["count"] > 0 and self.path.startswith(f.get("prefix", "/")) and \
-                        f.get("method", self.command) == self.command:
+                        f.get("method", self.command) == self.command and \
+                        f.get("query", "") in urllib.parse.urlsplit(self.path).query:
                     f["count"] -= 1
                     return f
         return None
