@@ -262,6 +262,8 @@ return { name = "dies", phases = { { name = "deploy", run = function(r) r:sh("ec
     assert.matches("failure: phase deploy, interrupted: the run died\n", diag.stdout, 1, true)
     assert.matches("  | $ echo deploying; kill -9 $PPID\n", diag.stdout, 1, true)  -- written before the command ran
     assert.is_nil(diag.stdout:find("nil", 1, true))
+    local st = sb:relua({ "status", "9" }, env())
+    assert.matches("release interrupted in phase deploy (the run died). Resume: relua recipe.lua 9 --from=deploy.", st.stdout, 1, true)
     local rec = sb:relua({ "recover", "9", "--yes" }, env())
     assert.are.equal(1, rec.code)
     assert.matches("no playbook matches the failure of ticket 9 (phase deploy, interrupted: the run died)", rec.stderr, 1, true)

@@ -447,7 +447,7 @@ function M.status_lines(t)
   end
   local lines = {}  -- (the failure record itself, hint included, is status's own block)
   local ctx = {
-    ticket = t.id, phase = failure.phase, rc = failure.rc or 1, message = failure.message,
+    ticket = t.id, phase = failure.phase, rc = failure.rc, message = failure.message,
     recipe = recipe, recipe_path = t.state.recipe.path, state = t.state,
     resume = string.format("relua %s %s --from=%s", quote_arg(shown(t.state.recipe.path)), t.id, failure.phase),
     revert = "relua revert " .. t.id,
