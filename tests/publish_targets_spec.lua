@@ -186,6 +186,22 @@ describe("relua.publish.targets", function()
     assert.are.equal(f0, uploads(fallback))
   end)
 
+  it("a look that raises: the target fails with that error as its reason, nothing sent", function()
+    local s = world()
+    s:write("raise.lua", [[
+      local targets = require "relua.publish.targets"
+      local adapter = { name = "x", inspect = function(p) return { path = p } end,
+        label = function(a) return (a.path:match("[^/]+$")) end, where = function() return "the x registry" end,
+        look = function() error({ code = "auth", message = "x: the token from $X_TOKEN was refused" }, 0) end }
+      targets.publish(nil, { { name = "xreg", role = "primary", adapter = adapter, artifacts = os.getenv("DIST") .. "/*.whl" } })
+    ]])
+    local r = s:relua({ "raise.lua" }, env())
+    assert.are.equal(1, r.code, r.stderr)
+    assert.matches("xreg%s+primary%s+%S+%s+failed%s+x: the token from %$X_TOKEN was refused", r.stdout)
+    assert.matches("target xreg (primary): x: the token from $X_TOKEN was refused; nothing was sent to any target",
+      r.stderr, 1, true)
+  end)
+
   it("a re-run of a fully published release: every target skipped_existing, no upload sent", function()
     local s = world()
     assert.are.equal(0, s:relua({ "recipe.lua", "1.0" }, env()).code)

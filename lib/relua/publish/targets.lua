@@ -317,9 +317,11 @@ function M.publish(r, list, opts)
   for _, p in ipairs(plan) do
     if #p.todo > 0 then
       local ok, checks = pcall(publish.check, p.adapter, p.todo, p.opts)
+      local raised = not ok and checks or nil  -- the look itself raised: its error is the reason
       if not ok then checks = nil end
       for i, art in ipairs(p.todo) do
-        local c = checks and checks[i] or { state = "error", message = failure_detail(checks), code = "failed" }
+        local c = checks and checks[i] or { state = "error", message = failure_detail(raised),
+          code = type(raised) == "table" and raised.code or "failed" }
         if c.state == "different" then
           local msg, hint = p.adapter.immutable(art, c.remote_digest, p.adapter.where(p.opts))
           p.entry.results[p.adapter.label(art)] = { status = "immutable", detail = secret.mask(one_line(msg)) }
