@@ -12,7 +12,7 @@
 --   relua revert 42                                     before PyPI: delete the tag and the branch
 --
 -- Pre-flight (the runbook's pre-release checklist, fail closed, nothing runs when one
--- fails): the PyPI and forge tokens are set (names shown, never values); PyPI and the
+-- fails): the settings (the version, branch and tag it would release); the PyPI and forge tokens are set (names shown, never values); PyPI and the
 -- forge answer with them; no orphaned release branch of another version (one whose
 -- version was never tagged); the working tree is clean; CI is green for the commit
 -- released. This version's own branch and tag are the release-branch and release-tag
@@ -347,10 +347,20 @@ local function preflight()
     return true, CFG.pypi_token_from .. ", " .. CFG.forge_token_from
   end }
   list[#list + 1] = t[2]
+  list[#list + 1] = { name = "release settings", run = function(ctx)
+    if not CFG.forge_repo then return false, (select(2, forge_client())) end
+    local repo <close> = checkout()
+    local ok, v = pcall(planned_version, remote_refs(repo), ctx.state)
+    if not ok then
+      return false, type(v) == "table" and (tostring(v.message) .. (v.hint and (": " .. v.hint) or "")) or tostring(v)
+    end
+    return true, string.format("version %s (%s), branch %s, tag %s, forge %s", v, ctx.state.VERSION and "recorded by the ticket" or
+      (CFG.version and "BRANCH_PR_VERSION" or ("bump " .. CFG.bump)), branch_of(v), tag_of(v), CFG.forge_repo)
+  end }
   list[#list + 1] = { name = "no orphaned release branch", run = function(ctx)
     local repo <close> = checkout()
     local refs = remote_refs(repo)
-    local mine = planned_version(refs, ctx.state)
+    local _, mine = pcall(planned_version, refs, ctx.state)  -- a bad setting: "release settings" says so
     local orphans = {}
     for name in pairs(refs) do
       local v = name:match("^refs/heads/" .. CFG.branch_prefix:gsub("%p", "%%%0") .. "(.+)$")
@@ -362,7 +372,7 @@ local function preflight()
         "look at them (git log %s..%s/%s) and delete what holds nothing to keep (git push %s --delete %s)",
         table.concat(orphans, ", "), CFG.remote, CFG.base, CFG.remote, orphans[1], CFG.remote, orphans[1])
     end
-    return true, "none (this release's " .. branch_of(mine) .. " is checked by the release-branch phase)"
+    return true, "none" .. (type(mine) == "string" and (" (this release's " .. branch_of(mine) .. " is checked by the release-branch phase)") or "")
   end }
   list[#list + 1] = pf.clean_tree(".")
   if not CFG.skip_ci then

@@ -249,6 +249,26 @@ describe("diagnose and recover", function()
     assert.are.equal(0, sb:relua({ "playbook", "lint", "playbooks" }, env()).code)
   end)
 
+  it("a ticket whose run died in a phase is diagnosed as interrupted, not as rc=nil", function()
+    sb:write("recipe.lua", [[
+return { name = "dies", phases = { { name = "deploy", run = function(r) r:sh("echo deploying; kill -9 $PPID") end } } }
+]])
+    local run = sb:relua({ "recipe.lua", "9" }, env())
+    assert.are_not.equal(0, run.code)
+    assert.are.equal("running", sb:state("9").phases[1].status)
+    local diag = sb:relua({ "diagnose", "9" }, env())
+    assert.are.equal(0, diag.code, diag.stderr)
+    assert.matches("ticket 9 failed in phase deploy (interrupted: the run died): the run died in this phase", diag.stdout, 1, true)
+    assert.matches("failure: phase deploy, interrupted: the run died\n", diag.stdout, 1, true)
+    assert.matches("  | $ echo deploying; kill -9 $PPID\n", diag.stdout, 1, true)  -- written before the command ran
+    assert.is_nil(diag.stdout:find("nil", 1, true))
+    local st = sb:relua({ "status", "9" }, env())
+    assert.matches("release interrupted in phase deploy (the run died). Resume: relua recipe.lua 9 --from=deploy.", st.stdout, 1, true)
+    local rec = sb:relua({ "recover", "9", "--yes" }, env())
+    assert.are.equal(1, rec.code)
+    assert.matches("no playbook matches the failure of ticket 9 (phase deploy, interrupted: the run died)", rec.stderr, 1, true)
+  end)
+
   it("a malformed playbook is reported with file and line and skipped; the others still match", function()
     sb:write("playbooks/probe.lua", PROBE_LUA)
     sb:write("playbooks/broken.yaml", "- id: broken\n  symptom: x\n  fix: {run: [1}\n")

@@ -99,6 +99,19 @@ describe("README.md", function()
     assert.are.same({}, missing)
   end)
 
+  it("the Lua API table names every module a recipe or a script can require", function()
+    local api = section("Lua API")
+    -- the engine's and the command line's own modules: not called by a recipe or a script
+    local internal = { cli = true, dryrun = true, ordering = true, release = true, repl = true }
+    local missing = {}
+    for _, path in ipairs(require("relua.fs").glob(h.root .. "/lib/relua/*.lua")) do
+      local name = path:match("([^/]+)%.lua$")
+      if not internal[name] and not api:find("`relua." .. name .. "`", 1, true) then missing[#missing + 1] = name end
+    end
+    table.sort(missing)
+    assert.are.same({}, missing)
+  end)
+
   it("the first-recipe walkthrough runs as printed", function()
     local sh = repo()
     local walk = consoles(section("Your first recipe"))

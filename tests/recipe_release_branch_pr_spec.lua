@@ -129,6 +129,27 @@ describe("recipes/release-branch-pr.lua", function()
     assert.are.equal(0, #p.pypi_files())
   end)
 
+  it("bad settings are refused by pre-flight, naming the variable; nothing runs", function()
+    local p = B.project(S)
+    for _, case in ipairs({
+      { { BRANCH_PR_VERSION = "banana" }, "[FAIL] release settings: BRANCH_PR_VERSION 'banana' is not a SemVer version" },
+      { { BRANCH_PR_BUMP = "huge" }, "[FAIL] release settings: BRANCH_PR_BUMP 'huge' is not patch, minor or major" },
+      { { BRANCH_PR_FORGE_REPO = false, GITHUB_REPOSITORY = false },
+        "[FAIL] release settings: BRANCH_PR_FORGE_REPO (or GITHUB_REPOSITORY) is not set: set it to owner/name" },
+    }) do
+      local r = p.release("2", case[1])
+      assert.are.equal(2, r.code, r.stdout .. r.stderr)
+      assert.matches(case[2], r.stdout .. r.stderr, 1, true)
+      assert.matches("nothing was run", r.stderr, 1, true)
+    end
+    assert.are.same({ "v1.0.0" }, p.remote_tags())
+    assert.are.same({}, p.branches())
+    local good = p.release("2")
+    ok(good)
+    assert.matches("[pass] release settings: version 1.0.1 (bump patch), branch release/pypi-v1.0.1, tag v1.0.1, forge " .. p.repo,
+      good.stdout, 1, true)
+  end)
+
   -- a failure injected at each phase; the cause fixed, a plain re-run completes and
   -- nothing is published twice
   local faults = {

@@ -692,6 +692,10 @@ function M.failure(state, out_dir)
         rc = f.rc or p.rc, message = f.message or p.msg or "", code = f.code, hint = f.hint,
         tail = f.tail,
       }
+      if p.status == "running" and rec.rc == nil and rec.message == "" then
+        -- interrupted: the run died in the phase (killed, the machine stopped), nothing recorded its end
+        rec.message = "the run died in this phase (killed, or the machine stopped) before it finished"
+      end
       if rec.tail == nil and out_dir then
         local fh = io.open(out_dir .. "/" .. p.name .. ".out", "r")
         if fh then

@@ -129,8 +129,13 @@ local function diagnose(_, failure, found, ctx, opts)
   return sel
 end
 
+-- "rc=1", or what an interrupted phase (no exit status recorded) was.
+local function rc_text(failure)
+  return failure.rc and ("rc=" .. tostring(failure.rc)) or "interrupted: the run died"
+end
+
 local function failure_lines(failure, add)
-  add(string.format("failure: phase %s, rc=%s", failure.phase, tostring(failure.rc)))
+  add(string.format("failure: phase %s, %s", failure.phase, rc_text(failure)))
   add("message: " .. tostring(failure.message))
   if failure.code then add("code: " .. failure.code) end
   if failure.hint then add("hint: " .. failure.hint) end
@@ -186,7 +191,7 @@ function M.diagnose_command(...)
   end
   local lines = {}
   local function add(s) lines[#lines + 1] = s end
-  add(string.format("ticket %s failed in phase %s (rc=%s): %s", t.id, failure.phase, tostring(failure.rc),
+  add(string.format("ticket %s failed in phase %s (%s): %s", t.id, failure.phase, rc_text(failure),
     (tostring(failure.message):gsub("\n.*", ""))))
   if #sel == 0 then
     add("no playbook matches this failure.")
@@ -278,8 +283,8 @@ function M.recover_command(...)
       usage(string.format("no playbook %s on the search path", o.playbook), "relua playbook list shows them")
     end
   elseif #pb.select(found.playbooks, failure) == 0 then
-    errors.raise("no-playbook", string.format("no playbook matches the failure of ticket %s (phase %s, rc=%s)", t.id,
-      failure.phase, tostring(failure.rc)), { exit = 1,
+    errors.raise("no-playbook", string.format("no playbook matches the failure of ticket %s (phase %s, %s)", t.id,
+      failure.phase, rc_text(failure)), { exit = 1,
       hint = string.format("relua diagnose %s shows the failure; fix it by hand and resume, then keep the fix: relua playbook new ID --from %s", t.id, t.id) })
   end
 
@@ -442,7 +447,7 @@ function M.status_lines(t)
   end
   local lines = {}  -- (the failure record itself, hint included, is status's own block)
   local ctx = {
-    ticket = t.id, phase = failure.phase, rc = failure.rc or 1, message = failure.message,
+    ticket = t.id, phase = failure.phase, rc = failure.rc, message = failure.message,
     recipe = recipe, recipe_path = t.state.recipe.path, state = t.state,
     resume = string.format("relua %s %s --from=%s", quote_arg(shown(t.state.recipe.path)), t.id, failure.phase),
     revert = "relua revert " .. t.id,
