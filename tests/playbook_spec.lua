@@ -358,6 +358,20 @@ return { id = "hang", symptom = { phase = "verify" },
     assert.matches("release 7 done", rec.stdout, 1, true)
   end)
 
+  it("a playbook with resume = false fixes and verifies, then leaves the resume to the operator", function()
+    sb:write("playbooks/probe.lua", (PROBE_LUA:gsub('resume = "verify"', "resume = false")))
+    failed_ticket(sb)
+    sb:write("service.up", "")
+    local rec = sb:relua({ "recover", "7", "--yes" }, env())
+    assert.are.equal(0, rec.code, rec.stdout .. rec.stderr)
+    assert.matches("3. no resume (the playbook says resume = false)", rec.stdout, 1, true)
+    assert.matches("not resuming (resume = false); continue with: relua recipe.lua 7", rec.stdout, 1, true)
+    assert.are.equal("failed", sb:state("7").phases[2].status)
+    assert.is_false(sb:exists("done.txt"))
+    assert.are.equal("verified", sb:state("7").state["relua.playbooks"][1].result)
+    assert.are.equal(0, sb:relua({ "recipe.lua", "7" }, env()).code)
+  end)
+
   it("recover on a terminal shows the plan and asks before changing anything", function()
     local pty = require "support.pty"
     sb:write("playbooks/probe.lua", PROBE_LUA)
