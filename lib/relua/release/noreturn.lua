@@ -57,6 +57,20 @@ function M.point(recipe, state)
   return found, name, why
 end
 
+--- Is a recorded ticket past its recipe's point of no return? Loads the recipe the ticket
+--- ran (nil when it cannot be read: then a published phase recorded in the state still
+--- answers). For what `relua status --json` and the REPL offer next: no roll back past it.
+---@param state table  the ticket's state document
+---@return boolean?
+function M.ticket_past(state)
+  local path = state and state.recipe and state.recipe.path
+  local ok, recipe = pcall(function() return require("relua.release").load_recipe(path) end)
+  if ok and type(recipe) == "table" then return M.point(recipe, state) ~= nil end
+  local marks = state and state.state and state.state[M.KEY]
+  if type(marks) == "table" and next(marks) ~= nil then return true end
+  return nil
+end
+
 --- The first line of a failure's hints. ctx: {ticket=, phase=, rc=, resume=, revert=,
 --- recipe=, state=}.
 ---@return string
