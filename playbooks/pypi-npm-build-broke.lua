@@ -9,7 +9,8 @@ return {
   title = "The build broke: nothing was published",
   symptom = { phase = "build" },
   detect = {
-    { name = "nothing of this release is published", check = function(ctx)
+    -- quick: it reads only the ticket's state, so the failed run's hint runs it too
+    { name = "nothing of this release is published", quick = true, check = function(ctx)
         if not (ctx.recipe and ctx.recipe._pn) then return false, "not a pypi-npm release" end
         local pub = type(ctx.state.publish) == "table" and ctx.state.publish or {}
         if pub.npm or pub.pypi then return false, "this ticket already published: see relua status" end

@@ -7,11 +7,11 @@ return {
   title = "npm partly published (PyPI not yet): re-run publishes only the missing packages",
   symptom = { phase = "npm-publish" },
   detect = {
-    { name = "not a burned version (that is a bump)", check = function(ctx)
+    { name = "not a burned version (that is a bump)", quick = true, check = function(ctx)
         if not (ctx.recipe and ctx.recipe._pn) then return false, "not a pypi-npm release" end
         return ctx.code ~= "immutable", ctx.code == "immutable" and "the version is burned" or "no other bytes found"
       end },
-    { name = "nothing is on PyPI yet (it is gated on npm)", check = function(ctx)
+    { name = "nothing is on PyPI yet (it is gated on npm)", quick = true, check = function(ctx)
         local pub = type(ctx.state.publish) == "table" and ctx.state.publish or {}
         return pub.pypi == nil, pub.pypi and "this ticket published to PyPI already" or "no PyPI publish recorded"
       end },

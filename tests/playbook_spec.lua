@@ -124,6 +124,10 @@ symptom: |
       { "pattern.lua", "return {\n  id = 'p',\n  symptom = { output = { match = '[unclosed' } },\n}\n", 3, "does not compile" },
       { "syntax.lua", "return {\n  id = 'p'\n  symptom = {}\n}\n", 3, "Lua syntax" },
       { "second.yaml", "- id: ok\n  symptom: '`x y z`'\n- id: bad\n  symptom: '`x`'\n  fix: 3\n", 5, "fix must be" },
+      { "quickcmd.yaml", "id: q\nsymptom: '`x y z`'\ndetection:\n  - command: exit 0\n    quick: true\n", 3,
+        "detection[1].quick is for a Lua check (check = function) that reads only the ticket: a command is never quick" },
+      { "quicktype.lua", "return {\n  id = 'q',\n  symptom = { phase = 'v' },\n  detect = { { check = function() end, quick = 1 } },\n}\n", 4,
+        "detect[1].quick must be true or false" },
     }
     for _, c in ipairs(cases) do
       local list, problems = pb.parse(c[2], c[1])
@@ -233,6 +237,49 @@ describe("diagnose and recover", function()
     -- status shows the same hints later.
     local st = sb:relua({ "status", "7" }, env())
     assert.matches("Matching playbooks:\n  probe-refused", st.stdout, 1, true)
+  end)
+
+  it("the failure message runs only quick detection checks: what they rule out is not suggested, and diagnose agrees", function()
+    sb:write("playbooks/probe.lua", PROBE_LUA)  -- a command check: only diagnose runs it
+    sb:write("playbooks/quick.lua", [[
+local function phase_is(want)
+  return function(ctx) return ctx.phase == want and ctx.state.VERSION == nil, "phase " .. tostring(ctx.phase) end
+end
+return {
+  { id = "quick-yes", title = "Confirmed by the ticket", symptom = { phase = "verify" },
+    detect = { { name = "the failed phase is verify", quick = true, check = phase_is("verify") } } },
+  { id = "quick-no", title = "Ruled out by the ticket", symptom = { phase = "verify" },
+    detect = { { name = "the failed phase is build", quick = true, check = phase_is("build") } } },
+  { id = "quick-cmd", title = "A quick check that runs a command", symptom = { phase = "verify" },
+    detect = { { name = "runs true", quick = true, check = function(ctx) return ctx:sh("true").code == 0 end } } },
+}
+]])
+    local run = failed_ticket(sb)
+    assert.matches("Matching playbooks:\n  quick-yes: Confirmed by the ticket\n" ..
+      "  probe-refused: The probe was refused  (detection not run: relua diagnose runs it)\n" ..
+      "  quick-cmd: A quick check that runs a command  (detection not run: relua diagnose runs it)\n" ..
+      "Not these: the detection of quick-no ruled it out (relua diagnose 7 shows why)\n" ..
+      "Diagnose: relua diagnose 7", run.stderr, 1, true)
+    assert.is_nil(run.stderr:find("Ruled out by the ticket", 1, true), run.stderr)
+    local st = sb:relua({ "status", "7" }, env())
+    assert.matches("Not these: the detection of quick-no ruled it out", st.stdout, 1, true)
+    local diag = sb:relua({ "diagnose", "7" }, env())
+    assert.are.equal(0, diag.code, diag.stderr)
+    assert.matches("quick-yes [confirmed]", diag.stdout, 1, true)
+    assert.matches("quick-cmd [confirmed]", diag.stdout, 1, true)
+    assert.matches("quick-no [not confirmed: its detection did not match]", diag.stdout, 1, true)
+    assert.matches("the failed phase is build -> phase verify", diag.stdout, 1, true)
+    -- all of them ruled out: no playbook is suggested
+    assert(os.remove(sb:path("playbooks/probe.lua")))
+    sb:write("playbooks/quick.lua", [[
+return { id = "quick-no", title = "Ruled out by the ticket", symptom = { phase = "verify" },
+  detect = { { quick = true, check = function(ctx) return ctx.phase == "build" end } } }
+]])
+    local again = sb:relua({ "recipe.lua", "7" }, env())
+    assert.are.equal(1, again.code, again.stderr)
+    assert.is_nil(again.stderr:find("Matching playbooks:", 1, true), again.stderr)
+    assert.matches("No playbook matches this failure: the detection of quick-no ruled it out (relua diagnose 7 shows why). "
+      .. "Once it is fixed, keep the fix as a playbook: relua playbook new ID --from 7", again.stderr, 1, true)
   end)
 
   it("no match: shows the failure and how to start a playbook from it; new --from pre-fills the symptom", function()

@@ -182,6 +182,29 @@ describe("recipes/pypi-npm.lua", function()
     assert.are.same(ONCE, delta(c0, p.counts()))
   end)
 
+  it("build broke after the ticket published (--from=build): the hint, status and diagnose all rule out pypi-npm-build-broke", function()
+    local p = W.project(S)
+    ok(p.release("18"))
+    local broken = { PYPI_NPM_BUILD_NPM = "npm-is-not-installed pack" }
+    local r = p.run({ W.RECIPE, "18", "--from=build" }, broken)
+    failed(r)
+    assert.matches("phase build failed", r.stderr, 1, true)
+    -- the symptom (phase build) matches, but its detection (nothing published) does not:
+    -- the hint says so instead of suggesting "nothing was published"
+    assert.is_nil(r.stderr:find("Matching playbooks:", 1, true), r.stderr)
+    assert.is_nil(r.stderr:find("nothing was published", 1, true), r.stderr)
+    assert.matches("No playbook matches this failure: the detection of pypi-npm-build-broke ruled it out (relua diagnose 18 shows why)",
+      r.stderr, 1, true)
+    local st = p.run({ "status", "18" })
+    assert.is_nil(st.stdout:find("Matching playbooks:", 1, true), st.stdout)
+    assert.matches("the detection of pypi-npm-build-broke ruled it out", st.stdout, 1, true)
+    local diag = p.run({ "diagnose", "18" }, broken)
+    ok(diag)
+    assert.matches("pypi-npm-build-broke [not confirmed: its detection did not match]", diag.stdout, 1, true)
+    assert.matches("this ticket already published: see relua status", diag.stdout, 1, true)
+    assert.matches("no playbook's detection confirmed the failure", diag.stdout, 1, true)
+  end)
+
   it("revert before the point of no return deletes the tag; a re-run cuts the same version again", function()
     local p = W.project(S)
     local r = p.release("13", { PYPI_NPM_BUILD_PYTHON = "exit 3" })

@@ -191,7 +191,7 @@ local function check_symptom(v)
   return s
 end
 
-local CHECK_FIELDS = { run = true, command = true, expect = true, timeout = true, name = true, check = true }
+local CHECK_FIELDS = { run = true, command = true, expect = true, timeout = true, name = true, check = true, quick = true }
 local EXPECT_FIELDS = { code = true, output = true }
 
 local function check_expect(v, what)
@@ -221,7 +221,9 @@ local function check_check(v, what)
   if type(v) == "function" then return { fn = v } end
   if type(v) ~= "table" then return nil, what .. " must be a command, a function or a table { run = ..., expect = ... }, not a " .. type(v) end
   for k in pairs(v) do
-    if not CHECK_FIELDS[k] then return nil, string.format("%s: unknown field %s (known: run, command, check, expect, timeout, name)", what, tostring(k)) end
+    if not CHECK_FIELDS[k] then
+      return nil, string.format("%s: unknown field %s (known: run, command, check, expect, timeout, name, quick)", what, tostring(k))
+    end
   end
   local c = { name = v.name }
   if v.name ~= nil and type(v.name) ~= "string" then return nil, what .. ".name must be a string" end
@@ -236,6 +238,13 @@ local function check_check(v, what)
   end
   if v.timeout ~= nil and (type(v.timeout) ~= "number" or v.timeout <= 0) then return nil, what .. ".timeout must be a positive number of seconds" end
   c.timeout = v.timeout
+  if v.quick ~= nil then
+    if type(v.quick) ~= "boolean" then return nil, what .. ".quick must be true or false, not a " .. type(v.quick) end
+    if v.quick and not c.fn then
+      return nil, what .. ".quick is for a Lua check (check = function) that reads only the ticket: a command is never quick"
+    end
+    c.quick = v.quick
+  end
   local e, err = check_expect(v.expect, what)
   if not e then return nil, err end
   c.expect = e
@@ -853,23 +862,74 @@ end
 
 local release = require "relua.release"
 
---- The lines added to a failed run's message: the playbooks whose symptom matches (without
---- running detection) and the diagnose command.
+-- Is every detection check of pb quick (see doc/playbooks.md)? A playbook without any has
+-- nothing to run.
+local function quick_detection(pb)
+  for _, c in ipairs(pb.detect) do
+    if not c.quick then return false end
+  end
+  return true
+end
+
+--- What the failure message can say of a playbook whose symptom matches, without running
+--- anything slow: "confirmed" (its quick detection passed), "unconfirmed" (it has no
+--- detection checks), "not matched" (its quick detection failed) or "not run" (some check
+--- is not quick: only `relua diagnose` runs it). Quick checks get the context diagnose
+--- gives (relua.playbook.commands.readonly_ctx), so both say the same of a playbook.
+---@param m table       an entry of M.select
+---@param hctx table?   that context; nil when none could be made
+---@return string
+function M.hint_status(m, hctx)
+  local pb = m.playbook
+  if #pb.detect == 0 then return "unconfirmed" end
+  if not hctx or not quick_detection(pb) then return "not run" end
+  local ran
+  local function refuse() ran = true; error("a quick check runs no command", 2) end
+  local sh, run = hctx.sh, hctx.run
+  hctx.sh, hctx.run = refuse, refuse
+  local status = M.detect(pb, { ctx = hctx })
+  hctx.sh, hctx.run = sh, run
+  return ran and "not run" or status
+end
+
+--- The lines added to a failed run's message: the playbooks whose symptom matches and
+--- whose quick detection (if any) did not rule them out, and the diagnose command.
 function M.failure_hint(ctx)
   local state = ctx.state
   if type(state) ~= "table" then return nil end
-  local out_dir = require("relua.ticket").dir() .. "/" .. ctx.ticket
+  local tickets = require("relua.ticket")
+  local out_dir = tickets.dir() .. "/" .. ctx.ticket
   local failure = M.failure(state, out_dir)
   if not failure then return nil end
   local found = M.discover({ recipe = ctx.recipe_path })
   local sel = M.select(found.playbooks, failure)
-  if #sel == 0 then
-    return string.format("No playbook matches this failure. Once it is fixed, keep the fix as a playbook: relua playbook new ID --from %s", ctx.ticket)
+  local hctx
+  if #sel > 0 then
+    local ok, c = pcall(require("relua.playbook.commands").readonly_ctx,
+      { id = ctx.ticket, state = state, paths = { dir = tickets.dir() } }, failure, ctx.recipe)
+    hctx = ok and c or nil
   end
+  local kept, out = {}, {}
+  for i, m in ipairs(sel) do
+    m.order, m.status = i, M.hint_status(m, hctx)
+    if m.status == "not matched" then out[#out + 1] = m.playbook.id else kept[#kept + 1] = m end
+  end
+  local ruled = #out > 0 and string.format("the detection of %s ruled %s out (relua diagnose %s shows why)",
+    table.concat(out, ", "), #out == 1 and "it" or "them", ctx.ticket)
+  if #kept == 0 then
+    return string.format("No playbook matches this failure%s. Once it is fixed, keep the fix as a playbook: relua playbook new ID --from %s",
+      ruled and (": " .. ruled) or "", ctx.ticket)
+  end
+  table.sort(kept, function(a, b)  -- confirmed first, as diagnose ranks them
+    if (a.status == "confirmed") ~= (b.status == "confirmed") then return a.status == "confirmed" end
+    return a.order < b.order
+  end)
   local lines = { "Matching playbooks:" }
-  for _, m in ipairs(sel) do
-    lines[#lines + 1] = string.format("  %s%s", m.playbook.id, m.playbook.title and (": " .. m.playbook.title) or "")
+  for _, m in ipairs(kept) do
+    lines[#lines + 1] = string.format("  %s%s%s", m.playbook.id, m.playbook.title and (": " .. m.playbook.title) or "",
+      m.status == "not run" and "  (detection not run: relua diagnose runs it)" or "")
   end
+  if ruled then lines[#lines + 1] = "Not these: " .. ruled end
   lines[#lines + 1] = string.format("Diagnose: relua diagnose %s   (then: relua recover %s)", ctx.ticket, ctx.ticket)
   return lines
 end

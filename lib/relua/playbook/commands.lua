@@ -108,6 +108,14 @@ local function make_ctx(t, failure, recipe, lg)
   return ctx
 end
 
+--- The context `relua diagnose` gives playbooks (writes refused, commands quiet); the
+--- failure message runs quick detection checks in it too (relua.playbook.hint_status).
+---@param t table  {id=, state= (the state document), paths={dir=}}
+---@param failure table  relua.playbook.failure's record
+---@param recipe table?  the loaded recipe
+---@return table
+function M.readonly_ctx(t, failure, recipe) return make_ctx(t, failure, recipe, nil) end
+
 local function try_recipe(path)
   local ok, recipe = pcall(release.load_recipe, path)
   if ok then return recipe end
