@@ -184,21 +184,21 @@ describe("recipes/pypi-npm.lua", function()
 
   it("build broke after the ticket published (--from=build): the hint, status and diagnose all rule out pypi-npm-build-broke", function()
     local p = W.project(S)
-    ok(p.release("18"))
+    ok(p.release("23"))
     local broken = { PYPI_NPM_BUILD_NPM = "npm-is-not-installed pack" }
-    local r = p.run({ W.RECIPE, "18", "--from=build" }, broken)
+    local r = p.run({ W.RECIPE, "23", "--from=build" }, broken)
     failed(r)
     assert.matches("phase build failed", r.stderr, 1, true)
     -- the symptom (phase build) matches, but its detection (nothing published) does not:
     -- the hint says so instead of suggesting "nothing was published"
     assert.is_nil(r.stderr:find("Matching playbooks:", 1, true), r.stderr)
     assert.is_nil(r.stderr:find("nothing was published", 1, true), r.stderr)
-    assert.matches("No playbook matches this failure: the detection of pypi-npm-build-broke ruled it out (relua diagnose 18 shows why)",
+    assert.matches("No playbook matches this failure: the detection of pypi-npm-build-broke ruled it out (relua diagnose 23 shows why)",
       r.stderr, 1, true)
-    local st = p.run({ "status", "18" })
+    local st = p.run({ "status", "23" })
     assert.is_nil(st.stdout:find("Matching playbooks:", 1, true), st.stdout)
     assert.matches("the detection of pypi-npm-build-broke ruled it out", st.stdout, 1, true)
-    local diag = p.run({ "diagnose", "18" }, broken)
+    local diag = p.run({ "diagnose", "23" }, broken)
     ok(diag)
     assert.matches("pypi-npm-build-broke [not confirmed: its detection did not match]", diag.stdout, 1, true)
     assert.matches("this ticket already published: see relua status", diag.stdout, 1, true)
