@@ -58,6 +58,15 @@ local function failed_ticket(sb)
   return run
 end
 
+-- Ticket 7 failed at verify, the playbook `src` in playbooks/, its detection confirmed
+-- (service.up): `relua recover 7 --yes`'s result.
+local function recover_with(sb, src)
+  sb:write("playbooks/probe.lua", src)
+  failed_ticket(sb)
+  sb:write("service.up", "")
+  return sb:relua({ "recover", "7", "--yes" }, env())
+end
+
 describe("playbook loading", function()
   it("loads the Lua form and the YAML template as the same thing", function()
     local lua, p1 = pb.parse(PROBE_LUA, "probe.lua")
@@ -208,6 +217,12 @@ describe("relua playbook", function()
     assert.matches("duplicate playbook id probe-refused: " .. sb:path("playbooks/probe.lua") .. ":2 and " ..
       sb:path("extra/dup.lua") .. ":2", dup.stdout, 1, true)
     assert.are.equal(2, sb:relua({ "playbook", "show", "nope" }, e).code)
+    -- a RELUA_PLAYBOOKS folder that is not there is said, not silently searched
+    e.RELUA_PLAYBOOKS = sb:path("extra") .. ":" .. sb:path("nowhere")
+    local typo = sb:relua({ "playbook", "list", "--recipe", "recipe.lua" }, e)
+    assert.matches("warning: RELUA_PLAYBOOKS names " .. sb:path("nowhere") .. ", which is not a folder", typo.stderr, 1, true)
+    local lint = sb:relua({ "playbook", "lint", "--recipe", "recipe.lua" }, e)
+    assert.matches("warning: RELUA_PLAYBOOKS names " .. sb:path("nowhere") .. ", which is not a folder", lint.stdout, 1, true)
   end)
 end)
 
@@ -262,6 +277,8 @@ return { name = "dies", phases = { { name = "deploy", run = function(r) r:sh("ec
     assert.matches("failure: phase deploy, interrupted: the run died\n", diag.stdout, 1, true)
     assert.matches("  | $ echo deploying; kill -9 $PPID\n", diag.stdout, 1, true)  -- written before the command ran
     assert.is_nil(diag.stdout:find("nil", 1, true))
+    local st = sb:relua({ "status", "9" }, env())
+    assert.matches("release interrupted in phase deploy (the run died). Resume: relua recipe.lua 9 --from=deploy.", st.stdout, 1, true)
     local rec = sb:relua({ "recover", "9", "--yes" }, env())
     assert.are.equal(1, rec.code)
     assert.matches("no playbook matches the failure of ticket 9 (phase deploy, interrupted: the run died)", rec.stderr, 1, true)
@@ -345,15 +362,23 @@ return { id = "hang", symptom = { phase = "verify" },
 
   it("recover holds the ticket's lock from detection to the end: a run started by the fix is refused", function()
     local bin = rs.bin()
-    sb:write("playbooks/probe.lua", (PROBE_LUA:gsub('run = "echo ok > status.txt"', 'run = "' .. bin ..
+    local rec = recover_with(sb, (PROBE_LUA:gsub('run = "echo ok > status.txt"', 'run = "' .. bin ..
       ' recipe.lua 7 2>concurrent.err; echo $? > concurrent.rc; echo ok > status.txt"')))
-    failed_ticket(sb)
-    sb:write("service.up", "")
-    local rec = sb:relua({ "recover", "7", "--yes" }, env())
     assert.are.equal(0, rec.code, rec.stdout .. rec.stderr)
     assert.are.equal("3\n", sb:read("concurrent.rc"))
     assert.matches("locked", sb:read("concurrent.err"), 1, true)
     assert.matches("release 7 done", rec.stdout, 1, true)
+  end)
+
+  it("a playbook with resume = false fixes and verifies, then leaves the resume to the operator", function()
+    local rec = recover_with(sb, (PROBE_LUA:gsub('resume = "verify"', "resume = false")))
+    assert.are.equal(0, rec.code, rec.stdout .. rec.stderr)
+    assert.matches("3. no resume (the playbook says resume = false)", rec.stdout, 1, true)
+    assert.matches("not resuming (resume = false); continue with: relua recipe.lua 7", rec.stdout, 1, true)
+    assert.are.equal("failed", sb:state("7").phases[2].status)
+    assert.is_false(sb:exists("done.txt"))
+    assert.are.equal("verified", sb:state("7").state["relua.playbooks"][1].result)
+    assert.are.equal(0, sb:relua({ "recipe.lua", "7" }, env()).code)
   end)
 
   it("recover on a terminal shows the plan and asks before changing anything", function()
@@ -386,10 +411,7 @@ return { id = "hang", symptom = { phase = "verify" },
   end)
 
   it("a verify that fails leaves the ticket failed and resumable, and the playbook re-runnable", function()
-    sb:write("playbooks/probe.lua", (PROBE_LUA:gsub("echo ok > status.txt", "echo still-refused > status.txt")))
-    failed_ticket(sb)
-    sb:write("service.up", "")
-    local rec = sb:relua({ "recover", "7", "--yes" }, env())
+    local rec = recover_with(sb, (PROBE_LUA:gsub("echo ok > status.txt", "echo still-refused > status.txt")))
     assert.are.equal(1, rec.code, rec.stdout .. rec.stderr)
     assert.matches("playbook probe-refused: verify failed", rec.stderr, 1, true)
     assert.matches("resumable", rec.stderr, 1, true)
@@ -452,11 +474,8 @@ return {
   end)
 
   it("a fix that fails halts with exit 1; the ticket stays resumable and the playbook runs again", function()
-    sb:write("playbooks/probe.lua", (PROBE_LUA:gsub('run = "echo ok > status.txt"',
+    local rec = recover_with(sb, (PROBE_LUA:gsub('run = "echo ok > status.txt"',
       'run = "test -f fix.allowed && echo ok > status.txt"')))
-    failed_ticket(sb)
-    sb:write("service.up", "")
-    local rec = sb:relua({ "recover", "7", "--yes" }, env())
     assert.are.equal(1, rec.code, rec.stdout .. rec.stderr)
     assert.matches("playbook probe-refused: fix failed: command exited with 1", rec.stderr, 1, true)
     assert.matches("relua recover 7 --playbook probe-refused", rec.stderr, 1, true)

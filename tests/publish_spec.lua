@@ -111,6 +111,26 @@ describe("relua.publish: unknown is not different", function()
     assert.are.equal("immutable", e2.code)
     assert.are.equal(before, uploads(server))
   end)
+
+  it("a target whose copy cannot be read is `unverified`: a fallback's warning, a primary's failure, never immutable", function()
+    local targets = require "relua.publish.targets"
+    local whl = reg.build_dists(fs.join(dir, "t"), { "Nh.Tgt", "1.0" })[1]
+    assert.are.equal("published", pypi.publish(whl, opts).status)
+    local before = uploads(server)
+    server.fail({ status = 404, prefix = "/files/", count = 1000 })  -- the last test here
+    local o = { verify_tries = 2 }
+    for k, v in pairs(opts) do o[k] = v end
+    local T = { { name = "nh", role = "fallback", adapter = "pypi", artifacts = { whl }, opts = o } }
+    local rec = targets.publish(nil, T)
+    assert.are.equal("unverified", rec.nh.results[fs.basename(whl)].status)
+    assert.matches("could not be read", rec.nh.results[fs.basename(whl)].detail, 1, true)
+    assert.are.same({ "nh" }, targets.warnings(rec))
+    T[1].role = "primary"
+    local ok, e = pcall(targets.publish, nil, T)
+    assert.is_false(ok)
+    assert.are.equal("unverified", e.code)
+    assert.are.equal(before, uploads(server))
+  end)
 end)
 
 describe("relua.publish against a registry that accepts and never answers", function()

@@ -273,7 +273,9 @@ function Ticket:__tostring()
   if s.msg then lines[#lines + 1] = "error: " .. tostring(s.msg):gsub("\n.*", "") end
   local recipe = st.recipe and st.recipe.path or "RECIPE"
   if s.status == "failed" or s.status == "interrupted" then
-    lines[#lines + 1] = string.format("next: relua %s %s --from=%s  (or relua revert %s)", recipe, self.id, s.phase, self.id)
+    local undo = string.format("  (or relua revert %s)", self.id)
+    if require("relua.release.noreturn").ticket_past(st) then undo = "  (past the point of no return: retry, or release a new version)" end
+    lines[#lines + 1] = string.format("next: relua %s %s --from=%s%s", recipe, self.id, s.phase, undo)
   elseif s.status ~= "done" and s.status ~= "running" then
     lines[#lines + 1] = string.format("next: relua %s %s", recipe, self.id)
   end

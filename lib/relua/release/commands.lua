@@ -232,6 +232,7 @@ local function next_command(t)
   if s.status == "done" or s.status == "done with warnings" then return nil end
   if s.status == "failed" or s.status == "interrupted" then
     local undo = "  (or roll back: relua revert " .. t.id .. ")"
+    if t.past_no_return == nil then t.past_no_return = require("relua.release.noreturn").ticket_past(t.state) end
     if t.past_no_return then undo = "  (past the point of no return: retry, or release a new version)" end
     return "relua " .. recipe .. " " .. t.id .. " --from=" .. s.phase .. undo
   end

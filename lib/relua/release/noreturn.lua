@@ -57,30 +57,46 @@ function M.point(recipe, state)
   return found, name, why
 end
 
+--- Is a recorded ticket past its recipe's point of no return? Loads the recipe the ticket
+--- ran (nil when it cannot be read: then a published phase recorded in the state still
+--- answers). For what `relua status --json` and the REPL offer next: no roll back past it.
+---@param state table  the ticket's state document
+---@return boolean?
+function M.ticket_past(state)
+  local path = state and state.recipe and state.recipe.path
+  local ok, recipe = pcall(function() return require("relua.release").load_recipe(path) end)
+  if ok and type(recipe) == "table" then return M.point(recipe, state) ~= nil end
+  local marks = state and state.state and state.state[M.KEY]
+  if type(marks) == "table" and next(marks) ~= nil then return true end
+  return nil
+end
+
 --- The first line of a failure's hints. ctx: {ticket=, phase=, rc=, resume=, revert=,
 --- recipe=, state=}.
 ---@return string
 function M.headline(ctx)
-  local what = (ctx.rc == 130 or ctx.rc == 143) and "interrupted" or "failed"
+  local what = (ctx.rc == nil or ctx.rc == 130 or ctx.rc == 143) and "interrupted" or "failed"
+  -- no exit status: the run died in the phase (relua status of an interrupted ticket)
+  local rc = ctx.rc and string.format("rc=%d", ctx.rc) or "the run died"
   local recipe, state = ctx.recipe, ctx.state
   local idx, name, why
   if type(recipe) == "table" and type(state) == "table" then idx, name, why = M.point(recipe, state) end
   if not idx then
-    return string.format("release %s in phase %s (rc=%d). Resume: %s. Roll back: %s.",
-      what, ctx.phase, ctx.rc, ctx.resume, ctx.revert)
+    return string.format("release %s in phase %s (%s). Resume: %s. Roll back: %s.",
+      what, ctx.phase, rc, ctx.resume, ctx.revert)
   end
   local followup = false
   for _, p in ipairs(recipe.phases) do
     if p.name == ctx.phase and p.followup then followup = true end
   end
   if followup and ctx.phase ~= name then
-    return string.format("released; follow-up failed in phase %s (rc=%d): the release itself is out " ..
-      "(phase %s is past the point of no return). Retry the follow-up: %s.", ctx.phase, ctx.rc, name, ctx.resume)
+    return string.format("released; follow-up failed in phase %s (%s): the release itself is out " ..
+      "(phase %s is past the point of no return). Retry the follow-up: %s.", ctx.phase, rc, name, ctx.resume)
   end
-  return string.format("release %s in phase %s (rc=%d), past the point of no return (phase %s: %s): " ..
+  return string.format("release %s in phase %s (%s), past the point of no return (phase %s: %s): " ..
     "what was published cannot be taken back, so there is no roll back. Retry the same version " ..
     "(it only fills gaps): %s. To change what shipped, release a new version.",
-    what, ctx.phase, ctx.rc, name, why, ctx.resume)
+    what, ctx.phase, rc, name, why, ctx.resume)
 end
 
 return M
