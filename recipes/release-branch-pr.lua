@@ -443,7 +443,9 @@ local RECIPE = {
           r.state.BRANCH_SHA = base
           return
         end
-        if tip == r.state.BRANCH_SHA or tip == r.state.BUMP_SHA then
+        -- this ticket's own, or exactly at the commit it releases (pushed by a run that died
+        -- before recording it, or made by hand: it holds nothing main lacks either way)
+        if tip == r.state.BRANCH_SHA or tip == r.state.BUMP_SHA or tip == r.state.BASE_SHA then
           r:log(string.format("%s on %s is this ticket's (at %s): reused", branch, CFG.remote, tip:sub(1, 12)))
           on_branch(r, repo, branch, tip)
           return

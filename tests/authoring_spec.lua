@@ -64,12 +64,17 @@ describe("relua init", function()
     for f in h.sh("ls " .. h.quote(h.root .. "/recipes")).stdout:gmatch("([%w%-_]+)%.lua") do shipped[#shipped + 1] = f end
     table.sort(shipped)  -- as relua sorts them (ls may not: release-branch-pr.lua, release.lua)
     assert.matches('unknown template "nope"\nthe templates are ' .. esc(table.concat(shipped, ", ")) ..
-      "; also deploy %(release%)\n$", r.stderr)
+      "; also deploy %(release%), release%-branch %(release%-branch%-pr%)\n$", r.stderr)
     -- the deploy release-run by its name in the docs (make demo DEMO=deploy)
     local f = h.tmpdir()
     r = h.relua({ "init", "--template", "deploy", f })
     assert.are.equal(0, r.code, r.stderr)
     assert.are.equal(h.slurp(h.root .. "/recipes/release.lua"), h.slurp(f .. "/release.lua"))
+    -- and the release branch + PR one by the shorter name the help shows
+    f = h.tmpdir()
+    r = h.relua({ "init", "--template=release-branch", f })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal(h.slurp(h.root .. "/recipes/release-branch-pr.lua"), h.slurp(f .. "/release.lua"))
   end)
 end)
 

@@ -185,6 +185,16 @@ describe("relua.forge (GitHub)", function()
     ]] }, { env = { GITHUB_TOKEN = false, GH_TOKEN = server.token, GITHUB_API_URL = server.api } })
     assert.are.equal(0, r.code, r.stderr)
     assert.are.equal("relua-bot $GH_TOKEN", r.stdout)
+    -- an empty GITHUB_REPOSITORY or GITHUB_API_URL is not set: no repository is a clear error
+    local r2 = h.relua({ "-e", [[
+      local gh = require("relua.forge").new({ token = "x" })
+      io.write(gh.api, "\n")
+      local ok, e = pcall(gh.find_release, gh, "v1.0")
+      io.write(tostring(ok), " ", tostring(e))
+    ]] }, { env = { GITHUB_REPOSITORY = "", GITHUB_API_URL = "" } })
+    assert.are.equal(0, r2.code, r2.stderr)
+    assert.are.equal("https://api.github.com\nfalse forge: no repository: pass opts.repo (\"owner/name\") or set GITHUB_REPOSITORY",
+      r2.stdout)
   end)
 end)
 

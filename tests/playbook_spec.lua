@@ -221,6 +221,12 @@ describe("relua playbook", function()
     assert.matches("duplicate playbook id probe-refused: " .. sb:path("playbooks/probe.lua") .. ":2 and " ..
       sb:path("extra/dup.lua") .. ":2", dup.stdout, 1, true)
     assert.are.equal(2, sb:relua({ "playbook", "show", "nope" }, e).code)
+    -- a RELUA_PLAYBOOKS folder that is not there is said, not silently searched
+    e.RELUA_PLAYBOOKS = sb:path("extra") .. ":" .. sb:path("nowhere")
+    local typo = sb:relua({ "playbook", "list", "--recipe", "recipe.lua" }, e)
+    assert.matches("warning: RELUA_PLAYBOOKS names " .. sb:path("nowhere") .. ", which is not a folder", typo.stderr, 1, true)
+    local lint = sb:relua({ "playbook", "lint", "--recipe", "recipe.lua" }, e)
+    assert.matches("warning: RELUA_PLAYBOOKS names " .. sb:path("nowhere") .. ", which is not a folder", lint.stdout, 1, true)
   end)
 end)
 

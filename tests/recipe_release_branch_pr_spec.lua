@@ -200,6 +200,20 @@ describe("recipes/release-branch-pr.lua", function()
     released(p, "5", u0)
   end)
 
+  it("a tag pushed by a run that died: the re-run continues it at the version commit and completes", function()
+    local p = B.project(S)
+    local u0 = p.uploads()
+    -- killed when the release-tag phase had pushed the tag, before the phase was recorded done
+    local r = p.release("8", { RELUA_TEST_CRASH_AT = "phase-end:3" })
+    assert.are.equal(137, r.code, r.stdout .. r.stderr)
+    assert.are.same({ "v1.0.0", "v1.0.1" }, p.remote_tags())
+    local again = p.release("8")
+    ok(again)
+    assert.matches("the tag v1.0.1 is on origin at the version commit " .. p.state("8").BUMP_SHA:sub(1, 12) .. ": continuing",
+      again.stdout, 1, true)
+    released(p, "8", u0)
+  end)
+
   it("revert before PyPI deletes the tag and the branch; a re-run cuts the same version again", function()
     local p = B.project(S)
     local u0 = p.uploads()

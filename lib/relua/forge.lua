@@ -25,6 +25,12 @@ Client.__index = Client
 
 local function sleep(s) if s > 0 then require("relua.proc").sleep(s) end end
 
+-- An environment variable, nil when unset or empty (a CI may set one to "").
+local function getenv(name)
+  local v = os.getenv(name)
+  if v ~= "" then return v end
+end
+
 --- A client. opts: repo ("owner/name"), token (default $GITHUB_TOKEN, then $GH_TOKEN,
 --- declared secret), api (default $GITHUB_API_URL, else https://api.github.com; Gitea:
 --- "https://git.example.org/api/v1"), kind ("github" or "gitea"; default: "gitea" when the
@@ -34,14 +40,14 @@ local function sleep(s) if s > 0 then require("relua.proc").sleep(s) end end
 ---@return table
 function M.new(opts)
   opts = opts or {}
-  local api = opts.api or os.getenv("GITHUB_API_URL") or "https://api.github.com"
+  local api = opts.api or getenv("GITHUB_API_URL") or "https://api.github.com"
   api = api:gsub("/+$", "")
   local token, source = opts.token, (opts.sources or {}).token or "opts.token"
   if token then secret.declare(token) end
   if not token then token, source = secret.env("GITHUB_TOKEN"), "$GITHUB_TOKEN" end
   if not token then token, source = secret.env("GH_TOKEN"), "$GH_TOKEN" end
   local c = setmetatable({
-    api = api, repo = opts.repo or os.getenv("GITHUB_REPOSITORY"), token = token,
+    api = api, repo = opts.repo or getenv("GITHUB_REPOSITORY"), token = token,
     source = token and source or "no token ($GITHUB_TOKEN and $GH_TOKEN are not set)",
     kind = opts.kind or (api:match("/api/v1$") and "gitea" or "github"),
     max_rate_wait = opts.max_rate_wait or M.DEFAULTS.max_rate_wait,
@@ -161,7 +167,7 @@ end
 
 local function repo_of(self, repo)
   local r = repo or self.repo
-  if not r then error("forge: no repository: pass opts.repo (\"owner/name\") or set GITHUB_REPOSITORY", 3) end
+  if not r then error("forge: no repository: pass opts.repo (\"owner/name\") or set GITHUB_REPOSITORY", 0) end
   return r
 end
 
@@ -305,7 +311,8 @@ M.asset_adapter = {
   end,
   label = function(a) return a.name end,
   where = function(opts)
-    return "release " .. tostring(opts.tag or (opts.release and opts.release.tag_name)) .. " of " .. tostring(opts.repo or (opts.client and opts.client.repo))
+    return "release " .. tostring(opts.tag or (opts.release and opts.release.tag_name)) .. " of "
+      .. (opts.repo or (opts.client and opts.client.repo) or "(no repository)")
   end,
   look = function(arts, opts)
     local c = client_of(opts)

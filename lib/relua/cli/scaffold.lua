@@ -12,8 +12,9 @@ local M = {}
 M.DEFAULT = "release"
 
 -- Other names of a shipped recipe: the deploy release-run ships as release.lua (`make demo
--- DEMO=deploy`). A recipe shipped under the name itself wins.
-M.ALIASES = { deploy = "release" }
+-- DEMO=deploy`), the release branch + PR one as release-branch-pr.lua. A recipe shipped
+-- under the name itself wins.
+M.ALIASES = { deploy = "release", ["release-branch"] = "release-branch-pr" }
 
 --- The shared data folder, or a usage error saying where it was looked for.
 local function datadir()

@@ -32,6 +32,17 @@ local function report_problems(problems)
   for _, p in ipairs(problems) do warn("playbook skipped: " .. pb.format_problem(p)) end
 end
 
+-- The folders of RELUA_PLAYBOOKS that are not folders (a typo there hides its playbooks).
+local function missing_dirs(found)
+  local out = {}
+  for _, d in ipairs(found.dirs or {}) do
+    if d.source == "RELUA_PLAYBOOKS" and not require("relua.fs").isdir(d.dir) then
+      out[#out + 1] = string.format("warning: RELUA_PLAYBOOKS names %s, which is not a folder: nothing is found there", d.dir)
+    end
+  end
+  return out
+end
+
 local function indent(text, prefix)
   return prefix .. tostring(text):gsub("%s+$", ""):gsub("\n", "\n" .. prefix)
 end
@@ -474,6 +485,7 @@ end
 local function list_cmd(o)
   local found = sources(o)
   report_problems(found.problems)
+  for _, w in ipairs(missing_dirs(found)) do warn(w) end
   if #found.playbooks == 0 then
     say("no playbooks found; searched: " .. (function()
       local d = {}
@@ -560,6 +572,7 @@ local function lint_cmd(o)
     io.stdout:write(pb.format_problem(p), "\n")
     errs = errs + 1
   end
+  for _, w in ipairs(missing_dirs(found)) do io.stdout:write(w, "\n") end
   for _, p in ipairs(found.playbooks) do
     local sy = p.symptom
     if #(sy.quotes or {}) == 0 and not (sy.phase or sy.output or sy.message or sy.rc or sy.code) then
