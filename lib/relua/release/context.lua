@@ -198,11 +198,9 @@ local function run_process(self, argv, shown_cmd, opts)
   local tries, delay = opts.tries or 1, opts.delay or 0
   if math.type(tries) ~= "integer" or tries < 1 then error("r:sh/r:run: tries must be an integer >= 1", 3) end
   if type(delay) ~= "number" or delay < 0 then error("r:sh/r:run: delay must be a number of seconds >= 0", 3) end
-  local last = { check = opts.check }
-  setmetatable(last, { __index = opts })
-  local once = setmetatable({ check = false }, { __index = opts })
+  local once = setmetatable({ check = false }, { __index = opts })  -- an early try never fails the phase
   for try = 1, tries do
-    local res, err, code = run_once(self, argv, shown_cmd, try == tries and last or once)
+    local res, err, code = run_once(self, argv, shown_cmd, try == tries and opts or once)
     if try == tries or (res and res.code == 0) then
       if try > 1 and res and res.code == 0 then self:log(string.format("passed on try %d of %d", try, tries)) end
       return res, err, code
