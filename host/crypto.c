@@ -14,9 +14,18 @@
 #define CTX_MT "relua.crypto.Context"
 #define CHUNK 65536
 
+/*
+** The algorithm named at idx. Each is fetched from the provider once and kept for the
+** life of the process: OpenSSL 3 fetches an implicit EVP_sha256() again at every
+** EVP_DigestInit_ex, which costs more than hashing a small file.
+*/
 static const EVP_MD *pick(lua_State *L, int idx) {
   static const char *const names[] = {"sha256", "sha512", "sha1", "md5", NULL};
-  switch (luaL_checkoption(L, idx, NULL, names)) {
+  static const EVP_MD *fetched[4];
+  int i = luaL_checkoption(L, idx, NULL, names);
+  if (fetched[i] == NULL) fetched[i] = EVP_MD_fetch(NULL, names[i], NULL);
+  if (fetched[i] != NULL) return fetched[i];
+  switch (i) {  /* no provider offers it explicitly: the implicit fetch */
     case 0: return EVP_sha256();
     case 1: return EVP_sha512();
     case 2: return EVP_sha1();

@@ -104,6 +104,14 @@ describe("relua.http", function()
       end
       assert.are.same({ "a=1", "b=2" }, cookies)
     end)
+
+    it("trims the blanks around a header value and unfolds a folded one", function()
+      local resp = assert(http.get(origin.url .. "/headers"))
+      assert.are.equal("padded value", resp.headers["x-padded"])
+      assert.are.equal("", resp.headers["x-empty"])
+      assert.are.equal("a: b:c", resp.headers["x-colon"])
+      assert.are.equal("first second", resp.headers["x-folded"])
+    end)
   end)
 
   describe("files", function()

@@ -229,9 +229,12 @@ end
 ---@return string
 function M.basename(p)
   need("fs.basename", 1, p, "string")
-  if p:match("^/+$") then return "/" end
-  p = p:gsub("/+$", "")
-  return p:match("([^/]*)$")
+  local e = #p
+  while e > 0 and p:byte(e) == 47 do e = e - 1 end  -- "/": trailing ones are dropped
+  if e == 0 and #p > 0 then return "/" end
+  local b = e
+  while b > 0 and p:byte(b) ~= 47 do b = b - 1 end
+  return p:sub(b + 1, e)
 end
 
 --- Joins path parts with "/"; an absolute part starts over (as Python's os.path.join).

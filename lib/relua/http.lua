@@ -121,11 +121,28 @@ local function parse_retry_after(v)
   return nil
 end
 
+local byte, SPACE = string.byte, { [32] = true, [9] = true, [11] = true, [12] = true }
+
+-- "Name: value" -> "Name", "value" (blanks around both trimmed), or nil. Plain searches,
+-- not a pattern with `.-`: every response of a batch passes here.
+local function header_field(line)
+  local colon = line:find(":", 1, true)
+  if not colon or colon == 1 then return nil end
+  local e = colon - 1
+  while SPACE[byte(line, e)] do e = e - 1 end
+  local name = line:sub(1, e)
+  if e == 0 or not name:find("^%S+$") then return nil end
+  local i, j = colon + 1, #line
+  while SPACE[byte(line, i)] do i = i + 1 end
+  while j >= i and SPACE[byte(line, j)] do j = j - 1 end
+  return name, line:sub(i, j)
+end
+
 local function parse_headers(raw)
   local list, map = {}, {}
   for line in raw:gmatch("[^\r\n]+") do
-    if not line:find("^HTTP/") then
-      local name, value = line:match("^([^:%s]+)%s*:%s*(.-)%s*$")
+    if line:sub(1, 5) ~= "HTTP/" then
+      local name, value = header_field(line)
       if name then
         name = name:lower()
         list[#list + 1] = { name, value }
@@ -175,7 +192,7 @@ local function check_keys(fname, t, keys, what)
 end
 
 local function check_header_text(fname, s)
-  if s:find("[\r\n]") then
+  if s:find("\n", 1, true) or s:find("\r", 1, true) then
     error(fname .. ": a header name or value contains a line break", 0)
   end
 end
@@ -186,6 +203,40 @@ local function env_nonempty(name)
   return nil
 end
 
+local BODY_KEYS = { "body", "body_file", "json", "form" }
+local shared_policies = {}  -- the policies of retry = nil / false per method: read-only
+
+-- The retry policy of a request (read-only: the default ones are shared by all requests).
+local function retry_policy(fname, method, r)
+  local key = (r == nil and method) or (r == false and method .. " no retry") or nil
+  if key and shared_policies[key] then return shared_policies[key] end
+  local policy = {}
+  for k, v in pairs(RETRY_DEFAULTS) do policy[k] = v end
+  if r == false then
+    policy.tries = 1
+  elseif type(r) == "table" then
+    check_keys(fname, r, RETRY_KEYS, "retry option")
+    for k, v in pairs(r) do policy[k] = v end
+  end
+  policy.tries = math.max(1, math.floor(policy.tries))
+  local retry_status = {}
+  for _, s in ipairs(policy.statuses) do retry_status[s] = true end
+  policy.status = retry_status
+  if policy.idempotent == nil then policy.idempotent = IDEMPOTENT[method] or false end
+  if key then shared_policies[key] = policy end
+  return policy
+end
+
+-- The last part of a URL's path ("https://h/a/b/?q=1" -> "b"), for the progress line.
+local function url_label(shown)
+  local path = shown:match("^[^?#]*")
+  local e = #path
+  while byte(path, e) == 47 do e = e - 1 end  -- "/"
+  local b = e
+  while b > 0 and byte(path, b) ~= 47 do b = b - 1 end
+  return b < e and path:sub(b + 1, e) or shown
+end
+
 -- Turns a request table into a job: the spec for the C core plus the policy around it.
 local function prepare(req, fname)
   if type(req) ~= "table" then
@@ -194,7 +245,7 @@ local function prepare(req, fname)
   check_keys(fname, req, KEYS, "option")
   if not req.url then error(fname .. ": 'url' is required", 0) end
   local nbodies = 0
-  for _, k in ipairs { "body", "body_file", "json", "form" } do
+  for _, k in ipairs(BODY_KEYS) do
     if req[k] ~= nil then nbodies = nbodies + 1 end
   end
   if nbodies > 1 then error(fname .. ": give at most one of body, body_file, json, form", 0) end
@@ -336,28 +387,13 @@ local function prepare(req, fname)
     spec.max_size = DEFAULT_MAX_SIZE
   end
 
-  -- retry policy
-  local r = req.retry
-  local policy = {}
-  for k, v in pairs(RETRY_DEFAULTS) do policy[k] = v end
-  if r == false then
-    policy.tries = 1
-  elseif type(r) == "table" then
-    check_keys(fname, r, RETRY_KEYS, "retry option")
-    for k, v in pairs(r) do policy[k] = v end
-  end
-  policy.tries = math.max(1, math.floor(policy.tries))
-  local retry_status = {}
-  for _, s in ipairs(policy.statuses) do retry_status[s] = true end
-  policy.status = retry_status
-  if policy.idempotent == nil then policy.idempotent = IDEMPOTENT[method] or false end
-
+  local policy = retry_policy(fname, method, req.retry)
   local shown = M.redact(url)
   return {
     spec = spec, method = method, url = url, shown = shown, secrets = secrets,
     policy = policy, output = req.output, part = req.output and (req.output .. ".part"),
     progress = req.progress,
-    label = req.label or shown:gsub("[?#].*$", ""):match("([^/]+)/*$") or shown,
+    label = req.label or url_label(shown),
     upload_size = upload, attempts = 0,
     prefix = "http: " .. method .. " " .. shown .. ": ",
   }
@@ -388,7 +424,8 @@ local function judge(job, r)
     local cl = r.content_length
     local bodyless = job.method == "HEAD" or r.status == 204 or r.status == 304
       or (r.status >= 100 and r.status < 200)
-    if not r.headers:find("\r?\n\r?\n$") then
+    local h = r.headers
+    if h:sub(-2) ~= "\n\n" and h:sub(-3) ~= "\n\r\n" then  -- the head ends with a blank line
       -- the connection closed inside the head: libcurl reports the status line as a success
       code = "truncated"
       msg = "truncated response: the connection closed inside the headers"
@@ -398,7 +435,7 @@ local function judge(job, r)
     else
       local resp = {
         status = r.status, headers = headers, header_list = list, size = r.size,
-        url = M.redact(r.url or job.url), redirects = r.redirects,
+        url = (r.url == nil or r.url == job.url) and job.shown or M.redact(r.url), redirects = r.redirects,
         ok = r.status >= 200 and r.status <= 299, attempts = job.attempts,
       }
       if not job.output then resp.body = r.body or "" end

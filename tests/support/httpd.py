@@ -18,7 +18,8 @@ Endpoints (any method unless said):
   /bearer?token=T       200 when "Authorization: Bearer T", else 401 (the body never
                         repeats the token)
   /truncate?size=N&send=M     declares Content-Length N, sends M bytes, closes
-  /headers              repeated headers: two Set-Cookie, two X-Multi
+  /headers              repeated headers: two Set-Cookie, two X-Multi; blank-padded, empty,
+                        with colons, folded (obs-fold)
   /concurrent?delay=S   counts requests in flight (see /stats), holds each for S seconds
   /flaky?key=K&fail=N&status=C[&retry_after=S]   the first N requests for K get status C
   /upload               multipart/form-data parsed as a stream; JSON: parts with name,
@@ -240,7 +241,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif path == "/headers":
             self.send(200, "h", headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
-                                          ("X-Multi", "one"), ("X-Multi", "two")])
+                                          ("X-Multi", "one"), ("X-Multi", "two"),
+                                          ("X-Padded", " \t padded value \t "), ("X-Empty", ""),
+                                          ("X-Colon", "a: b:c"), ("X-Folded", "first\r\n \t second ")])
         elif path == "/concurrent":
             with LOCK:
                 STATE["in_flight"] += 1

@@ -35,6 +35,7 @@ Exits when its parent dies or after --lifetime seconds.
 """
 import argparse
 import base64
+import email.utils
 import hashlib
 import html
 import http.server
@@ -98,6 +99,10 @@ class Index:
         self.stored = 0
         self.log = []
         self.faults = []     # [{"status", "count", "prefix", "retry_after"}]
+        # The answers to reads, whole, as a CDN keeps pypi.org's pages: (target, Accept) ->
+        # (status, head without Date, body). Emptied by every change (generation moves on).
+        self.cache = {}
+        self.generation = 0
         # The records of the files stored, one JSON line each: a restart on the same
         # storage serves what the index held when it went down.
         self.records = os.path.join(storage, "records.jsonl")
@@ -108,15 +113,40 @@ class Index:
                         self.add(json.loads(line))
 
     def add(self, record):
+        self.generation += 1
+        self.cache.clear()
         key = normalize(record["name"])
         proj = self.projects.setdefault(key, {"name": record["name"], "files": {}})
         proj["files"][record["filename"]] = record
         self.by_filename[record["filename"]] = record
         self.stored += 1
 
+    def keep(self, key, generation, answer):
+        """Keeps a read's answer unless the index changed since the read began."""
+        with self.lock:
+            if generation == self.generation and not self.faults_pending():
+                if len(self.cache) >= 10000:
+                    self.cache.clear()
+                self.cache[key] = answer
+
+    def faults_pending(self):
+        return any(f["count"] > 0 for f in self.faults)
+
     def versions(self, key):
         proj = self.projects[key]
         return sorted({f["version"] for f in proj["files"].values()}, key=version_key)
+
+
+_date = [0, b""]
+
+
+def http_date():
+    """The Date header line, made once a second."""
+    now = int(time.time())
+    if now != _date[0]:
+        _date[1] = ("Date: %s\r\n" % email.utils.formatdate(now, usegmt=True)).encode("latin-1")
+        _date[0] = now
+    return _date[1]
 
 
 def wheel_or_sdist_name(filename):
@@ -355,16 +385,67 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if isinstance(body, str):
             body = body.encode("utf-8")
         self.record(status)  # before answering: a client that reads /_stats next sees it
-        self.send_response(status, reason)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
+        lines = ["Content-Type: %s" % ctype, "Content-Length: %d" % len(body)]
+        lines += ["%s: %s" % kv for kv in (headers or {}).items()]
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+            lines.append("Connection: close")
+        head = ("%s %d %s\r\nServer: %s\r\n" % (self.protocol_version, status,
+                reason or self.responses.get(status, ("",))[0], self.version_string())).encode("latin-1")
+        rest = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        key = getattr(self, "cache_key", None)
+        if key is not None and not self.close_connection:
+            self.index.keep(key, self.cache_generation, (status, head, rest, body))
+        self.answer(head, rest, b"" if self.command == "HEAD" else body)
+
+    def answer(self, head, rest, body):
+        """Writes an answer in one piece (one packet for a small one), with the Date."""
+        self.wfile.write(b"".join((head, http_date(), rest, body)))
+
+    # -- the fast read path ------------------------------------------------------------
+    def parse_request(self):
+        self.cache_key = None
+        if self.cached_get():
+            return False  # answered: handle() goes on to the connection's next request
+        return super().parse_request()
+
+    def cached_get(self):
+        """Answers a GET from the cache when its whole head is already read and the index
+        holds its answer; else reads nothing and lets the usual path parse the request."""
+        line = self.raw_requestline
+        if not (line.startswith(b"GET /") and line.endswith(b" HTTP/1.1\r\n")):
+            return False
+        index = self.index
+        if not index.cache or index.faults_pending():
+            return False
+        buf = self.rfile.peek(16384)
+        if buf.startswith(b"\r\n"):
+            fields, size = b"", 2
+        else:
+            end = buf.find(b"\r\n\r\n")
+            if end == -1:
+                return False
+            fields, size = buf[:end], end + 4
+        accept = b""
+        for h in fields.split(b"\r\n") if fields else ():
+            name, sep, value = h.partition(b":")
+            name = name.lower()
+            if not sep or name in (b"connection", b"expect", b"content-length", b"transfer-encoding"):
+                return False
+            if name == b"accept" and not accept:
+                accept = value.strip()
+        target = line[4:-11]
+        hit = index.cache.get((target, accept))
+        if hit is None:
+            return False
+        self.rfile.read(size)
+        status, head, rest, body = hit
+        self.command, self.path, self.request_version = "GET", target.decode("latin-1"), "HTTP/1.1"
+        self.close_connection = False
+        with index.lock:
+            index.requests += 1
+            index.log.append("GET %s %d" % (self.path, status))
+        self.answer(head, rest, body)
+        return True
 
     def send_json(self, status, obj, ctype="application/json"):
         self.send(status, json.dumps(obj, indent=None), ctype)
@@ -413,12 +494,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self):
+        generation = self.index.generation
         f = self.fault()
         if f:
             return self.fail(f)
         url = urllib.parse.urlsplit(self.path)
         path = url.path
         query = urllib.parse.parse_qs(url.query)
+        if self.command == "GET" and (path.startswith("/simple") or path.startswith("/pypi/")):
+            self.cache_key = (self.path.encode("latin-1"), (self.headers.get("Accept") or "").strip().encode("latin-1"))
+            self.cache_generation = generation
         if path == "/_stats":
             with self.index.lock:
                 obj = {"requests": self.index.requests, "connections": self.index.connections,

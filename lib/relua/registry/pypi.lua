@@ -32,7 +32,11 @@ end
 local function parse_metadata(text)
   -- RFC 822 style headers up to the first blank line; continuation lines start with space.
   local fields, last = {}, nil
-  for line in (text .. "\n"):gmatch("(.-)\r?\n") do
+  local at = 1
+  while at <= #text do
+    local nl = text:find("\n", at, true) or #text + 1
+    local line = text:sub(at, text:byte(nl - 1) == 13 and nl - 2 or nl - 1)
+    at = nl + 1
     if line == "" then break end
     if line:match("^[ \t]") and last then
       fields[last] = fields[last] .. "\n" .. line:gsub("^[ \t]+", "")
@@ -231,8 +235,9 @@ local function sorted_versions(files, versions)
   return pep440.sort(out, false, { invalid = "first" })
 end
 
--- One lookup request for a project (for http.all) and the function that reads its answer.
-local function lookup_request(name, opts)
+-- One lookup request for a project (for http.all) and the function that reads its answer
+-- (with the project's versions sorted unless `files_only`).
+local function lookup_request(name, opts, files_only)
   local normalized = M.normalize(name)
   local index = opt_index(opts)
   local req
@@ -261,7 +266,7 @@ local function lookup_request(name, opts)
       files, versions, code = parse_simple(resp, resp.url or req.url, normalized)
     end
     if not files then return nil, versions, code end
-    return { files = files, versions = sorted_versions(files, versions), exists = true }
+    return { files = files, versions = not files_only and sorted_versions(files, versions) or nil, exists = true }
   end
   return req, read
 end
@@ -365,7 +370,7 @@ local function lookup_projects(dists, opts)
     local key = M.normalize(d.name)
     names[key] = d.name
     if not slot[key] then
-      local req, read = lookup_request(d.name, opts)
+      local req, read = lookup_request(d.name, opts, true)
       reqs[#reqs + 1], reads[#reads + 1] = req, read
       slot[key] = #reqs
     end
@@ -388,7 +393,7 @@ local function lookup_projects(dists, opts)
     -- Not on the simple API: ask the JSON API too ("whichever the index offers").
     local jopts = setmetatable({ api = "json" }, { __index = opts })
     local jreqs, jreads = {}, {}
-    for j, g in ipairs(again) do jreqs[j], jreads[j] = lookup_request(g.name, jopts) end
+    for j, g in ipairs(again) do jreqs[j], jreads[j] = lookup_request(g.name, jopts, true) end
     local janswers = http.all(jreqs, all)
     for j, g in ipairs(again) do
       local jp = jreads[j](janswers[j][1], janswers[j][2], janswers[j][3])
