@@ -140,6 +140,41 @@ describe("pypi_server.py (the test index)", function()
     assert.matches("digest", resp.body, 1, true)
     assert.are.equal(404, assert(http.get(server.index .. "third-pkg/", { progress = false })).status)
   end)
+
+  it("answers a repeated read from its cache: counted, fresh after an upload, and faults still apply", function()
+    local name = "cached-pkg"
+    local v1 = reg.build_dists(dir, { name, "1.0" })[1]
+    local v2 = reg.build_dists(dir, { name, "2.0" })[1]
+    assert.are.equal(0, twine(server, { v1 }).code)
+    local first, doc1 = simple_json(server, name)
+    assert.are.equal("MISS", first.headers["x-cache"])
+    local again, doc2 = simple_json(server, name)  -- the same read: from the cache
+    assert.are.equal("HIT", again.headers["x-cache"])
+    assert.are.equal(200, again.status)
+    assert.are.same(doc1, doc2)
+    assert.are.equal(first.headers["content-length"], again.headers["content-length"])
+    assert.is_truthy(again.headers.date)
+    -- an upload empties the cache: the next read shows the new file
+    assert.are.equal(0, twine(server, { v2 }).code)
+    local fresh, doc3 = simple_json(server, name)
+    assert.are.equal("MISS", fresh.headers["x-cache"])
+    assert.are.same({ "1.0", "2.0" }, doc3.versions)
+    assert.are.equal(2, #doc3.files)
+    -- an injected failure answers a read that the cache holds
+    simple_json(server, name)
+    server.fail({ status = 503, count = 1, prefix = "/simple/" .. name })
+    local failed = assert(http.get(server.index .. name .. "/", { retry = false, progress = false,
+      headers = { accept = "application/vnd.pypi.simple.v1+json" } }))
+    assert.are.equal(503, failed.status)
+    -- every read is in the log, cached or not
+    local log = server.stats().log
+    local reads = 0
+    for _, line in ipairs(log) do
+      if line:find("GET /simple/" .. name .. "/ ", 1, true) then reads = reads + 1 end
+    end
+    assert.are.equal(5, reads)
+    assert.are.equal("GET /simple/" .. name .. "/ 503", log[#log])
+  end)
 end)
 
 describe("pypi_server.py --warehouse (duplicates answered as pypi.org does)", function()

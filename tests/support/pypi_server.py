@@ -8,6 +8,9 @@ Speaks what uploaders and installers use:
   GET  /pypi/NAME/json, /pypi/NAME/VERSION/json
   GET  /files/FILENAME          downloads (HEAD too)
 Project names are normalised per PEP 503; a non-normalised /simple/ URL redirects.
+A read of /simple/ or /pypi/ is answered from a cache the next time (as pypi.org's CDN
+does: X-Cache: HIT, else MISS) until an upload changes the index; injected faults and
+/_stats see every request.
 
 A duplicate filename is refused: by default with 409 Conflict (pypiserver's answer); with
 --warehouse as pypi.org does (an identical file: 200, different bytes: 400 "File already
@@ -391,10 +394,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             lines.append("Connection: close")
         head = ("%s %d %s\r\nServer: %s\r\n" % (self.protocol_version, status,
                 reason or self.responses.get(status, ("",))[0], self.version_string())).encode("latin-1")
-        rest = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         key = getattr(self, "cache_key", None)
+        if key is not None:
+            lines.append("X-Cache: MISS")  # as pypi.org's CDN says
+        rest = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if key is not None and not self.close_connection:
-            self.index.keep(key, self.cache_generation, (status, head, rest, body))
+            hit = rest.replace(b"X-Cache: MISS\r\n", b"X-Cache: HIT\r\n")
+            self.index.keep(key, self.cache_generation, (status, head, hit, body))
         self.answer(head, rest, b"" if self.command == "HEAD" else body)
 
     def answer(self, head, rest, body):
