@@ -2,12 +2,14 @@
 ** archive.c: relua.core.archive, reading entries of archives (zip, tar, tar.gz, ...)
 ** (zip and tar, any compression) through libarchive. Used to read a wheel's METADATA and an sdist's PKG-INFO.
 **
-**   archive.open(path) -> reader | nil, msg, code
+**   archive.open(path [, kind]) -> reader | nil, msg, code
+**     kind: "zip" (a zip file only), "tar" (a tar, compressed or not) or "any" (default)
 **   reader:next() -> {name=, type=, size=} | nil (end) | nil, msg, code
 **   reader:read([max]) -> data of the current entry | nil, msg, code ("too_large" over max)
 **   reader:close()  (also __gc and __close)
 */
 #include <errno.h>
+#include <locale.h>
 #include <string.h>
 
 #include <archive.h>
@@ -38,7 +40,9 @@ static int archive_failure(lua_State *L, struct archive *a, const char *what, co
 }
 
 static int l_open(lua_State *L) {
+  static const char *const kinds[] = {"any", "zip", "tar", NULL};
   const char *path = luaL_checkstring(L, 1);
+  int kind = luaL_checkoption(L, 2, "any", kinds);
   Reader *r = (Reader *)lua_newuserdatauv(L, sizeof(Reader), 1);  /* [reader] */
   r->a = NULL;
   r->has_entry = 0;
@@ -47,9 +51,10 @@ static int l_open(lua_State *L) {
   lua_setiuservalue(L, -2, 1);  /* keep the path for messages */
   r->a = archive_read_new();
   if (r->a == NULL) return luaL_error(L, "archive.open: out of memory");
-  archive_read_support_filter_all(r->a);
-  archive_read_support_format_zip(r->a);  /* wheels, zip sdists */
-  archive_read_support_format_tar(r->a);  /* sdists: ustar, pax, gnu */
+  /* Only what the kind can be: each reader and filter registered costs its set-up. */
+  if (kind != 1) archive_read_support_filter_all(r->a);   /* a zip is never compressed whole */
+  if (kind != 2) archive_read_support_format_zip(r->a);   /* wheels, zip sdists */
+  if (kind != 1) archive_read_support_format_tar(r->a);   /* sdists: ustar, pax, gnu */
   if (archive_read_open_filename(r->a, path, 64 * 1024) != ARCHIVE_OK) {
     int n = archive_failure(L, r->a, "archive.open", path);
     archive_read_free(r->a);
@@ -66,10 +71,22 @@ static const char *path_of(lua_State *L) {
   return p ? p : "?";
 }
 
+/*
+** Names are read in a UTF-8 locale (this thread's only, for the call): in the C locale
+** libarchive cannot convert a UTF-8 name and gives none.
+*/
+static locale_t utf8_locale(void) {
+  static locale_t loc = (locale_t)0;
+  if (loc == (locale_t)0) loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+  return loc;
+}
+
 static int l_next(lua_State *L) {
   Reader *r = check_reader(L);
   struct archive_entry *e;
+  locale_t utf8 = utf8_locale(), old = utf8 ? uselocale(utf8) : (locale_t)0;
   int rc = archive_read_next_header(r->a, &e);
+  if (utf8) uselocale(old);
   if (rc == ARCHIVE_EOF) {
     r->has_entry = 0;
     lua_pushnil(L);
@@ -78,8 +95,14 @@ static int l_next(lua_State *L) {
   if (rc < ARCHIVE_WARN) return archive_failure(L, r->a, "archive.next", path_of(L));
   r->has_entry = 1;
   lua_createtable(L, 0, 3);  /* [reader, entry] */
-  const char *name = archive_entry_pathname_utf8(e);
-  if (name == NULL) name = archive_entry_pathname(e);
+  /* An ASCII name is the same in any charset: taken as it is, without a conversion. */
+  const char *name = archive_entry_pathname(e);
+  const char *c = name;
+  while (c != NULL && *c != '\0' && (unsigned char)*c < 0x80) c++;
+  if (c == NULL || *c != '\0') {
+    const char *utf8 = archive_entry_pathname_utf8(e);
+    if (utf8 != NULL) name = utf8;
+  }
   lua_pushstring(L, name ? name : "");
   lua_setfield(L, -2, "name");
   const char *type = "other";

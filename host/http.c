@@ -445,9 +445,88 @@ static void set_int(lua_State *L, const char *k, lua_Integer v) {
   lua_setfield(L, -2, k);
 }
 
+static int is_blank(char c) {  /* Lua's %s */
+  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
 /*
-** t:result() -> {curl=, error=, status=, headers=raw, body=?, size=, content_length=,
-**   url=, redirects=, started=, os_errno=, too_large=, interrupted=, output_error=, time=}
+** Pushes the fields of the raw head as relua.http shows them: a map {name = value} and a
+** list {{name, value}, ...}. Lines are split at CR and LF; status lines ("HTTP/...") are
+** skipped; names are lower-cased; the blanks around a value are trimmed; a repeated field
+** is joined with ", " (Set-Cookie with a newline); an obsolete folded line (starting with
+** a blank) is added to the field before it after one space.
+*/
+static void push_fields(lua_State *L, const char *raw, size_t len) {
+  const char *p = raw, *end = raw + len;
+  int map, list;
+  lua_Integer n = 0;
+  lua_createtable(L, 0, 8);
+  map = lua_gettop(L);
+  lua_createtable(L, 8, 0);
+  list = lua_gettop(L);
+  while (p < end) {
+    const char *e = p, *name_end, *v, *ve;
+    while (e < end && *e != '\r' && *e != '\n') e++;
+    if (e == p) { p++; continue; }
+    if (e - p >= 5 && memcmp(p, "HTTP/", 5) == 0) { p = e; continue; }
+    name_end = p;
+    while (name_end < e && *name_end != ':' && !is_blank(*name_end)) name_end++;
+    v = name_end;
+    while (v < e && is_blank(*v)) v++;
+    if (name_end > p && v < e && *v == ':') {
+      luaL_Buffer b;
+      const char *c;
+      v++;
+      while (v < e && is_blank(*v)) v++;
+      ve = e;
+      while (ve > v && is_blank(ve[-1])) ve--;
+      luaL_buffinit(L, &b);
+      for (c = p; c < name_end; c++) luaL_addchar(&b, (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c));
+      luaL_pushresult(&b);                          /* [.., name] */
+      lua_createtable(L, 2, 0);                     /* [.., name, pair] */
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, -2, 1);
+      lua_pushlstring(L, v, (size_t)(ve - v));
+      lua_rawseti(L, -2, 2);
+      lua_rawseti(L, list, ++n);                    /* [.., name] */
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, map) == LUA_TSTRING) {      /* [.., name, old] */
+        lua_pushstring(L, strcmp(lua_tostring(L, -2), "set-cookie") == 0 ? "\n" : ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+      } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+      }
+      lua_rawset(L, map);                           /* [..] */
+    } else if ((*p == ' ' || *p == '\t') && n > 0) {
+      v = p;
+      while (v < e && is_blank(*v)) v++;
+      ve = e;
+      while (ve > v && is_blank(ve[-1])) ve--;
+      lua_rawgeti(L, list, n);                      /* [.., pair] */
+      lua_rawgeti(L, -1, 1);                        /* [.., pair, name] */
+      lua_rawgeti(L, -2, 2);
+      lua_pushstring(L, " ");
+      lua_pushlstring(L, v, (size_t)(ve - v));
+      lua_concat(L, 3);                             /* [.., pair, name, value .. " " .. folded] */
+      lua_rawseti(L, -3, 2);
+      lua_pushvalue(L, -1);
+      lua_rawget(L, map);                           /* [.., pair, name, joined] */
+      lua_pushstring(L, " ");
+      lua_pushlstring(L, v, (size_t)(ve - v));
+      lua_concat(L, 3);
+      lua_rawset(L, map);                           /* [.., pair] */
+      lua_pop(L, 1);
+    }
+    p = e;
+  }
+}
+
+/*
+** t:result() -> {curl=, error=, status=, headers=raw, fields={map, list} (push_fields),
+**   body=?, size=, content_length=, url=, redirects=, started=, os_errno=, too_large=,
+**   interrupted=, output_error=, time=}
 ** Only for a finished transfer. Closing the output file here flushes it.
 */
 static int transfer_result(lua_State *L) {
@@ -477,6 +556,9 @@ static int transfer_result(lua_State *L) {
   set_int(L, "status", (lua_Integer)status);
   lua_pushlstring(L, t->hdr ? t->hdr : "", t->hlen);
   lua_setfield(L, -2, "headers");
+  push_fields(L, t->hdr ? t->hdr : "", t->hlen);  /* [r, map, list] */
+  lua_setfield(L, -3, "header_list");
+  lua_setfield(L, -2, "header_map");
   if (!t->to_file) {
     lua_pushlstring(L, t->buf ? t->buf : "", t->len);
     lua_setfield(L, -2, "body");

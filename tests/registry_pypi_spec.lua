@@ -4,6 +4,7 @@ local reg = require "support.registries"
 local h = require "support.h"
 local pypi = require "relua.registry.pypi"
 local fs = require "relua.fs"
+local proc = require "relua.proc"
 local http = require "relua.http"
 local json = require "relua.json"
 
@@ -406,6 +407,38 @@ describe("relua.core.archive", function()
     r:close()
     r:close()  -- twice is fine
     assert.has_error(function() r:next() end, "archive: reader is closed")
+  end)
+
+  it("opens only the kind asked for, when asked", function()
+    local whl = reg.build_dists(dir, { "Kind.Pkg", "1.0" })[1]
+    local sdist = reg.build_dists(dir, { "Kind.Pkg", "1.0" }, { sdist = true })[1]
+    local r = assert(archive.open(whl, "zip"))
+    assert.are.equal("kind_pkg/__init__.py", r:next().name)
+    r:close()
+    r = assert(archive.open(sdist, "tar"))
+    assert.matches("^kind_pkg%-1%.0/", r:next().name)
+    r:close()
+    for _, case in ipairs({ { sdist, "zip" }, { whl, "tar" } }) do
+      local bad, msg, code = archive.open(case[1], case[2])
+      if bad then bad, msg, code = bad:next() end  -- libarchive may only see it at the first entry
+      assert.is_nil(bad)
+      assert.are.equal("archive", code)
+      assert.matches(fs.basename(case[1]), msg, 1, true)
+    end
+    assert.has_error(function() archive.open(whl, "rar") end)
+  end)
+
+  it("gives entry names in UTF-8, ASCII or not", function()
+    local zip = fs.join(dir, "names.zip")
+    local r = assert(proc.run({ "python3", "-c", "import sys, zipfile\n"
+      .. "with zipfile.ZipFile(sys.argv[1], 'w') as z:\n"
+      .. "    z.writestr('plain/METADATA', 'x')\n"
+      .. "    z.writestr('caf\\u00e9-\\u65e5\\u672c/METADATA', 'y')\n", zip }))
+    assert.are.equal(0, r.code, r.stderr)
+    local reader = assert(archive.open(zip, "zip"))
+    assert.are.equal("plain/METADATA", reader:next().name)
+    assert.are.equal("café-日本/METADATA", reader:next().name)
+    reader:close()
   end)
 
   it("fails cleanly on what is not an archive", function()

@@ -121,46 +121,7 @@ local function parse_retry_after(v)
   return nil
 end
 
-local byte, SPACE = string.byte, { [32] = true, [9] = true, [11] = true, [12] = true }
-
--- "Name: value" -> "Name", "value" (blanks around both trimmed), or nil. Plain searches,
--- not a pattern with `.-`: every response of a batch passes here.
-local function header_field(line)
-  local colon = line:find(":", 1, true)
-  if not colon or colon == 1 then return nil end
-  local e = colon - 1
-  while SPACE[byte(line, e)] do e = e - 1 end
-  local name = line:sub(1, e)
-  if e == 0 or not name:find("^%S+$") then return nil end
-  local i, j = colon + 1, #line
-  while SPACE[byte(line, i)] do i = i + 1 end
-  while j >= i and SPACE[byte(line, j)] do j = j - 1 end
-  return name, line:sub(i, j)
-end
-
-local function parse_headers(raw)
-  local list, map = {}, {}
-  for line in raw:gmatch("[^\r\n]+") do
-    if line:sub(1, 5) ~= "HTTP/" then
-      local name, value = header_field(line)
-      if name then
-        name = name:lower()
-        list[#list + 1] = { name, value }
-        if map[name] then
-          map[name] = map[name] .. (name == "set-cookie" and "\n" or ", ") .. value
-        else
-          map[name] = value
-        end
-      elseif line:find("^[ \t]") and #list > 0 then  -- obsolete line folding
-        local last = list[#list]
-        local folded = line:match("^%s*(.-)%s*$")
-        last[2] = last[2] .. " " .. folded
-        map[last[1]] = map[last[1]] .. " " .. folded
-      end
-    end
-  end
-  return map, list
-end
+local byte = string.byte
 
 -- ------------------------------------------------------------------ arguments
 
@@ -420,7 +381,7 @@ local function judge(job, r)
 
   if r.curl == 0 then
     -- libcurl said OK: check the size ourselves (a dying connection can look like success)
-    local headers, list = parse_headers(r.headers)
+    local headers, list = r.header_map, r.header_list  -- parsed by the C core
     local cl = r.content_length
     local bodyless = job.method == "HEAD" or r.status == 204 or r.status == 304
       or (r.status >= 100 and r.status < 200)

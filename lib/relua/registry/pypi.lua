@@ -51,8 +51,8 @@ local function parse_metadata(text)
   return fields
 end
 
-local function read_member(path, match)
-  local r, msg, code = archive.open(path)
+local function read_member(path, match, kind)
+  local r, msg, code = archive.open(path, kind)
   if not r then return nil, msg, code end
   local found
   while true do
@@ -92,17 +92,17 @@ end
 ---@return string? code "ENOENT", "bad_dist", ...
 function M.inspect(path)
   local filename = fs.basename(path)
-  local filetype, pyversion, member
+  local filetype, pyversion, member, kind
   if filename:match("%.whl$") then
     local parts = {}
     for p in filename:sub(1, -5):gmatch("[^-]+") do parts[#parts + 1] = p end
     if #parts ~= 5 and #parts ~= 6 then
       return nil, "pypi: " .. path .. ": not a wheel file name (NAME-VERSION-PY-ABI-PLATFORM.whl)", "bad_dist"
     end
-    filetype, pyversion = "bdist_wheel", parts[#parts - 2]
+    filetype, pyversion, kind = "bdist_wheel", parts[#parts - 2], "zip"
     member = function(n) return n:match("^[^/]+%.dist%-info/METADATA$") ~= nil end
   elseif filename:match("%.tar%.gz$") or filename:match("%.zip$") then
-    filetype, pyversion = "sdist", "source"
+    filetype, pyversion, kind = "sdist", "source", filename:match("%.zip$") and "zip" or "tar"
     member = function(n) return n:match("^[^/]+/PKG%-INFO$") ~= nil end
   else
     return nil, "pypi: " .. path .. ": not a wheel (.whl) or an sdist (.tar.gz, .zip)", "bad_dist"
@@ -110,7 +110,7 @@ function M.inspect(path)
   local st, msg, code = fs.stat(path)
   if not st then return nil, msg, code end
   local text
-  text, msg, code = read_member(path, member)
+  text, msg, code = read_member(path, member, kind)
   if not text then
     if msg then return nil, "pypi: " .. path .. ": " .. msg, code end
     return nil, string.format("pypi: %s: no %s in the distribution", path,
