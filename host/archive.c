@@ -4,6 +4,7 @@
 **
 **   archive.open(path [, kind]) -> reader | nil, msg, code
 **     kind: "zip" (a zip file only), "tar" (a tar, compressed or not) or "any" (default)
+**   archive.open_memory(data, name [, kind]) -> reader | nil, msg, code (name: for messages)
 **   reader:next() -> {name=, type=, size=} | nil (end) | nil, msg, code
 **   reader:read([max]) -> data of the current entry | nil, msg, code ("too_large" over max)
 **   reader:close()  (also __gc and __close)
@@ -39,29 +40,54 @@ static int archive_failure(lua_State *L, struct archive *a, const char *what, co
                     msg ? msg : "unreadable archive");
 }
 
-static int l_open(lua_State *L) {
-  static const char *const kinds[] = {"any", "zip", "tar", NULL};
-  const char *path = luaL_checkstring(L, 1);
-  int kind = luaL_checkoption(L, 2, "any", kinds);
-  Reader *r = (Reader *)lua_newuserdatauv(L, sizeof(Reader), 1);  /* [reader] */
+static const char *const kinds[] = {"any", "zip", "tar", NULL};
+
+/*
+** A new reader userdata for the archive called `name` (kept for messages, uservalue 1),
+** set up for the kind of archive at index kind_idx. [..] -> [.., reader]
+*/
+static Reader *new_reader(lua_State *L, int name_idx, int kind_idx) {
+  int kind = luaL_checkoption(L, kind_idx, "any", kinds);
+  Reader *r = (Reader *)lua_newuserdatauv(L, sizeof(Reader), 2);  /* [reader] */
   r->a = NULL;
   r->has_entry = 0;
   luaL_setmetatable(L, READER_MT);
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, 1);  /* keep the path for messages */
+  lua_pushvalue(L, name_idx);
+  lua_setiuservalue(L, -2, 1);
   r->a = archive_read_new();
-  if (r->a == NULL) return luaL_error(L, "archive.open: out of memory");
+  if (r->a == NULL) luaL_error(L, "archive.open: out of memory");
   /* Only what the kind can be: each reader and filter registered costs its set-up. */
   if (kind != 1) archive_read_support_filter_all(r->a);   /* a zip is never compressed whole */
   if (kind != 2) archive_read_support_format_zip(r->a);   /* wheels, zip sdists */
   if (kind != 1) archive_read_support_format_tar(r->a);   /* sdists: ustar, pax, gnu */
-  if (archive_read_open_filename(r->a, path, 64 * 1024) != ARCHIVE_OK) {
-    int n = archive_failure(L, r->a, "archive.open", path);
+  return r;
+}
+
+static int opened(lua_State *L, Reader *r, int rc, const char *name) {
+  if (rc != ARCHIVE_OK) {
+    int n = archive_failure(L, r->a, "archive.open", name);
     archive_read_free(r->a);
     r->a = NULL;
     return n;
   }
   return 1;
+}
+
+static int l_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  Reader *r = new_reader(L, 1, 2);
+  return opened(L, r, archive_read_open_filename(r->a, path, 64 * 1024), path);
+}
+
+/* archive.open_memory(data, name [, kind]): the archive in a string (kept alive by the reader). */
+static int l_open_memory(lua_State *L) {
+  size_t len;
+  const char *data = luaL_checklstring(L, 1, &len);
+  const char *name = luaL_checkstring(L, 2);
+  Reader *r = new_reader(L, 2, 3);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 2);
+  return opened(L, r, archive_read_open_memory(r->a, data, len), name);
 }
 
 static const char *path_of(lua_State *L) {
@@ -162,6 +188,7 @@ static int l_tostring(lua_State *L) {
 
 static const luaL_Reg funcs[] = {
   {"open", l_open},
+  {"open_memory", l_open_memory},
   {NULL, NULL},
 };
 

@@ -400,7 +400,14 @@ static unsigned dec_unicode(Dec *d) {
 /* Pushes the string that starts at d->p ('"'). */
 static void dec_string(Dec *d) {
   luaL_Buffer b;
-  const unsigned char *open = d->p++;
+  const unsigned char *open = d->p++, *q = d->p;
+  /* Most strings are plain ASCII without escapes: pushed as they are. */
+  while (q < d->end && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\') q++;
+  if (q < d->end && *q == '"') {
+    lua_pushlstring(d->L, (const char *)d->p, (size_t)(q - d->p));
+    d->p = q + 1;
+    return;
+  }
   luaL_buffinit(d->L, &b);
   for (;;) {
     const unsigned char *run = d->p;
@@ -524,7 +531,7 @@ static void dec_array(Dec *d) {
 static void dec_object(Dec *d) {
   lua_State *L = d->L;
   dec_open(d);
-  lua_newtable(L);                                       /* [obj] */
+  lua_createtable(L, 0, 4);  /* [obj]: room for a few keys, not a rehash at each of them */
   if (d->p < d->end && *d->p == '}') {
     d->p++;
     d->depth--;

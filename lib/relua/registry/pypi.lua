@@ -51,8 +51,13 @@ local function parse_metadata(text)
   return fields
 end
 
-local function read_member(path, match, kind)
-  local r, msg, code = archive.open(path, kind)
+-- Files up to this size are read once, into memory, for their metadata and digests;
+-- larger ones are streamed (a 1 GB upload reads its file once for all its digests).
+local IN_MEMORY = 8 * 1024 * 1024
+
+-- The first file entry whose name passes match, of the reader that open(...) gives.
+local function read_member(match, open, ...)
+  local r, msg, code = open(...)
   if not r then return nil, msg, code end
   local found
   while true do
@@ -109,8 +114,16 @@ function M.inspect(path)
   end
   local st, msg, code = fs.stat(path)
   if not st then return nil, msg, code end
-  local text
-  text, msg, code = read_member(path, member, kind)
+  local text, data, size
+  if st.size <= IN_MEMORY then
+    data, msg, code = fs.read(path)
+    if not data then return nil, msg, code end
+    size = #data
+    text, msg, code = read_member(member, archive.open_memory, data, path, kind)
+  else
+    size = st.size
+    text, msg, code = read_member(member, archive.open, path, kind)
+  end
   if not text then
     if msg then return nil, "pypi: " .. path .. ": " .. msg, code end
     return nil, string.format("pypi: %s: no %s in the distribution", path,
@@ -120,15 +133,20 @@ function M.inspect(path)
   if not f.name or not f.version then
     return nil, "pypi: " .. path .. ": metadata without Name or Version", "bad_dist"
   end
-  local dg, m2, c2 = fs.digests(path, { sha256 = "hex", md5 = "hex" })  -- one read for both
-  if not dg then return nil, m2, c2 end
-  local sha256, md5 = dg.sha256, dg.md5
+  local sha256, md5
+  if data then
+    sha256, md5 = fs.hash(data, "sha256"), fs.hash(data, "md5")
+  else
+    local dg, m2, c2 = fs.digests(path, { sha256 = "hex", md5 = "hex" })  -- one read for both
+    if not dg then return nil, m2, c2 end
+    sha256, md5 = dg.sha256, dg.md5
+  end
   return {
     path = path, filename = filename, name = f.name, version = f.version,
     filetype = filetype, pyversion = pyversion,
     metadata_version = f["metadata-version"] or "2.1",
     summary = f.summary, requires_python = f["requires-python"],
-    sha256 = sha256, md5 = md5, size = st.size,
+    sha256 = sha256, md5 = md5, size = size,
   }
 end
 
