@@ -98,7 +98,7 @@ end
 function M.inspect(path)
   local filename = fs.basename(path)
   local filetype, pyversion, member, kind
-  if filename:match("%.whl$") then
+  if filename:sub(-4) == ".whl" then
     local parts = {}
     for p in filename:sub(1, -5):gmatch("[^-]+") do parts[#parts + 1] = p end
     if #parts ~= 5 and #parts ~= 6 then
@@ -106,8 +106,8 @@ function M.inspect(path)
     end
     filetype, pyversion, kind = "bdist_wheel", parts[#parts - 2], "zip"
     member = function(n) return n:match("^[^/]+%.dist%-info/METADATA$") ~= nil end
-  elseif filename:match("%.tar%.gz$") or filename:match("%.zip$") then
-    filetype, pyversion, kind = "sdist", "source", filename:match("%.zip$") and "zip" or "tar"
+  elseif filename:sub(-7) == ".tar.gz" or filename:sub(-4) == ".zip" then
+    filetype, pyversion, kind = "sdist", "source", filename:sub(-4) == ".zip" and "zip" or "tar"
     member = function(n) return n:match("^[^/]+/PKG%-INFO$") ~= nil end
   else
     return nil, "pypi: " .. path .. ": not a wheel (.whl) or an sdist (.tar.gz, .zip)", "bad_dist"
