@@ -524,9 +524,9 @@ static void push_fields(lua_State *L, const char *raw, size_t len) {
 }
 
 /*
-** t:result() -> {curl=, error=, status=, headers=raw, fields={map, list} (push_fields),
-**   body=?, size=, content_length=, url=, redirects=, started=, os_errno=, too_large=,
-**   interrupted=, output_error=, time=}
+** t:result() -> {curl=, error=, status=, headers=raw, header_map=, header_list= (the
+**   fields of the head: push_fields), body=?, size=, content_length=, url=, redirects=,
+**   started=, os_errno=, too_large=, interrupted=, output_error=, time=}
 ** Only for a finished transfer. Closing the output file here flushes it.
 */
 static int transfer_result(lua_State *L) {

@@ -103,7 +103,8 @@ class Index:
         self.log = []
         self.faults = []     # [{"status", "count", "prefix", "retry_after"}]
         # The answers to reads, whole, as a CDN keeps pypi.org's pages: (target, Accept) ->
-        # (status, head without Date, body). Emptied by every change (generation moves on).
+        # (status, status line and Server, the other header lines, body); the Date is added
+        # when sent. Emptied by every change (the generation moves on).
         self.cache = {}
         self.generation = 0
         # The records of the files stored, one JSON line each: a restart on the same
