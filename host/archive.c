@@ -98,8 +98,9 @@ static const char *path_of(lua_State *L) {
 }
 
 /*
-** Names are read in a UTF-8 locale (this thread's only, for the call): in the C locale
-** libarchive cannot convert a UTF-8 name and gives none.
+** Entries are read in a UTF-8 locale (this thread's only, for the call): in the C locale
+** libarchive cannot convert a UTF-8 name and gives none. In it, the entry's name in the
+** locale's charset is UTF-8, with no conversion for an ASCII one.
 */
 static locale_t utf8_locale(void) {
   static locale_t loc = (locale_t)0;
@@ -110,8 +111,10 @@ static locale_t utf8_locale(void) {
 static int l_next(lua_State *L) {
   Reader *r = check_reader(L);
   struct archive_entry *e;
+  const char *name = NULL;
   locale_t utf8 = utf8_locale(), old = utf8 ? uselocale(utf8) : (locale_t)0;
   int rc = archive_read_next_header(r->a, &e);
+  if (rc != ARCHIVE_EOF && rc >= ARCHIVE_WARN) name = archive_entry_pathname(e);
   if (utf8) uselocale(old);
   if (rc == ARCHIVE_EOF) {
     r->has_entry = 0;
@@ -121,14 +124,7 @@ static int l_next(lua_State *L) {
   if (rc < ARCHIVE_WARN) return archive_failure(L, r->a, "archive.next", path_of(L));
   r->has_entry = 1;
   lua_createtable(L, 0, 3);  /* [reader, entry] */
-  /* An ASCII name is the same in any charset: taken as it is, without a conversion. */
-  const char *name = archive_entry_pathname(e);
-  const char *c = name;
-  while (c != NULL && *c != '\0' && (unsigned char)*c < 0x80) c++;
-  if (c == NULL || *c != '\0') {
-    const char *utf8 = archive_entry_pathname_utf8(e);
-    if (utf8 != NULL) name = utf8;
-  }
+  if (name == NULL) name = archive_entry_pathname_utf8(e);
   lua_pushstring(L, name ? name : "");
   lua_setfield(L, -2, "name");
   const char *type = "other";

@@ -449,6 +449,13 @@ static int is_blank(char c) {  /* Lua's %s */
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
 
+/* Pushes the text from p to e without the blanks around it. */
+static void push_trimmed(lua_State *L, const char *p, const char *e) {
+  while (p < e && is_blank(*p)) p++;
+  while (e > p && is_blank(e[-1])) e--;
+  lua_pushlstring(L, p, (size_t)(e - p));
+}
+
 /*
 ** Pushes the fields of the raw head as relua.http shows them: a map {name = value} and a
 ** list {{name, value}, ...}. Lines are split at CR and LF; status lines ("HTTP/...") are
@@ -465,7 +472,7 @@ static void push_fields(lua_State *L, const char *raw, size_t len) {
   lua_createtable(L, 8, 0);
   list = lua_gettop(L);
   while (p < end) {
-    const char *e = p, *name_end, *v, *ve;
+    const char *e = p, *name_end, *v;
     while (e < end && *e != '\r' && *e != '\n') e++;
     if (e == p) { p++; continue; }
     if (e - p >= 5 && memcmp(p, "HTTP/", 5) == 0) { p = e; continue; }
@@ -476,48 +483,41 @@ static void push_fields(lua_State *L, const char *raw, size_t len) {
     if (name_end > p && v < e && *v == ':') {
       luaL_Buffer b;
       const char *c;
-      v++;
-      while (v < e && is_blank(*v)) v++;
-      ve = e;
-      while (ve > v && is_blank(ve[-1])) ve--;
       luaL_buffinit(L, &b);
       for (c = p; c < name_end; c++) luaL_addchar(&b, (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c));
       luaL_pushresult(&b);                          /* [.., name] */
-      lua_createtable(L, 2, 0);                     /* [.., name, pair] */
-      lua_pushvalue(L, -2);
+      push_trimmed(L, v + 1, e);                    /* [.., name, value] */
+      lua_createtable(L, 2, 0);                     /* [.., name, value, pair] */
+      lua_pushvalue(L, -3);
       lua_rawseti(L, -2, 1);
-      lua_pushlstring(L, v, (size_t)(ve - v));
+      lua_pushvalue(L, -2);
       lua_rawseti(L, -2, 2);
-      lua_rawseti(L, list, ++n);                    /* [.., name] */
-      lua_pushvalue(L, -1);
-      if (lua_rawget(L, map) == LUA_TSTRING) {      /* [.., name, old] */
-        lua_pushstring(L, strcmp(lua_tostring(L, -2), "set-cookie") == 0 ? "\n" : ", ");
-        lua_pushlstring(L, v, (size_t)(ve - v));
+      lua_rawseti(L, list, ++n);                    /* [.., name, value] */
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, map) == LUA_TSTRING) {      /* [.., name, value, old] */
+        lua_pushstring(L, strcmp(lua_tostring(L, -3), "set-cookie") == 0 ? "\n" : ", ");
+        lua_rotate(L, -3, -1);                      /* [.., name, old, sep, value] */
         lua_concat(L, 3);
       } else {
         lua_pop(L, 1);
-        lua_pushlstring(L, v, (size_t)(ve - v));
       }
       lua_rawset(L, map);                           /* [..] */
     } else if ((*p == ' ' || *p == '\t') && n > 0) {
-      v = p;
-      while (v < e && is_blank(*v)) v++;
-      ve = e;
-      while (ve > v && is_blank(ve[-1])) ve--;
-      lua_rawgeti(L, list, n);                      /* [.., pair] */
-      lua_rawgeti(L, -1, 1);                        /* [.., pair, name] */
+      push_trimmed(L, p, e);                        /* [.., folded] */
+      lua_rawgeti(L, list, n);                      /* [.., folded, pair] */
+      lua_rawgeti(L, -1, 1);                        /* [.., folded, pair, name] */
       lua_rawgeti(L, -2, 2);
       lua_pushstring(L, " ");
-      lua_pushlstring(L, v, (size_t)(ve - v));
-      lua_concat(L, 3);                             /* [.., pair, name, value .. " " .. folded] */
+      lua_pushvalue(L, -5);
+      lua_concat(L, 3);                             /* [.., folded, pair, name, value .. " " .. folded] */
       lua_rawseti(L, -3, 2);
       lua_pushvalue(L, -1);
-      lua_rawget(L, map);                           /* [.., pair, name, joined] */
+      lua_rawget(L, map);                           /* [.., folded, pair, name, joined] */
       lua_pushstring(L, " ");
-      lua_pushlstring(L, v, (size_t)(ve - v));
+      lua_pushvalue(L, -5);
       lua_concat(L, 3);
-      lua_rawset(L, map);                           /* [.., pair] */
-      lua_pop(L, 1);
+      lua_rawset(L, map);                           /* [.., folded, pair] */
+      lua_pop(L, 2);
     }
     p = e;
   }
