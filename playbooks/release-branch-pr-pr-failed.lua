@@ -32,9 +32,9 @@ complete; only the pull request that brings the version back to main is missing.
       local branch = bp.branch_of(ctx.state.VERSION)
       local repo <close> = bp.checkout()
       if not bp.remote_refs(repo)["refs/heads/" .. branch] then
-        ctx:act(string.format("push %s back to %s at the release commit %s", branch, cfg.remote, tostring(ctx.state.BUMP_SHA):sub(1, 12)), function()
-          require("relua.error").check(repo:push(cfg.remote, { ctx.state.BUMP_SHA .. ":refs/heads/" .. branch }))
-        end)
+        -- the branch is gone from the remote: back, at the release commit (the tag's)
+        bp.on_branch(ctx, repo, branch, ctx.state.BUMP_SHA)
+        bp.push_branch(ctx, repo, branch, "back, at the release commit")
       end
       local c, why = bp.forge_client()
       if not c then error(why, 0) end

@@ -186,7 +186,7 @@ local function release_tag_names(repo)
   local out = {}
   for _, ref in ipairs(refs) do
     local name = ref.name:match("^refs/tags/(.+)$")
-    if name and name:sub(1, #CFG.prefix) == CFG.prefix and not name:find("^{}", 1, true) then out[#out + 1] = name end
+    if name and name:sub(1, #CFG.prefix) == CFG.prefix then out[#out + 1] = name end
   end
   return out
 end
@@ -275,7 +275,7 @@ end
 -- The tag on the remote: its commit, or nil.
 local function remote_tag(repo, tag)
   for _, ref in ipairs(errors.check(repo:ls_remote(CFG.remote))) do
-    if ref.name == "refs/tags/" .. tag then return ref.commit or ref.id end
+    if ref.name == "refs/tags/" .. tag then return ref.commit end
   end
   return nil
 end

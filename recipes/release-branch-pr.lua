@@ -111,7 +111,7 @@ end
 -- (a tag maps to the commit it points at).
 local function remote_refs(repo)
   local out = {}
-  for _, ref in ipairs(errors.check(repo:ls_remote(CFG.remote))) do out[ref.name] = ref.commit or ref.id end
+  for _, ref in ipairs(errors.check(repo:ls_remote(CFG.remote))) do out[ref.name] = ref.commit end
   return out
 end
 
@@ -274,7 +274,8 @@ end
 -- ---------------------------------------------------------------- what exists
 
 local PB = { config = CFG, checkout = checkout, forge_client = forge_client, remote_refs = remote_refs,
-             compare = compare, branch_of = branch_of, tag_of = tag_of, planned_version = planned_version }
+             compare = compare, branch_of = branch_of, tag_of = tag_of, planned_version = planned_version,
+             on_branch = on_branch, push_branch = push_branch }
 
 --- What exists of version v's release, found from git, the index and the forge (not the
 --- ledger): {branch = sha|nil, tag = sha|nil, pypi = "identical"|"different"|"missing"|

@@ -151,6 +151,23 @@ symptom: |
   end)
 end)
 
+describe("a playbook check that fails", function()
+  it("tells the last line it printed, masked before it is shortened, after long lines too", function()
+    local secret = require "relua.secret"
+    local token = "tok-" .. string.rep("q", 30)
+    secret.declare(token, "PROBE_TOKEN")
+    -- a 4000-character line first (the search for the last line is linear), then the last
+    -- line, long enough that the token straddles character 200 of it
+    local last = string.rep("x", 185) .. " " .. token .. " end"
+    local script = "printf '%s\\n' " .. h.quote(string.rep("{", 4000)) .. " " .. h.quote(last) .. " '  '; exit 3"
+    local passed, detail = pb.run_check({ run = script }, { timeout = 10 })
+    assert.is_false(passed)
+    assert.matches("^exited with 3 %(expected 0%): x+ %*%*%*", detail)
+    assert.is_nil(detail:find("tok-", 1, true))
+    assert.is_nil(detail:find("{", 1, true))
+  end)
+end)
+
 describe("relua playbook", function()
   local sb
   before_each(function() sb = rs.sandbox() end)

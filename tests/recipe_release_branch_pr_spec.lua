@@ -358,6 +358,18 @@ describe("recipes/release-branch-pr.lua", function()
     released(p, "51", u0)
   end)
 
+  it("scenario D: the pull request failed and the branch was deleted; recover pushes it back and opens the pull request", function()
+    local p = B.project(S)
+    S.forge.fail({ prefix = "/repos/" .. p.repo .. "/pulls", method = "POST", status = 403 })
+    local u0 = p.uploads()
+    failed(p.release("52"))
+    gitfix.git(p.dir, "push", "-q", p.authed, ":refs/heads/release/pypi-v1.0.1")  -- deleted by hand
+    assert.is_nil(p.branch_tip("release/pypi-v1.0.1"))
+    local rec = recovered(p, "52", "release-branch-pr-pr-failed")
+    assert.matches("push release/pypi-v1.0.1 to origin (back, at the release commit)", rec.stdout, 1, true)
+    released(p, "52", u0)
+  end)
+
   it("scenario E, with a ledger: PyPI half published (the sdist refused); recover works out what exists and uploads only the rest", function()
     local p = B.project(S)
     local u0 = p.uploads()

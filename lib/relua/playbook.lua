@@ -826,14 +826,20 @@ function M.run_check(c, opts)
   local out = (pres.stdout or "") .. (pres.stderr or "")
   local e = c.expect or { code = 0 }
   local rc = pres.code or (128 + (pres.signal or 0))
-  -- what the check said last, for the person reading why it did not pass
-  local said = out:match("([^\n]*%S[^\n]*)\n?%s*$")
-  said = said and (": " .. require("relua.core.secret").mask(trim(said):sub(1, 200))) or ""
+  -- what the check said last, for the person reading why it did not pass (masked whole,
+  -- then shortened: a secret cut in two would not be recognised)
+  local function said()
+    local last
+    for line in out:gmatch("[^\n]+") do
+      if line:find("%S") then last = line end
+    end
+    return last and (": " .. require("relua.core.secret").mask(trim(last)):sub(1, 200)) or ""
+  end
   if e.code and rc ~= e.code then
-    return false, string.format("exited with %d (expected %d)%s", rc, e.code, said), pres
+    return false, string.format("exited with %d (expected %d)%s", rc, e.code, said()), pres
   end
   if e.output and not test_any(e.output, out) then
-    return false, "output lacks " .. describe_matcher(e.output[1]) .. said, pres
+    return false, "output lacks " .. describe_matcher(e.output[1]) .. said(), pres
   end
   if e.fn then
     local ok, r = pcall(e.fn, pres, ctx)

@@ -80,7 +80,7 @@ function Report:failed(name, rc, message, next_step)
   local e = self:entry(name)
   e.ran, e.rc, e.message = true, rc, message
   if e.t0 then e.seconds = round(clock() - e.t0) end
-  if e.open then ci.group_end(name) e.open = false end
+  self:close(name)
   ci.error(string.format("relua: %s of phase %s failed (rc=%d)", self.what == "revert" and "revert" or "run", name, rc),
     message .. "\n" .. next_step)
   self.failure = { phase = name, rc = rc, message = message }
